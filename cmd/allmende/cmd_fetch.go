@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/allmende/allmende/node"
+	"github.com/spf13/cobra"
+)
+
+func newFetchCmd(g *globalOptions) *cobra.Command {
+	var (
+		out    string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "fetch <cid> -o <out>",
+		Short: "Fetch a file or directory from peers, verified, to a path",
+		Long: `Fetches the file or directory <cid> from connected peers, many blocks at a
+time, verifying every block against its CID. The result is assembled beside
+<out> and renamed into place once complete, so <out> appears whole or not at
+all. Fetched blocks stay in the store and are pinned, so this node seeds
+them too and an interrupted fetch resumes where it stopped.
+
+Uses the running daemon, or an embedded node if none runs. Fails with status
+1 when no peer sends a block for fetch.timeout.` + exitStatusHelp,
+		Example: "  allmende fetch bafybei... -o ./model",
+		Args:    args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if out == "" {
+				return usageError{fmt.Errorf("fetch: -o <out> is required")}
+			}
+			if _, err := node.ParseCID(a[0]); err != nil {
+				return err
+			}
+			abs, err := filepath.Abs(out)
+			if err != nil {
+				return err
+			}
+			return withAPIEnv(cmd, g, func(ctx context.Context, e *env, api node.API) error {
+				progress, done := progressBar("fetching")
+				req := node.FetchRequest{Ref: a[0], Out: abs, Timeout: e.v.GetDuration("fetch.timeout")}
+				res, err := api.Fetch(ctx, req, progress)
+				done()
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), res)
+				}
+				rate := float64(res.Received) / max(res.Seconds, 1e-9) / 1e6
+				fmt.Fprintf(cmd.OutOrStdout(), "fetched %s to %s: %s, %s from peers in %.1fs (%.0f MB/s)\n",
+					res.CID, res.Out, humanBytes(res.Size), humanBytes(res.Received), res.Seconds, rate)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the file or directory (must not exist)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().Duration("fetch.timeout", 0, "fail when no peer sent a block for this long (default from config, 2m)")
+	return cmd
+}

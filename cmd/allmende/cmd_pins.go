@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/allmende/allmende/node"
+	"github.com/spf13/cobra"
+)
+
+func newLsCmd(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List pinned roots",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
+				pins, err := api.List(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), pins)
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "CID\tNAME\tSIZE")
+				for _, p := range pins {
+					fmt.Fprintf(w, "%s\t%s\t%s\n", p.CID, p.Name, humanBytes(p.Size))
+				}
+				return w.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newRmCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm <cid>",
+		Short: "Unpin a root; `allmende gc` then frees its blocks",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if _, err := node.ParseCID(a[0]); err != nil {
+				return err
+			}
+			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
+				if err := api.Remove(ctx, a[0]); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "unpinned", a[0])
+				return nil
+			})
+		},
+	}
+}
+
+func newGCCmd(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Delete blocks that no pin holds",
+		Long:  "Deletes every block no pinned root reaches. Pinned blocks are never deleted.",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
+				res, err := api.GC(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), res)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %d blocks (%s), kept %d\n", res.Removed, humanBytes(res.Freed), res.Kept)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

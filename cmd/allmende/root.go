@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/allmende/allmende/node"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// daemonProbeTimeout is how long a command waits for a daemon named in
+// HOME/api to answer before treating the file as stale.
+const daemonProbeTimeout = 2 * time.Second
+
+const exitStatusHelp = `
+EXIT STATUS
+  0  success
+  1  failure (no peer had the content, a disk error, ...)
+  2  bad usage or bad input (unparsable CID, missing path, existing output)`
+
+func newRootCmd() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "allmende",
+		Short: "Share AI models and datasets peer to peer",
+		Long: `allmende content-addresses model weights and datasets and serves them to
+other allmende and IPFS nodes over libp2p. Run "allmende daemon" to seed what
+you hold; "allmende add" and "allmende fetch" move files between nodes.` + exitStatusHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.home, "home", "", "allmende home directory (env ALLMENDE_HOME, default ~/.allmende)")
+	root.PersistentFlags().StringVar(&g.configFile, "config", "", "config file (default HOME/config.yaml)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newInitCmd(g), newDaemonCmd(g), newIDCmd(g), newConnectCmd(g), newPeersCmd(g),
+		newAddCmd(g), newFetchCmd(g), newLsCmd(g), newRmCmd(g), newGCCmd(g), newConfigCmd(g),
+	)
+	return root
+}
+
+// args wraps a cobra argument validator so its errors exit with status 2.
+func args(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := v(cmd, a); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// env is what a command needs: its configuration and a way to the node.
+type env struct {
+	v    *viper.Viper
+	home string
+	log  *slog.Logger
+}
+
+func newEnv(cmd *cobra.Command, g *globalOptions, daemon bool) (*env, error) {
+	v, home, err := loadConfig(g, cmd.Flags())
+	if err != nil {
+		return nil, err
+	}
+	return &env{v: v, home: home, log: newLogger(v, daemon)}, nil
+}
+
+func (e *env) nodeConfig() node.Config { return nodeConfig(e.v, e.home, e.log) }
+
+// ensureInit creates HOME on first use.
+func (e *env) ensureInit() error {
+	return node.InitHome(e.home, []byte(initTemplate), e.nodeConfig().StorePath)
+}
+
+// api returns the running daemon's API or, if none answers, an embedded
+// node on HOME. The returned function releases it.
+func (e *env) api(ctx context.Context) (node.API, func() error, error) {
+	url, err := node.ReadAPIFile(e.home)
+	if err != nil {
+		return nil, nil, err
+	}
+	if url != "" {
+		c := node.NewClient(url)
+		probe, cancel := context.WithTimeout(ctx, daemonProbeTimeout)
+		_, err := c.ID(probe)
+		cancel()
+		if err == nil {
+			return c, func() error { return nil }, nil
+		}
+		e.log.Debug("daemon API file is stale", "addr", url, "err", err)
+	}
+	if err := e.ensureInit(); err != nil {
+		return nil, nil, err
+	}
+	n, err := node.New(ctx, e.nodeConfig())
+	if err != nil {
+		return nil, nil, fmt.Errorf("no daemon is running and an embedded node could not start: %w", err)
+	}
+	return n, n.Close, nil
+}
+
+// withAPI runs f against the node's API and releases it afterwards.
+func withAPI(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, api node.API) error) error {
+	return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, api node.API) error { return f(ctx, api) })
+}
+
+// withAPIEnv is withAPI for commands that also read configuration.
+func withAPIEnv(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, e *env, api node.API) error) error {
+	e, err := newEnv(cmd, g, false)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	api, release, err := e.api(ctx)
+	if err != nil {
+		return err
+	}
+	err = f(ctx, e, api)
+	if rerr := release(); err == nil {
+		err = rerr
+	}
+	return err
+}

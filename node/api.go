@@ -1,0 +1,221 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/allmende/allmende/store"
+)
+
+// API is what the CLI can ask of a node. *Node implements it in-process and
+// *Client over the daemon's HTTP API, so every command works either way.
+type API interface {
+	ID(ctx context.Context) (IDInfo, error)
+	Connect(ctx context.Context, addr string) error
+	Peers(ctx context.Context) ([]PeerInfo, error)
+	Add(ctx context.Context, path string, progress ProgressFunc) (AddResult, error)
+	Fetch(ctx context.Context, req FetchRequest, progress ProgressFunc) (FetchResult, error)
+	List(ctx context.Context) ([]PinInfo, error)
+	Remove(ctx context.Context, ref string) error
+	GC(ctx context.Context) (store.GCResult, error)
+	Stats(ctx context.Context) (Stats, error)
+}
+
+var _ API = (*Node)(nil)
+
+// API routes, relative to the base URL in HOME/api.
+const (
+	routeID      = "/api/v0/id"
+	routeConnect = "/api/v0/connect"
+	routePeers   = "/api/v0/peers"
+	routeAdd     = "/api/v0/add"
+	routeFetch   = "/api/v0/fetch"
+	routeList    = "/api/v0/ls"
+	routeRemove  = "/api/v0/rm"
+	routeGC      = "/api/v0/gc"
+	routeStats   = "/api/v0/stats"
+)
+
+// progressInterval is the most often a stream reports progress.
+const progressInterval = 100 * time.Millisecond
+
+// maxRequestBody bounds an API request body.
+const maxRequestBody = 1 << 20
+
+type request struct {
+	Addr string `json:"addr,omitempty"`
+	Path string `json:"path,omitempty"`
+	Ref  string `json:"ref,omitempty"`
+	Out  string `json:"out,omitempty"`
+	// Timeout is a fetch's stall timeout.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// streamLine is one line of a streamed (NDJSON) answer: progress reports,
+// then a result or an error.
+type streamLine struct {
+	Progress *Progress       `json:"progress,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    *apiError       `json:"error,omitempty"`
+}
+
+// apiError is an error as it crosses the HTTP API.
+type apiError struct {
+	Message string `json:"message"`
+	Kind    string `json:"kind,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+// Is lets errors.Is see the error kinds through the API.
+func (e *apiError) Is(target error) bool {
+	return (target == ErrBadInput && e.Kind == "bad_input") || (target == ErrNotFound && e.Kind == "not_found")
+}
+
+func toAPIError(err error) *apiError {
+	e := &apiError{Message: err.Error()}
+	switch {
+	case errors.Is(err, ErrBadInput):
+		e.Kind = "bad_input"
+	case errors.Is(err, ErrNotFound):
+		e.Kind = "not_found"
+	}
+	return e
+}
+
+func statusOf(e *apiError) int {
+	switch e.Kind {
+	case "bad_input":
+		return http.StatusBadRequest
+	case "not_found":
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+// NewAPIHandler serves api over HTTP.
+func NewAPIHandler(api API, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	plain := func(route string, f func(r *http.Request, req request) (any, error)) {
+		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) {
+			req, err := decodeRequest(r)
+			var v any
+			if err == nil {
+				v, err = f(r, req)
+			}
+			if err != nil {
+				e := toAPIError(err)
+				writeJSON(w, statusOf(e), map[string]*apiError{"error": e})
+				return
+			}
+			writeJSON(w, http.StatusOK, v)
+		})
+	}
+	plain("GET "+routeID, func(r *http.Request, _ request) (any, error) { return api.ID(r.Context()) })
+	plain("POST "+routeConnect, func(r *http.Request, q request) (any, error) {
+		return struct{}{}, api.Connect(r.Context(), q.Addr)
+	})
+	plain("GET "+routePeers, func(r *http.Request, _ request) (any, error) { return api.Peers(r.Context()) })
+	plain("GET "+routeList, func(r *http.Request, _ request) (any, error) { return api.List(r.Context()) })
+	plain("POST "+routeRemove, func(r *http.Request, q request) (any, error) {
+		return struct{}{}, api.Remove(r.Context(), q.Ref)
+	})
+	plain("POST "+routeGC, func(r *http.Request, _ request) (any, error) { return api.GC(r.Context()) })
+	plain("GET "+routeStats, func(r *http.Request, _ request) (any, error) { return api.Stats(r.Context()) })
+	mux.HandleFunc("POST "+routeAdd, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
+		return api.Add(ctx, q.Path, p)
+	}))
+	mux.HandleFunc("POST "+routeFetch, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
+		return api.Fetch(ctx, FetchRequest{Ref: q.Ref, Out: q.Out, Timeout: q.Timeout}, p)
+	}))
+	return mux
+}
+
+func decodeRequest(r *http.Request) (request, error) {
+	var q request
+	if r.Method != http.MethodPost {
+		return q, nil
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxRequestBody)).Decode(&q); err != nil {
+		return q, fmt.Errorf("%w: request body: %v", ErrBadInput, err)
+	}
+	return q, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// streamed answers with NDJSON: progress lines, then the result or error.
+// When the client goes away, the request context ends the operation.
+func streamed(log *slog.Logger, f func(context.Context, request, ProgressFunc) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := decodeRequest(r)
+		if err != nil {
+			e := toAPIError(err)
+			writeJSON(w, statusOf(e), map[string]*apiError{"error": e})
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		var mu sync.Mutex
+		enc := json.NewEncoder(w)
+		flusher, _ := w.(http.Flusher)
+		send := func(l streamLine) {
+			mu.Lock()
+			defer mu.Unlock()
+			enc.Encode(l)
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		var last time.Time
+		progress := func(p Progress) {
+			if now := time.Now(); now.Sub(last) >= progressInterval || p.Done == p.Total {
+				last = now
+				send(streamLine{Progress: &p})
+			}
+		}
+		v, err := f(r.Context(), q, progress)
+		if err != nil {
+			log.Debug("api request failed", "path", r.URL.Path, "err", err)
+			send(streamLine{Error: toAPIError(err)})
+			return
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			send(streamLine{Error: toAPIError(err)})
+			return
+		}
+		send(streamLine{Result: raw})
+	}
+}
+
+// ServeAPI serves api on ln until ctx ends, then shuts the server down.
+func ServeAPI(ctx context.Context, ln net.Listener, api API, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           NewAPIHandler(api, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	return nil
+}

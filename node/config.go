@@ -1,0 +1,82 @@
+package node
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config is everything a Node needs to start. Package cmd builds it from
+// viper; every field has a matching key documented in configs/default.yaml.
+type Config struct {
+	// Home holds the identity key, the lock and the API file.
+	Home string
+	// StorePath is the store directory (default Home/store).
+	StorePath string
+	// StoreSync makes every block write durable before it is acknowledged.
+	StoreSync bool
+	// Listen are the multiaddrs the libp2p host listens on.
+	Listen []string
+	// APIAddr is host:port of the local HTTP API (daemon only).
+	APIAddr string
+	// Bootstrap peers are dialled at start.
+	Bootstrap []string
+	// MDNS enables LAN discovery.
+	MDNS bool
+	// DHTMode is auto, server, client or off.
+	DHTMode string
+	// NAT enables port mapping, AutoNAT, hole punching and relay client.
+	NAT bool
+	// SwarmKey is the path of a libp2p private network key, or empty.
+	SwarmKey string
+	// FetchTimeout fails a fetch when no block arrived for this long.
+	FetchTimeout time.Duration
+	// FetchParallel is the number of blocks wanted at once.
+	FetchParallel int
+	// SendAllowance is the bytes bitswap queues per peer.
+	SendAllowance int
+	// ConnsLow and ConnsHigh are the connection manager's watermarks.
+	ConnsLow, ConnsHigh int
+	// MaxMemory caps the libp2p resource manager's memory budget, in bytes.
+	MaxMemory int64
+	// MaxConns caps the number of libp2p connections.
+	MaxConns int
+	// AllowNets are multiaddrs (e.g. /ip4/10.0.0.0/ipcidr/8) exempt from
+	// the per-IP connection limits, for a LAN mirror.
+	AllowNets []string
+	// Logger receives the node's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultFetchTimeout  = 2 * time.Minute
+	DefaultFetchParallel = 128
+	DefaultConnsLow      = 64
+	DefaultConnsHigh     = 256
+	DefaultMaxMemory     = 1 << 30
+	DefaultMaxConns      = 1024
+)
+
+func (c *Config) setDefaults() {
+	if c.FetchTimeout <= 0 {
+		c.FetchTimeout = DefaultFetchTimeout
+	}
+	if c.FetchParallel <= 0 {
+		c.FetchParallel = DefaultFetchParallel
+	}
+	if c.ConnsLow <= 0 {
+		c.ConnsLow = DefaultConnsLow
+	}
+	if c.ConnsHigh <= c.ConnsLow {
+		c.ConnsHigh = max(DefaultConnsHigh, 2*c.ConnsLow)
+	}
+	if c.MaxMemory <= 0 {
+		c.MaxMemory = DefaultMaxMemory
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

@@ -1,0 +1,273 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/allmende/allmende/store"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/multiformats/go-multihash"
+)
+
+// fetchBatch is how many CIDs one GetMany call asks for. Several batches are
+// in flight at once, Config.FetchParallel blocks in all, so the pipeline
+// never waits for a single block's round trip.
+const fetchBatch = 16
+
+// FetchRequest says what to fetch and where to.
+type FetchRequest struct {
+	// Ref names the content: a CID.
+	Ref string `json:"ref"`
+	// Out is the absolute path to write the file or directory to.
+	Out string `json:"out"`
+	// Timeout, if positive, replaces the node's fetch.timeout.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// FetchResult describes a completed fetch.
+type FetchResult struct {
+	CID string `json:"cid"`
+	Out string `json:"out"`
+	// Size is the content size written at Out.
+	Size uint64 `json:"size"`
+	// Received is the block bytes that came over the network for this
+	// fetch; blocks already in the store (from an interrupted fetch) are
+	// not fetched again.
+	Received uint64 `json:"received"`
+	// Seconds is the wall time of the fetch.
+	Seconds float64 `json:"seconds"`
+}
+
+// Fetch gets the DAG below ref from peers into the store, verifying every
+// block against its CID, then writes it to out (absolute) whole or not at
+// all, and pins it so this node seeds it too. Blocks fetched before an
+// interruption stay in the store, so a repeated fetch resumes.
+func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFunc) (FetchResult, error) {
+	start := time.Now()
+	out := req.Out
+	timeout := n.cfg.FetchTimeout
+	if req.Timeout > 0 {
+		timeout = req.Timeout
+	}
+	root, err := ParseCID(req.Ref)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	if !filepath.IsAbs(out) {
+		return FetchResult{}, fmt.Errorf("fetch %s: %w: output path must be absolute", root, ErrBadInput)
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return FetchResult{}, fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", root, ErrBadInput, out)
+	}
+	if _, err := os.Stat(filepath.Dir(out)); err != nil {
+		return FetchResult{}, fmt.Errorf("fetch %s: %w: output directory: %v", root, ErrBadInput, err)
+	}
+	before, _ := n.Stats(ctx)
+
+	// Hold the pin lock from the first block to the pin, so a concurrent
+	// GC cannot delete what this fetch has gathered.
+	unlock := n.store.Blockstore().PinLock(ctx)
+	defer unlock.Unlock(ctx)
+	if err := n.fetchDAG(ctx, root, timeout, progress); err != nil {
+		return FetchResult{}, err
+	}
+	if err := store.Export(ctx, n.store.DAG(), root, out); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, ErrBadInput, err)
+		}
+		return FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
+	}
+	if err := n.store.Pin(ctx, root, filepath.Base(out)); err != nil {
+		return FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
+	}
+	size, err := n.store.ContentSize(ctx, root)
+	if err != nil {
+		return FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
+	}
+	after, _ := n.Stats(ctx)
+	res := FetchResult{
+		CID:      root.String(),
+		Out:      out,
+		Size:     size,
+		Received: after.BytesReceived - before.BytesReceived,
+		Seconds:  time.Since(start).Seconds(),
+	}
+	n.log.Info("fetched", "cid", res.CID, "path", out, "bytes", size, "received", res.Received)
+	return res, nil
+}
+
+// fetchDAG makes every block below root local. It walks the DAG breadth
+// first with up to FetchParallel blocks wanted at once in one bitswap
+// session, and fails with ErrNotFound when no block arrives for
+// FetchTimeout.
+func (n *Node) fetchDAG(ctx context.Context, root cid.Cid, timeout time.Duration, progress ProgressFunc) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var lastBlock atomic.Int64
+	lastBlock.Store(time.Now().UnixNano())
+	go watchStall(ctx, cancel, root, timeout, &lastBlock)
+
+	session := merkledag.NewSession(ctx, n.dag)
+	w := &walker{ng: session, local: n.store.Blockstore(), progress: progress, lastBlock: &lastBlock, parallel: n.cfg.FetchParallel}
+	if err := w.putEmpty(ctx, []cid.Cid{root}); err != nil {
+		return err
+	}
+	rootNd, err := session.Get(ctx, root)
+	if err != nil {
+		return fetchErr(ctx, root, err)
+	}
+	total, err := rootNd.Size()
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", root, err)
+	}
+	w.total = total
+	w.account(rootNd)
+	if err := w.walk(ctx, childCIDs(rootNd)); err != nil {
+		return fetchErr(ctx, root, err)
+	}
+	return nil
+}
+
+func fetchErr(ctx context.Context, root cid.Cid, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return fmt.Errorf("fetch %s: %w", root, err)
+}
+
+// watchStall cancels a fetch when no block has arrived for FetchTimeout.
+func watchStall(ctx context.Context, cancel context.CancelCauseFunc, root cid.Cid, timeout time.Duration, lastBlock *atomic.Int64) {
+	tick := time.NewTicker(min(time.Second, timeout/4))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if now.Sub(time.Unix(0, lastBlock.Load())) > timeout {
+				cancel(fmt.Errorf("fetch %s: %w: no peer sent a block for %s (fetch.timeout); connect to a peer that has it", root, ErrNotFound, timeout))
+				return
+			}
+		}
+	}
+}
+
+// walker fetches the blocks below a root, keeping several GetMany batches
+// in flight and holding only CIDs, never block data, between steps.
+type walker struct {
+	ng        ipld.NodeGetter
+	local     blockstore.Blockstore
+	progress  ProgressFunc
+	lastBlock *atomic.Int64
+	parallel  int
+	total     uint64
+	done      uint64
+}
+
+type batchResult struct {
+	nodes []ipld.Node
+	err   error
+}
+
+func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
+	maxBatches := max(1, w.parallel/fetchBatch)
+	results := make(chan batchResult)
+	inflight := 0
+	for len(queue) > 0 || inflight > 0 {
+		for inflight < maxBatches && len(queue) > 0 {
+			k := min(fetchBatch, len(queue))
+			batch := queue[:k:k]
+			queue = queue[k:]
+			inflight++
+			go func() { results <- w.getBatch(ctx, batch) }()
+		}
+		r := <-results
+		inflight--
+		if r.err != nil {
+			for ; inflight > 0; inflight-- {
+				<-results
+			}
+			return r.err
+		}
+		for _, nd := range r.nodes {
+			w.account(nd)
+			queue = append(queue, childCIDs(nd)...)
+		}
+	}
+	return nil
+}
+
+func (w *walker) getBatch(ctx context.Context, batch []cid.Cid) batchResult {
+	var r batchResult
+	if r.err = w.putEmpty(ctx, batch); r.err != nil {
+		return r
+	}
+	for opt := range w.ng.GetMany(ctx, batch) {
+		if opt.Err != nil {
+			r.err = opt.Err
+			continue
+		}
+		w.lastBlock.Store(time.Now().UnixNano())
+		r.nodes = append(r.nodes, opt.Node)
+	}
+	if r.err == nil && len(r.nodes) < len(batch) {
+		r.err = ctx.Err()
+		if r.err == nil {
+			r.err = errors.New("fewer blocks returned than asked for")
+		}
+	}
+	return r
+}
+
+// putEmpty stores the blocks of empty content among cids locally: their
+// content is known from the CID alone, and boxo's bitswap server never sends
+// a zero-length block, so asking peers for one waits forever.
+func (w *walker) putEmpty(ctx context.Context, cids []cid.Cid) error {
+	for _, c := range cids {
+		if b, ok := emptyBlock(c); ok {
+			if err := w.local.Put(ctx, b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// emptyBlock returns the block for c if c addresses zero bytes.
+func emptyBlock(c cid.Cid) (blocks.Block, bool) {
+	if c.Prefix().MhType == multihash.IDENTITY {
+		return nil, false
+	}
+	empty, err := c.Prefix().Sum(nil)
+	if err != nil || !empty.Equals(c) {
+		return nil, false
+	}
+	b, err := blocks.NewBlockWithCid(nil, c)
+	return b, err == nil
+}
+
+// account counts a node's block toward progress.
+func (w *walker) account(nd ipld.Node) {
+	w.done += uint64(len(nd.RawData()))
+	if w.progress != nil {
+		w.progress(Progress{Done: min(w.done, w.total), Total: w.total})
+	}
+}
+
+func childCIDs(nd ipld.Node) []cid.Cid {
+	links := nd.Links()
+	out := make([]cid.Cid, len(links))
+	for i, l := range links {
+		out[i] = l.Cid
+	}
+	return out
+}

@@ -1,0 +1,249 @@
+// Package node wires allmende together: the libp2p host, bitswap, the
+// store, fetch orchestration across peers, and the local HTTP API that the
+// CLI talks to. It is the only package that imports all the others.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/store"
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Error kinds that callers (and the CLI's exit status) tell apart with
+// errors.Is. They survive the trip through the HTTP API.
+var (
+	// ErrBadInput: the request cannot succeed as given (an unparsable CID,
+	// a missing path, an output path that exists).
+	ErrBadInput = errors.New("bad input")
+	// ErrNotFound: nothing answered for the content in time.
+	ErrNotFound = errors.New("not found")
+)
+
+// Node is a running allmende node: a store served and fetched over libp2p.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	lock    *homeLock
+	store   *store.Store
+	host    host.Host
+	bitswap *bitswap.Bitswap
+	bserv   blockservice.BlockService
+	dag     ipld.DAGService
+	cancel  context.CancelFunc
+}
+
+// New opens home's store and starts a node on it. It holds the home lock
+// until Close, so two processes never share a store.
+func New(ctx context.Context, cfg Config) (n *Node, err error) {
+	cfg.setDefaults()
+	if cfg.StorePath == "" {
+		cfg.StorePath = DefaultStorePath(cfg.Home)
+	}
+	lock, err := lockHome(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	var cleanups []func() error
+	defer func() {
+		if err != nil {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+			lock.release()
+		}
+	}()
+	sk, err := loadIdentity(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, cfg.StorePath, store.Options{Sync: cfg.StoreSync})
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, st.Close)
+	h, err := newHost(cfg, sk)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, h.Close)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	bs := protocol.NewBitswap(runCtx, h, nil, st.Blockstore(), protocol.BitswapConfig{SendAllowance: cfg.SendAllowance})
+	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
+	n = &Node{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		lock:    lock,
+		store:   st,
+		host:    h,
+		bitswap: bs,
+		bserv:   bserv,
+		dag:     merkledag.NewDAGService(bserv),
+		cancel:  cancel,
+	}
+	n.connectBootstrap(ctx)
+	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
+	return n, nil
+}
+
+// Close stops the node and releases its store and home.
+func (n *Node) Close() error {
+	n.cancel()
+	err := errors.Join(n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())
+	return errors.Join(err, n.lock.release())
+}
+
+// Store is the node's store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// Host is the node's libp2p host.
+func (n *Node) Host() host.Host { return n.host }
+
+func (n *Node) connectBootstrap(ctx context.Context) {
+	for _, s := range n.cfg.Bootstrap {
+		if err := n.Connect(ctx, s); err != nil {
+			n.log.Warn("bootstrap peer unreachable", "addr", s, "err", err)
+		}
+	}
+}
+
+// IDInfo identifies a node and says how to reach it.
+type IDInfo struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+// ID returns the node's peer ID and full multiaddrs (with /p2p/<id>).
+func (n *Node) ID(context.Context) (IDInfo, error) {
+	info := IDInfo{ID: n.host.ID().String()}
+	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	if err != nil {
+		return info, err
+	}
+	for _, a := range full {
+		info.Addrs = append(info.Addrs, a.String())
+	}
+	sort.Strings(info.Addrs)
+	return info, nil
+}
+
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<id>.
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	a, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w: %v", addr, ErrBadInput, err)
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w: the address must end in /p2p/<peer id>", addr, ErrBadInput)
+	}
+	if err := n.host.Connect(ctx, *ai); err != nil {
+		return fmt.Errorf("connect %s: %w", addr, err)
+	}
+	return nil
+}
+
+// PeerInfo describes a connected peer.
+type PeerInfo struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// Peers lists connected peers.
+func (n *Node) Peers(context.Context) ([]PeerInfo, error) {
+	var out []PeerInfo
+	for _, c := range n.host.Network().Conns() {
+		out = append(out, PeerInfo{ID: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// PinInfo describes a pinned root, as `allmende ls --json` prints it.
+type PinInfo struct {
+	CID  string `json:"cid"`
+	Name string `json:"name"`
+	Size uint64 `json:"size"`
+}
+
+// List returns the pinned roots.
+func (n *Node) List(ctx context.Context) ([]PinInfo, error) {
+	pins, err := n.store.Pins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PinInfo, 0, len(pins))
+	for _, p := range pins {
+		out = append(out, PinInfo{CID: p.CID.String(), Name: p.Name, Size: p.Size})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Remove unpins root.
+func (n *Node) Remove(ctx context.Context, ref string) error {
+	c, err := ParseCID(ref)
+	if err != nil {
+		return err
+	}
+	if err := n.store.Unpin(ctx, c); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: %w", ErrBadInput, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// GC frees every block no pin holds.
+func (n *Node) GC(ctx context.Context) (store.GCResult, error) {
+	return n.store.GC(ctx)
+}
+
+// Stats are transfer counters since the node started.
+type Stats struct {
+	BlocksReceived uint64 `json:"blocks_received"`
+	BytesReceived  uint64 `json:"bytes_received"`
+	BlocksSent     uint64 `json:"blocks_sent"`
+	BytesSent      uint64 `json:"bytes_sent"`
+	DupBytes       uint64 `json:"dup_bytes_received"`
+}
+
+// Stats returns transfer counters.
+func (n *Node) Stats(context.Context) (Stats, error) {
+	st, err := n.bitswap.Stat()
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{
+		BlocksReceived: st.BlocksReceived,
+		BytesReceived:  st.DataReceived,
+		BlocksSent:     st.BlocksSent,
+		BytesSent:      st.DataSent,
+		DupBytes:       st.DupDataReceived,
+	}, nil
+}
+
+// ParseCID parses a CID given on the command line or over the API.
+func ParseCID(s string) (cid.Cid, error) {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "/ipfs/")
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("%w: %q is not a CID: %v", ErrBadInput, s, err)
+	}
+	return c, nil
+}

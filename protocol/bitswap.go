@@ -1,0 +1,54 @@
+// Package protocol owns what allmende nodes say to each other on the wire:
+// bitswap (boxo) for blocks, compatible with every IPFS node, tuned for
+// allmende's 1 MiB blocks. It knows nothing of disks layouts, CLIs or HTTP.
+package protocol
+
+import (
+	"context"
+
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/routing"
+)
+
+// Bitswap defaults tuned for 1 MiB blocks. boxo's default send allowance
+// (1 MiB per peer) caps a transfer at about one block per round trip; 32 MiB
+// roughly doubles loopback throughput.
+const (
+	// DefaultSendAllowance is the bytes a server queues per peer.
+	DefaultSendAllowance = 32 << 20
+	// DefaultEngineWorkers is the number of server goroutines sending blocks.
+	DefaultEngineWorkers = 16
+	// DefaultClientWorkers is the number of client goroutines handling
+	// incoming messages.
+	DefaultClientWorkers = 16
+	// MaxWantlistPerPeer bounds what one peer may ask of us at once.
+	MaxWantlistPerPeer = 1024
+)
+
+// BitswapConfig configures NewBitswap. Zero fields take the defaults above.
+type BitswapConfig struct {
+	// SendAllowance is the bytes the server queues for one peer.
+	SendAllowance int
+}
+
+// NewBitswap starts a bitswap client and server on h, serving blocks from
+// bs and storing nothing itself (the caller's block service stores what it
+// fetches). router finds providers of wanted blocks; it may be nil, then
+// only connected peers are asked.
+func NewBitswap(ctx context.Context, h host.Host, router routing.ContentDiscovery, bs blockstore.Blockstore, cfg BitswapConfig) *bitswap.Bitswap {
+	allowance := cfg.SendAllowance
+	if allowance <= 0 {
+		allowance = DefaultSendAllowance
+	}
+	net := bsnet.NewFromIpfsHost(h)
+	return bitswap.New(ctx, net, router, bs,
+		bitswap.MaxOutstandingBytesPerPeer(allowance),
+		bitswap.EngineTaskWorkerCount(DefaultEngineWorkers),
+		bitswap.TaskWorkerCount(DefaultClientWorkers),
+		bitswap.MaxQueuedWantlistEntriesPerPeer(MaxWantlistPerPeer),
+		bitswap.SetSendDontHaves(true),
+	)
+}

@@ -1,0 +1,140 @@
+// Package store owns what allmende keeps on disk: a content-addressed block
+// store (boxo blockstore on flatfs), a metadata datastore (pebble) holding
+// pins, UnixFS import and export, and garbage collection.
+//
+// The store knows nothing of the network. Other packages reach blocks that
+// are not local by wrapping Blockstore with an exchange (see package node).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	pinner "github.com/ipfs/boxo/pinning/pinner"
+	"github.com/ipfs/boxo/pinning/pinner/dspinner"
+	flatfs "github.com/ipfs/go-ds-flatfs"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	ipld "github.com/ipfs/go-ipld-format"
+)
+
+// Layout of a store directory.
+const (
+	// MarkerFile marks a directory as an allmende store. A store directory
+	// without it (an unmounted disk, a typo) is refused rather than treated
+	// as empty.
+	MarkerFile = "allmende-store"
+	blocksDir  = "blocks"
+	metaDir    = "meta"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrNotFound means a block or pin is not in the store.
+	ErrNotFound = errors.New("not found")
+	// ErrNoStore means the directory holds no initialised store.
+	ErrNoStore = errors.New("no allmende store")
+	// ErrBadInput marks errors caused by the caller's input (a missing
+	// path, an unsupported file type), as opposed to store failures.
+	ErrBadInput = errors.New("bad input")
+)
+
+func init() {
+	// boxo keeps some importer settings (chunk size, links per node, HAMT
+	// thresholds) in package variables. Set them to the unixfs-v1-2025
+	// profile once, before any import can run, so every allmende node gives
+	// the same bytes the same CID.
+	uio.UnixFS_v1_2025.ApplyGlobals()
+}
+
+// Options configure Open.
+type Options struct {
+	// Sync makes every block write durable (fsync) before it returns.
+	Sync bool
+}
+
+// Store is an opened allmende store. It is safe for concurrent use.
+type Store struct {
+	dir    string
+	blocks *flatfs.Datastore
+	meta   *pebbleds.Datastore
+	bs     blockstore.GCBlockstore
+	dag    ipld.DAGService
+	pins   pinner.Pinner
+}
+
+// Init creates a store at dir if none is there. It is idempotent.
+func Init(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("init store %s: %w", dir, err)
+	}
+	marker := filepath.Join(dir, MarkerFile)
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("init store %s: %w", dir, err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("init store %s: directory is not empty and holds no %s file", dir, MarkerFile)
+	}
+	if err := WriteFileAtomic(marker, []byte("allmende store v1\n"), 0o600); err != nil {
+		return fmt.Errorf("init store %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Open opens the store at dir, which Init must have created.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, MarkerFile)); err != nil {
+		return nil, fmt.Errorf("open store %s: %w (is the disk mounted? run `allmende init` for a new store)", dir, ErrNoStore)
+	}
+	blocks, err := flatfs.CreateOrOpen(filepath.Join(dir, blocksDir), flatfs.NextToLast(2), opts.Sync)
+	if err != nil {
+		return nil, fmt.Errorf("open block store: %w", err)
+	}
+	meta, err := pebbleds.NewDatastore(filepath.Join(dir, metaDir))
+	if err != nil {
+		blocks.Close()
+		return nil, fmt.Errorf("open metadata store: %w", err)
+	}
+	bs := blockstore.NewGCBlockstore(
+		blockstore.NewBlockstore(blocks, blockstore.NoPrefix(), blockstore.WriteThrough(true)),
+		blockstore.NewGCLocker(),
+	)
+	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
+	pins, err := dspinner.New(ctx, meta, dag)
+	if err != nil {
+		meta.Close()
+		blocks.Close()
+		return nil, fmt.Errorf("open pins: %w", err)
+	}
+	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, dag: dag, pins: pins}, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	return errors.Join(s.pins.Flush(context.Background()), s.meta.Close(), s.blocks.Close())
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Blockstore is the local block store. Callers that write blocks for a root
+// they will pin hold PinLock while they do, so GC cannot remove them.
+func (s *Store) Blockstore() blockstore.GCBlockstore { return s.bs }
+
+// DAG is a DAG service over local blocks only.
+func (s *Store) DAG() ipld.DAGService { return s.dag }
+
+// DiskUsage is the bytes the block store occupies.
+func (s *Store) DiskUsage(ctx context.Context) (uint64, error) {
+	return s.blocks.DiskUsage(ctx)
+}
