@@ -81,7 +81,7 @@ type Node struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *bytes.Buffer
+	log    *syncBuffer
 	API    string
 }
 
@@ -116,7 +116,7 @@ func (n *Node) Start() {
 // tests of exactly that.
 func (n *Node) StartKeepAPIFile() {
 	n.t.Helper()
-	n.log = &bytes.Buffer{}
+	n.log = &syncBuffer{}
 	n.cmd = n.command(context.Background(), "daemon")
 	n.cmd.Stdout = n.log
 	n.cmd.Stderr = n.log
@@ -190,6 +190,25 @@ func (n *Node) Stop() (time.Duration, error) {
 		n.Kill()
 		return StopTimeout, fmt.Errorf("daemon did not stop within %s", StopTimeout)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a process's output goroutine may write
+// while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // Result is the outcome of one CLI command.
