@@ -43,6 +43,11 @@ type Config struct {
 	// AllowNets are multiaddrs (e.g. /ip4/10.0.0.0/ipcidr/8) exempt from
 	// the per-IP connection limits, for a LAN mirror.
 	AllowNets []string
+	// MirrorAddr is host:port of the LAN HTTP server (gateway, metrics,
+	// web page); empty turns it off.
+	MirrorAddr string
+	// MirrorAllow are the client networks (CIDR) the mirror answers.
+	MirrorAllow []string
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/allmende/allmende/store"
 )
 
 // RunDaemon runs a node with its HTTP API until ctx ends. Once the API
@@ -27,8 +31,46 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 	}
 	defer func() { err = errors.Join(err, RemoveAPIFile(cfg.Home)) }()
 	n.log.Info("api listening", "addr", url)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mirrorDone, err := n.startMirror(ctx)
+	if err != nil {
+		return err
+	}
 	if ready != nil {
 		ready(url)
 	}
-	return ServeAPI(ctx, ln, n, n.log)
+	err = ServeAPI(ctx, ln, n, n.log)
+	cancel()
+	return errors.Join(err, <-mirrorDone)
+}
+
+// startMirror starts the mirror server if mirror.addr is set and records
+// its URL in HOME/mirror. The returned channel yields its exit error.
+func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
+	done := make(chan error, 1)
+	if n.cfg.MirrorAddr == "" {
+		done <- nil
+		return done, nil
+	}
+	allow, err := ParseNetworks(n.cfg.MirrorAllow)
+	if err != nil {
+		return nil, fmt.Errorf("mirror.allow: %w", err)
+	}
+	ln, err := net.Listen("tcp", n.cfg.MirrorAddr)
+	if err != nil {
+		return nil, fmt.Errorf("mirror listen on %s: %w (set mirror.addr to a free address)", n.cfg.MirrorAddr, err)
+	}
+	url := "http://" + ln.Addr().String()
+	if err := store.WriteFileAtomic(filepath.Join(n.cfg.Home, MirrorFile), []byte(url+"\n"), 0o644); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	n.log.Info("mirror listening", "addr", url)
+	go func() {
+		err := n.serveMirror(ctx, ln, allow)
+		os.Remove(filepath.Join(n.cfg.Home, MirrorFile))
+		done <- err
+	}()
+	return done, nil
 }

@@ -39,7 +39,7 @@ is the root CID.` + exitStatusHelp,
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), res)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "added %s (%s)\n", res.Name, humanBytes(res.Size))
+				fmt.Fprintf(cmd.ErrOrStderr(), "added %s (%s)\n", res.Name, node.HumanBytes(res.Size))
 				fmt.Fprintln(cmd.OutOrStdout(), res.CID)
 				return nil
 			})

@@ -51,7 +51,7 @@ Uses the running daemon, or an embedded node if none runs. Fails with status
 				}
 				rate := float64(res.Received) / max(res.Seconds, 1e-9) / 1e6
 				fmt.Fprintf(cmd.OutOrStdout(), "fetched %s to %s: %s, %s from peers in %.1fs (%.0f MB/s)\n",
-					res.CID, res.Out, humanBytes(res.Size), humanBytes(res.Received), res.Seconds, rate)
+					res.CID, res.Out, node.HumanBytes(res.Size), node.HumanBytes(res.Received), res.Seconds, rate)
 				return nil
 			})
 		},

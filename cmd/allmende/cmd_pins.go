@@ -27,7 +27,7 @@ func newLsCmd(g *globalOptions) *cobra.Command {
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "CID\tNAME\tSIZE")
 				for _, p := range pins {
-					fmt.Fprintf(w, "%s\t%s\t%s\n", p.CID, p.Name, humanBytes(p.Size))
+					fmt.Fprintf(w, "%s\t%s\t%s\n", p.CID, p.Name, node.HumanBytes(p.Size))
 				}
 				return w.Flush()
 			})
@@ -73,7 +73,7 @@ func newGCCmd(g *globalOptions) *cobra.Command {
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), res)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "removed %d blocks (%s), kept %d\n", res.Removed, humanBytes(res.Freed), res.Kept)
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %d blocks (%s), kept %d\n", res.Removed, node.HumanBytes(res.Freed), res.Kept)
 				return nil
 			})
 		},

@@ -139,6 +139,8 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) node.Config {
 		MaxMemory:     v.GetInt64("resources.max_memory"),
 		MaxConns:      v.GetInt("resources.max_conns"),
 		AllowNets:     stringList(v, "resources.allow"),
+		MirrorAddr:    v.GetString("mirror.addr"),
+		MirrorAllow:   stringList(v, "mirror.allow"),
 		Logger:        log,
 	}
 }

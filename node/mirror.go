@@ -1,0 +1,148 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ipfs/boxo/gateway"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MirrorFile in HOME holds the mirror's base URL while the daemon runs.
+const MirrorFile = "mirror"
+
+// mirrorShutdownTimeout bounds a graceful stop of the mirror server.
+const mirrorShutdownTimeout = 2 * time.Second
+
+// ErrForbidden means a client address is outside mirror.allow.
+var ErrForbidden = errors.New("client network not allowed")
+
+// mirrorHandler serves the LAN side of a node: the IPFS trustless gateway
+// at /ipfs/, Prometheus metrics at /metrics and the web page at /. Every
+// request must come from a network in allow.
+func (n *Node) mirrorHandler(allow []netip.Prefix) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.registerMetrics(reg)
+
+	backend, err := gateway.NewBlocksBackend(n.bserv, gateway.WithPrometheusRegistry(reg))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	gw := gateway.NewHandler(gateway.Config{
+		DeserializedResponses: false, // trustless: raw blocks and CARs only
+		NoDNSLink:             true,
+		MetricsRegistry:       reg,
+	}, backend)
+
+	mux := http.NewServeMux()
+	mux.Handle("/ipfs/", gw)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /{$}", n.serveIndex)
+	return allowNetworks(allow, mux, n.log), nil
+}
+
+// registerMetrics exposes the node's transfer counters and store size.
+func (n *Node) registerMetrics(reg prometheus.Registerer) {
+	stat := func(f func(Stats) uint64) func() float64 {
+		return func() float64 {
+			s, err := n.Stats(context.Background())
+			if err != nil {
+				return 0
+			}
+			return float64(f(s))
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_received_total", Help: "Block bytes received from peers."},
+			stat(func(s Stats) uint64 { return s.BytesReceived })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_sent_total", Help: "Block bytes sent to peers."},
+			stat(func(s Stats) uint64 { return s.BytesSent })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_received_total", Help: "Blocks received from peers."},
+			stat(func(s Stats) uint64 { return s.BlocksReceived })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_sent_total", Help: "Blocks sent to peers."},
+			stat(func(s Stats) uint64 { return s.BlocksSent })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allmende_peers", Help: "Connected peers."},
+			func() float64 { return float64(len(n.host.Network().Peers())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allmende_store_bytes", Help: "Bytes the block store occupies."},
+			func() float64 {
+				u, err := n.store.DiskUsage(context.Background())
+				if err != nil {
+					return 0
+				}
+				return float64(u)
+			}),
+	)
+}
+
+// ParseNetworks parses CIDR prefixes such as 10.0.0.0/8 or ::1/128.
+func ParseNetworks(cidrs []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(cidrs))
+	for _, s := range cidrs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("%w: network %q: %v", ErrBadInput, s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// allowNetworks answers 403 to clients outside allow.
+func allowNetworks(allow []netip.Prefix, next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !clientAllowed(allow, r.RemoteAddr) {
+			log.Warn("mirror request refused", "addr", r.RemoteAddr, "err", ErrForbidden)
+			http.Error(w, "403 forbidden: your network is not in this mirror's mirror.allow list", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func clientAllowed(allow []netip.Prefix, remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, p := range allow {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// serveMirror runs the mirror server on ln until ctx ends.
+func (n *Node) serveMirror(ctx context.Context, ln net.Listener, allow []netip.Prefix) error {
+	h, err := n.mirrorHandler(allow)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("mirror server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), mirrorShutdownTimeout)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	return nil
+}

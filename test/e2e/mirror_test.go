@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/allmende/allmende/test/harness"
+	"github.com/ipfs/go-cid"
+)
+
+func mirrorURL(t *testing.T, n *harness.Node) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.Home, "mirror"))
+	if err != nil {
+		t.Fatalf("no HOME/mirror: %v\n%s", err, n.Log())
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func httpGet(t *testing.T, url string) (int, http.Header, []byte) {
+	t.Helper()
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, body
+}
+
+func TestMirrorGatewayPageMetrics(t *testing.T) {
+	a := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
+	a.Start()
+	f := filepath.Join(t.TempDir(), "weights.bin")
+	harness.WriteRandomFile(t, f, 2<<20+5, 3)
+	root := a.Add(f)
+	base := mirrorURL(t, a)
+
+	t.Run("trustless gateway serves a verifiable raw block", func(t *testing.T) {
+		code, hdr, body := httpGet(t, base+"/ipfs/"+root+"?format=raw")
+		if code != http.StatusOK || !strings.Contains(hdr.Get("Content-Type"), "application/vnd.ipld.raw") {
+			t.Fatalf("status %d, content type %q", code, hdr.Get("Content-Type"))
+		}
+		c, err := cid.Decode(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Prefix().Sum(body)
+		if err != nil || !got.Equals(c) {
+			t.Errorf("raw block does not hash to its CID")
+		}
+	})
+
+	t.Run("trustless gateway serves the whole DAG as a CAR", func(t *testing.T) {
+		code, hdr, body := httpGet(t, base+"/ipfs/"+root+"?format=car")
+		if code != http.StatusOK || !strings.Contains(hdr.Get("Content-Type"), "application/vnd.ipld.car") {
+			t.Fatalf("status %d, content type %q", code, hdr.Get("Content-Type"))
+		}
+		want, _ := os.ReadFile(f)
+		// Every leaf's bytes are inside the CAR.
+		if len(body) < len(want) || !bytes.Contains(body, want[:1<<20]) {
+			t.Errorf("CAR of %d bytes lacks the file's first leaf", len(body))
+		}
+	})
+
+	t.Run("web page lists the content", func(t *testing.T) {
+		code, _, body := httpGet(t, base+"/")
+		if code != http.StatusOK || !bytes.Contains(body, []byte("weights.bin")) || !bytes.Contains(body, []byte("allmende fetch "+root)) {
+			t.Errorf("status %d, page lacks the item:\n%s", code, body)
+		}
+	})
+
+	t.Run("metrics count what was served", func(t *testing.T) {
+		code, _, body := httpGet(t, base+"/metrics")
+		if code != http.StatusOK || !bytes.Contains(body, []byte("allmende_store_bytes")) {
+			t.Errorf("status %d, metrics lack allmende_store_bytes", code)
+		}
+	})
+}
+
+func TestMirrorAllowList(t *testing.T) {
+	a := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_ALLOW=10.0.0.0/8")
+	a.Start()
+	code, _, body := httpGet(t, mirrorURL(t, a)+"/")
+	if code != http.StatusForbidden || !bytes.Contains(body, []byte("mirror.allow")) {
+		t.Errorf("a client outside mirror.allow got %d: %s", code, body)
+	}
+}
