@@ -155,7 +155,9 @@ func newLogger(v *viper.Viper, daemon bool) *slog.Logger {
 	if !daemon && level > slog.LevelDebug {
 		level = max(level, slog.LevelWarn)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	routeLibraryLogs(h)
+	return slog.New(h)
 }
 
 // initTemplate is the config.yaml `allmende init` writes: comments only,
