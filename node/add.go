@@ -57,6 +57,7 @@ func (n *Node) Add(ctx context.Context, path string, progress ProgressFunc) (Add
 		return AddResult{}, fmt.Errorf("add: %w", err)
 	}
 	n.log.Info("added", "cid", nd.Cid().String(), "path", path, "bytes", total)
+	n.routing.announce(ctx, nd.Cid())
 	return AddResult{CID: nd.Cid().String(), Name: name, Size: total}, nil
 }
 

@@ -26,6 +26,7 @@ type API interface {
 	Remove(ctx context.Context, ref string) error
 	GC(ctx context.Context) (store.GCResult, error)
 	Stats(ctx context.Context) (Stats, error)
+	Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error)
 }
 
 var _ API = (*Node)(nil)
@@ -41,6 +42,7 @@ const (
 	routeRemove  = "/api/v0/rm"
 	routeGC      = "/api/v0/gc"
 	routeStats   = "/api/v0/stats"
+	routeVerify  = "/api/v0/verify"
 )
 
 // progressInterval is the most often a stream reports progress.
@@ -56,6 +58,8 @@ type request struct {
 	Out  string `json:"out,omitempty"`
 	// Timeout is a fetch's stall timeout.
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Repair asks verify to fetch damaged content again.
+	Repair bool `json:"repair,omitempty"`
 }
 
 // streamLine is one line of a streamed (NDJSON) answer: progress reports,
@@ -76,7 +80,8 @@ func (e *apiError) Error() string { return e.Message }
 
 // Is lets errors.Is see the error kinds through the API.
 func (e *apiError) Is(target error) bool {
-	return (target == ErrBadInput && e.Kind == "bad_input") || (target == ErrNotFound && e.Kind == "not_found")
+	return (target == ErrBadInput && e.Kind == "bad_input") || (target == ErrNotFound && e.Kind == "not_found") ||
+		(target == ErrNoSpace && e.Kind == "no_space")
 }
 
 func toAPIError(err error) *apiError {
@@ -86,6 +91,8 @@ func toAPIError(err error) *apiError {
 		e.Kind = "bad_input"
 	case errors.Is(err, ErrNotFound):
 		e.Kind = "not_found"
+	case errors.Is(err, ErrNoSpace):
+		e.Kind = "no_space"
 	}
 	return e
 }
@@ -129,12 +136,18 @@ func NewAPIHandler(api API, log *slog.Logger) http.Handler {
 	})
 	plain("POST "+routeGC, func(r *http.Request, _ request) (any, error) { return api.GC(r.Context()) })
 	plain("GET "+routeStats, func(r *http.Request, _ request) (any, error) { return api.Stats(r.Context()) })
+	registerRouting(mux, api)
+	plain("POST "+routeVerify, func(r *http.Request, q request) (any, error) {
+		return api.Verify(r.Context(), VerifyRequest{Repair: q.Repair})
+	})
 	mux.HandleFunc("POST "+routeAdd, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
 		return api.Add(ctx, q.Path, p)
 	}))
 	mux.HandleFunc("POST "+routeFetch, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
 		return api.Fetch(ctx, FetchRequest{Ref: q.Ref, Out: q.Out, Timeout: q.Timeout}, p)
 	}))
+	registerDebug(mux)
+	registerModelRoutes(mux, api, log)
 	return mux
 }
 
@@ -201,20 +214,39 @@ func streamed(log *slog.Logger, f func(context.Context, request, ProgressFunc) (
 }
 
 // ServeAPI serves api on ln until ctx ends, then shuts the server down.
-func ServeAPI(ctx context.Context, ln net.Listener, api API, log *slog.Logger) error {
+func ServeAPI(ctx context.Context, ln net.Listener, api API, log *slog.Logger, opts ...APIOption) error {
+	h := NewAPIHandler(api, log)
+	for _, o := range opts {
+		h = o(h)
+	}
+	if err := serveHTTP(ctx, ln, h); err != nil {
+		return fmt.Errorf("api server: %w", err)
+	}
+	return nil
+}
+
+// HTTP server limits shared by the API and the mirror.
+const (
+	readHeaderTimeout = 10 * time.Second
+	shutdownTimeout   = 2 * time.Second
+)
+
+// serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
+// Requests run under ctx, so they end when the server does.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           NewAPIHandler(api, log),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("api server: %w", err)
+		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
 	return nil

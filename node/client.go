@@ -16,8 +16,9 @@ import (
 
 // Client talks to a running daemon's HTTP API.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token Secret
 }
 
 var _ API = (*Client)(nil)
@@ -29,6 +30,10 @@ const maxStreamLine = 1 << 20
 func NewClient(base string) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{}}
 }
+
+// SetToken makes the client send token with every request, for a daemon
+// that requires one (api.token).
+func (c *Client) SetToken(token Secret) { c.token = token }
 
 // ID implements API.
 func (c *Client) ID(ctx context.Context) (IDInfo, error) {
@@ -82,6 +87,12 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	return v, c.call(ctx, http.MethodGet, routeStats, nil, &v)
 }
 
+// Verify implements API.
+func (c *Client) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+	var v VerifyResult
+	return v, c.call(ctx, http.MethodPost, routeVerify, request{Repair: req.Repair}, &v)
+}
+
 func (c *Client) do(ctx context.Context, method, route string, body any) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
@@ -94,6 +105,9 @@ func (c *Client) do(ctx context.Context, method, route string, body any) (*http.
 	req, err := http.NewRequestWithContext(ctx, method, c.base+route, r)
 	if err != nil {
 		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", bearerPrefix+string(c.token))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

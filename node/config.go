@@ -18,14 +18,24 @@ type Config struct {
 	Listen []string
 	// APIAddr is host:port of the local HTTP API (daemon only).
 	APIAddr string
+	// APIToken, if set, must come with every API request as
+	// "Authorization: Bearer <token>". It is required when APIAddr is not
+	// a loopback address.
+	APIToken Secret
 	// Bootstrap peers are dialled at start.
 	Bootstrap []string
 	// MDNS enables LAN discovery.
 	MDNS bool
-	// DHTMode is auto, server, client or off.
+	// DHTMode is auto, server, client or off (see the DHT* constants);
+	// empty means off.
 	DHTMode string
 	// NAT enables port mapping, AutoNAT, hole punching and relay client.
 	NAT bool
+	// RelayService makes the node a circuit relay v2 for other peers.
+	RelayService bool
+	// StaticRelays are relays (multiaddrs with /p2p/<id>) to use instead of
+	// relays found through the DHT.
+	StaticRelays []string
 	// SwarmKey is the path of a libp2p private network key, or empty.
 	SwarmKey string
 	// FetchTimeout fails a fetch when no block arrived for this long.
@@ -46,6 +56,21 @@ type Config struct {
 	// MirrorAddr is host:port of the LAN HTTP server (gateway, metrics,
 	// web page); empty turns it off.
 	MirrorAddr string
+	// MirrorUpstream is a Hugging Face-compatible endpoint (the hub or
+	// another mirror) to fill from when the swarm lacks a model.
+	MirrorUpstream string
+	// MirrorPins are names (org/model[@rev]) or CIDs the mirror prefetches
+	// and keeps; a quota never evicts them.
+	MirrorPins []string
+	// MirrorQuota, if positive, is the most bytes the store may hold before
+	// the mirror evicts models it filled on demand, least recently used
+	// first.
+	MirrorQuota int64
+	// MirrorInterval is how often mirror.pins and the quota are checked.
+	MirrorInterval time.Duration
+	// BandwidthUp and BandwidthDown cap bytes per second sent and received
+	// (mirror HTTP answers and block transfers); 0 means no limit.
+	BandwidthUp, BandwidthDown int64
 	// MirrorAllow are the client networks (CIDR) the mirror answers.
 	MirrorAllow []string
 	// Logger receives the node's logs; nil means slog.Default().
@@ -80,6 +105,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	if c.DHTMode == "" {
+		c.DHTMode = DHTOff
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

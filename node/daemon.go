@@ -15,6 +15,9 @@ import (
 // listens it writes HOME/api (replacing a stale one) and calls ready with
 // the base URL; on the way out it removes HOME/api.
 func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err error) {
+	if err := CheckExposure(cfg.APIAddr, cfg.APIToken); err != nil {
+		return err
+	}
 	n, err := New(ctx, cfg)
 	if err != nil {
 		return err
@@ -30,6 +33,12 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 		return err
 	}
 	defer func() { err = errors.Join(err, RemoveAPIFile(cfg.Home)) }()
+	if cfg.APIToken != "" {
+		if err := WriteTokenFile(cfg.Home, cfg.APIToken); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, RemoveTokenFile(cfg.Home)) }()
+	}
 	n.log.Info("api listening", "addr", url)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -40,7 +49,7 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 	if ready != nil {
 		ready(url)
 	}
-	err = ServeAPI(ctx, ln, n, n.log)
+	err = ServeAPI(ctx, ln, n, n.log, WithToken(cfg.APIToken))
 	cancel()
 	return errors.Join(err, <-mirrorDone)
 }

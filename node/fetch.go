@@ -71,20 +71,34 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 	if _, err := os.Stat(filepath.Dir(out)); err != nil {
 		return FetchResult{}, fmt.Errorf("fetch %s: %w: output directory: %v", root, ErrBadInput, err)
 	}
+	if err := n.checkSpace(ctx, root, out, timeout); err != nil {
+		return FetchResult{}, err
+	}
+	writeErrs, _ := n.store.WriteErrors()
 	before, _ := n.Stats(ctx)
+	progress, untrack := n.transfers.track(root.String(), out, progress)
+	defer untrack()
 
 	// Hold the pin lock from the first block to the pin, so a concurrent
 	// GC cannot delete what this fetch has gathered.
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	if err := n.fetchDAG(ctx, root, timeout, progress); err != nil {
-		return FetchResult{}, err
-	}
-	if err := store.Export(ctx, n.store.DAG(), root, out); err != nil {
+	// A single file is written while its blocks arrive (fetchInto); a
+	// directory is exported once all its blocks are local.
+	direct, err := n.fetchInto(ctx, root, out, timeout, progress)
+	if err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, ErrBadInput, err)
+			return FetchResult{}, fmt.Errorf("%w: %w", ErrBadInput, err)
 		}
-		return FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
+		return FetchResult{}, n.diskFull(err, writeErrs)
+	}
+	if !direct {
+		if err := store.Export(ctx, n.store.DAG(), root, out); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				return FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, ErrBadInput, err)
+			}
+			return FetchResult{}, n.diskFull(fmt.Errorf("fetch %s: %w", root, err), writeErrs)
+		}
 	}
 	if err := n.store.Pin(ctx, root, filepath.Base(out)); err != nil {
 		return FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
@@ -102,6 +116,7 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 		Seconds:  time.Since(start).Seconds(),
 	}
 	n.log.Info("fetched", "cid", res.CID, "path", out, "bytes", size, "received", res.Received)
+	n.routing.announce(ctx, root)
 	return res, nil
 }
 
@@ -110,6 +125,12 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 // session, and fails with ErrNotFound when no block arrives for
 // FetchTimeout.
 func (n *Node) fetchDAG(ctx context.Context, root cid.Cid, timeout time.Duration, progress ProgressFunc) error {
+	return n.fetchDAGInto(ctx, root, timeout, progress, nil)
+}
+
+// fetchDAGInto is fetchDAG that also hands every block to the sink that
+// sinkFor returns for the root node (none if sinkFor or its result is nil).
+func (n *Node) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress ProgressFunc, sinkFor func(ipld.Node) (blockSink, error)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var lastBlock atomic.Int64
@@ -118,6 +139,7 @@ func (n *Node) fetchDAG(ctx context.Context, root cid.Cid, timeout time.Duration
 
 	session := merkledag.NewSession(ctx, n.dag)
 	w := &walker{ng: session, local: n.store.Blockstore(), progress: progress, lastBlock: &lastBlock, parallel: n.cfg.FetchParallel}
+	w.bulk = n.bulk.newFetcher()
 	if err := w.putEmpty(ctx, []cid.Cid{root}); err != nil {
 		return err
 	}
@@ -130,6 +152,16 @@ func (n *Node) fetchDAG(ctx context.Context, root cid.Cid, timeout time.Duration
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
 	w.total = total
+	if sinkFor != nil {
+		if w.sink, err = sinkFor(rootNd); err != nil {
+			return err
+		}
+	}
+	if w.sink != nil {
+		if err := w.sink.put(rootNd); err != nil {
+			return fmt.Errorf("fetch %s: %w", root, err)
+		}
+	}
 	w.account(rootNd)
 	if err := w.walk(ctx, childCIDs(rootNd)); err != nil {
 		return fetchErr(ctx, root, err)
@@ -171,11 +203,22 @@ type walker struct {
 	parallel  int
 	total     uint64
 	done      uint64
+	// sink, if set, receives every block as it arrives.
+	sink blockSink
+	// bulk, if set, fetches raw leaves over allmende's bulk protocol.
+	bulk *bulkFetcher
 }
 
+// batchResult is what the walker keeps of a batch: sizes and links, never
+// the blocks' data.
 type batchResult struct {
-	nodes []ipld.Node
-	err   error
+	got []fetched
+	err error
+}
+
+type fetched struct {
+	size     int
+	children []cid.Cid
 }
 
 func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
@@ -198,9 +241,9 @@ func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
 			}
 			return r.err
 		}
-		for _, nd := range r.nodes {
-			w.account(nd)
-			queue = append(queue, childCIDs(nd)...)
+		for _, f := range r.got {
+			w.accountBytes(f.size)
+			queue = append(queue, f.children...)
 		}
 	}
 	return nil
@@ -211,15 +254,22 @@ func (w *walker) getBatch(ctx context.Context, batch []cid.Cid) batchResult {
 	if r.err = w.putEmpty(ctx, batch); r.err != nil {
 		return r
 	}
-	for opt := range w.ng.GetMany(ctx, batch) {
+	want := batch
+	if w.bulk != nil && allRawLeaves(batch) {
+		if want, r.err = w.viaBulk(ctx, batch, &r); r.err != nil || len(want) == 0 {
+			return r
+		}
+	}
+	for opt := range w.ng.GetMany(ctx, want) {
 		if opt.Err != nil {
 			r.err = opt.Err
 			continue
 		}
-		w.lastBlock.Store(time.Now().UnixNano())
-		r.nodes = append(r.nodes, opt.Node)
+		if err := w.accept(opt.Node, &r); err != nil && r.err == nil {
+			r.err = err
+		}
 	}
-	if r.err == nil && len(r.nodes) < len(batch) {
+	if r.err == nil && len(r.got) < len(batch) {
 		r.err = ctx.Err()
 		if r.err == nil {
 			r.err = errors.New("fewer blocks returned than asked for")
@@ -257,7 +307,12 @@ func emptyBlock(c cid.Cid) (blocks.Block, bool) {
 
 // account counts a node's block toward progress.
 func (w *walker) account(nd ipld.Node) {
-	w.done += uint64(len(nd.RawData()))
+	w.accountBytes(len(nd.RawData()))
+}
+
+// accountBytes counts n block bytes toward progress.
+func (w *walker) accountBytes(n int) {
+	w.done += uint64(n)
 	if w.progress != nil {
 		w.progress(Progress{Done: min(w.done, w.total), Total: w.total})
 	}

@@ -18,8 +18,10 @@ import (
 )
 
 // newHost builds the libp2p host: TCP and QUIC, Noise and TLS, yamux, a
-// resource manager with explicit limits and a connection manager.
-func newHost(cfg Config, sk crypto.PrivKey) (host.Host, error) {
+// resource manager with explicit limits and a connection manager. With a
+// swarm key it is a private network on TCP only; with cfg.NAT it maps
+// ports, runs AutoNAT v2, punches holes and uses relays found by relays.
+func newHost(cfg Config, sk crypto.PrivKey, relays *relayFinder) (host.Host, error) {
 	rm, err := newResourceManager(cfg)
 	if err != nil {
 		return nil, err
@@ -28,19 +30,34 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
+	psk, err := loadSwarmKey(cfg.SwarmKey)
+	if err != nil {
+		return nil, err
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(sk),
-		libp2p.ListenAddrStrings(cfg.Listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(),
 	}
-	h, err := libp2p.New(opts...)
+	listen := cfg.Listen
+	if psk != nil {
+		var dropped []string
+		listen, dropped = withoutQUIC(listen)
+		cfg.Logger.Info("private network (swarm.key): TCP only, QUIC refuses a pre-shared key", "path", cfg.SwarmKey, "dropped", dropped)
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	opts = append(opts, libp2p.ListenAddrStrings(listen...))
+	nat, err := natOptions(cfg, relays)
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(append(opts, nat...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"time"
 
+	"github.com/allmende/allmende/node/hfapi"
 	"github.com/ipfs/boxo/gateway"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,16 +20,14 @@ import (
 // MirrorFile in HOME holds the mirror's base URL while the daemon runs.
 const MirrorFile = "mirror"
 
-// mirrorShutdownTimeout bounds a graceful stop of the mirror server.
-const mirrorShutdownTimeout = 2 * time.Second
-
 // ErrForbidden means a client address is outside mirror.allow.
 var ErrForbidden = errors.New("client network not allowed")
 
-// mirrorHandler serves the LAN side of a node: the IPFS trustless gateway
-// at /ipfs/, Prometheus metrics at /metrics and the web page at /. Every
+// mirrorHandler serves the LAN side of a node: the Hugging Face-compatible
+// API (/api/..., /{org}/{name}/resolve/...), the IPFS trustless gateway at
+// /ipfs/, Prometheus metrics at /metrics and the web page at /. Every
 // request must come from a network in allow.
-func (n *Node) mirrorHandler(allow []netip.Prefix) (http.Handler, error) {
+func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.registerMetrics(reg)
@@ -44,11 +42,23 @@ func (n *Node) mirrorHandler(allow []netip.Prefix) (http.Handler, error) {
 		MetricsRegistry:       reg,
 	}, backend)
 
+	if up := hfb.upstream; up != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "allmende_mirror_upstream_downloads_total", Help: "Files downloaded from mirror.upstream.",
+		}, func() float64 { return float64(up.downloads.Load()) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "allmende_mirror_swarm_fills_total", Help: "Files the mirror filled from peers by sha256 instead of the upstream.",
+		}, func() float64 { return float64(up.fromSwarm.Load()) }))
+	}
+	hf := hfapi.Handler(hfb, n.log)
+
 	mux := http.NewServeMux()
+	mux.Handle("/api/", hf)
+	mux.Handle("/", hf) // /{org}/{name}/resolve/... and /datasets/...
 	mux.Handle("/ipfs/", gw)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", n.serveIndex)
-	return allowNetworks(allow, mux, n.log), nil
+	return allowNetworks(allow, limitUploads(n.upLimit, mux), n.log), nil
 }
 
 // registerMetrics exposes the node's transfer counters and store size.
@@ -125,24 +135,22 @@ func clientAllowed(allow []netip.Prefix, remote string) bool {
 
 // serveMirror runs the mirror server on ln until ctx ends.
 func (n *Node) serveMirror(ctx context.Context, ln net.Listener, allow []netip.Prefix) error {
-	h, err := n.mirrorHandler(allow)
+	cache, err := openMirrorCache(n.cfg.Home)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+	var up *upstreamFiller
+	if n.cfg.MirrorUpstream != "" {
+		up = newUpstreamFiller(n, n.cfg.MirrorUpstream)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	hfb := newHFBackend(n, up, cache)
+	h, err := n.mirrorHandler(allow, hfb)
+	if err != nil {
+		return err
+	}
+	go n.housekeep(ctx, hfb)
+	if err := serveHTTP(ctx, ln, h); err != nil {
 		return fmt.Errorf("mirror server: %w", err)
-	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), mirrorShutdownTimeout)
-	defer cancel()
-	srv.Shutdown(shutdownCtx)
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/time/rate"
 )
 
 // Error kinds that callers (and the CLI's exit status) tell apart with
@@ -41,9 +42,26 @@ type Node struct {
 	store   *store.Store
 	host    host.Host
 	bitswap *bitswap.Bitswap
-	bserv   blockservice.BlockService
-	dag     ipld.DAGService
-	cancel  context.CancelFunc
+	// guard counts corrupt blocks per peer and cuts liars off.
+	guard  *protocol.Guard
+	bserv  blockservice.BlockService
+	dag    ipld.DAGService
+	cancel context.CancelFunc
+	// ctx lives as long as the node: background work runs under it.
+	ctx context.Context
+	// upLimit and downLimit pace bytes sent and received (bandwidth.up,
+	// bandwidth.down); nil means no limit.
+	upLimit, downLimit *rate.Limiter
+	// routing is the DHT and the provider; nil when dht.mode is off.
+	routing *dhtRouting
+	// stopMDNS stops LAN discovery; nil when mdns.enabled is false.
+	stopMDNS func() error
+	// transfers are the fetches in progress.
+	transfers transferTable
+	// models indexes the models this node holds (see models.go).
+	models *modelIndex
+	// bulk is allmende's bulk transfer protocol (see bulk.go).
+	bulk *bulkService
 }
 
 // New opens home's store and starts a node on it. It holds the home lock
@@ -70,32 +88,55 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, cfg.StorePath, store.Options{Sync: cfg.StoreSync})
+	st, err := store.Open(ctx, cfg.StorePath, store.Options{Sync: cfg.StoreSync, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
 	cleanups = append(cleanups, st.Close)
-	h, err := newHost(cfg, sk)
+	bootstrap, err := parseBootstrap(cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	relays := &relayFinder{}
+	h, err := newHost(cfg, sk, relays)
 	if err != nil {
 		return nil, err
 	}
 	cleanups = append(cleanups, h.Close)
+	rt, err := newRouting(cfg, h, st, bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, rt.Close)
+	relays.dht.Store(rt.router())
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	bs := protocol.NewBitswap(runCtx, h, nil, st.Blockstore(), protocol.BitswapConfig{SendAllowance: cfg.SendAllowance})
+	guard := protocol.NewGuard(h, cfg.Logger)
+	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), st.Blockstore(), protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard})
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
 	n = &Node{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		lock:    lock,
-		store:   st,
-		host:    h,
-		bitswap: bs,
-		bserv:   bserv,
-		dag:     merkledag.NewDAGService(bserv),
-		cancel:  cancel,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		lock:      lock,
+		store:     st,
+		host:      h,
+		bitswap:   bs,
+		bserv:     bserv,
+		dag:       merkledag.NewDAGService(bserv),
+		cancel:    cancel,
+		ctx:       runCtx,
+		upLimit:   newLimiter(cfg.BandwidthUp),
+		downLimit: newLimiter(cfg.BandwidthDown),
 	}
-	n.connectBootstrap(ctx)
+	n.bulk = newBulkService(h, st.Blockstore(), cfg.Logger)
+	n.guard = guard
+	n.routing = rt
+	if err := n.startModels(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	n.routing.announceExtra(n.models.sha256KeysOf)
+	n.startDiscovery(runCtx, bootstrap)
 	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
 	return n, nil
 }
@@ -103,7 +144,8 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 // Close stops the node and releases its store and home.
 func (n *Node) Close() error {
 	n.cancel()
-	err := errors.Join(n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())
+	err := n.stopDiscovery()
+	err = errors.Join(err, n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())
 	return errors.Join(err, n.lock.release())
 }
 
@@ -112,14 +154,6 @@ func (n *Node) Store() *store.Store { return n.store }
 
 // Host is the node's libp2p host.
 func (n *Node) Host() host.Host { return n.host }
-
-func (n *Node) connectBootstrap(ctx context.Context) {
-	for _, s := range n.cfg.Bootstrap {
-		if err := n.Connect(ctx, s); err != nil {
-			n.log.Warn("bootstrap peer unreachable", "addr", s, "err", err)
-		}
-	}
-}
 
 // IDInfo identifies a node and says how to reach it.
 type IDInfo struct {
@@ -206,6 +240,7 @@ func (n *Node) Remove(ctx context.Context, ref string) error {
 		}
 		return err
 	}
+	n.routing.reconcileSoon()
 	return nil
 }
 
@@ -221,6 +256,11 @@ type Stats struct {
 	BlocksSent     uint64 `json:"blocks_sent"`
 	BytesSent      uint64 `json:"bytes_sent"`
 	DupBytes       uint64 `json:"dup_bytes_received"`
+	// BadBlocks are blocks received that no want asked for (corrupt
+	// ones among them); none is stored. BannedPeers sent too many.
+	BadBlocks   uint64 `json:"bad_blocks"`
+	BadBytes    uint64 `json:"bad_bytes"`
+	BannedPeers int    `json:"banned_peers"`
 }
 
 // Stats returns transfer counters.
@@ -229,12 +269,17 @@ func (n *Node) Stats(context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
+	recvBytes, recvBlocks, sentBytes, sentBlocks := n.bulk.stats()
+	guard := n.guard.Stats()
 	return Stats{
-		BlocksReceived: st.BlocksReceived,
-		BytesReceived:  st.DataReceived,
-		BlocksSent:     st.BlocksSent,
-		BytesSent:      st.DataSent,
+		BlocksReceived: st.BlocksReceived + recvBlocks,
+		BytesReceived:  st.DataReceived + recvBytes,
+		BlocksSent:     st.BlocksSent + sentBlocks,
+		BytesSent:      st.DataSent + sentBytes,
 		DupBytes:       st.DupDataReceived,
+		BadBlocks:      guard.BadBlocks,
+		BadBytes:       guard.BadBytes,
+		BannedPeers:    guard.Banned,
 	}, nil
 }
 

@@ -3,6 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"path"
+	"sort"
+
+	"github.com/allmende/allmende/store/manifest"
 	"html/template"
 	"net/http"
 	"time"
@@ -13,7 +18,7 @@ const indexTimeout = 5 * time.Second
 
 // indexPage is the mirror's web page: server-rendered, no assets from
 // anywhere, readable on a phone.
-var indexPage = template.Must(template.New("index").Funcs(template.FuncMap{"bytes": HumanBytes}).Parse(`<!doctype html>
+var indexPage = template.Must(template.New("index").Funcs(template.FuncMap{"bytes": HumanBytes, "base": path.Base}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>allmende mirror</title>
@@ -25,12 +30,23 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-a
 .muted{color:#666}.card{border:1px solid #ddd;border-radius:6px;padding:.75rem;margin:.75rem 0}
 </style></head><body>
 <h1>allmende mirror</h1>
-<p class="muted">Peer <code>{{.ID}}</code> · {{len .Pins}} item(s) · store uses {{bytes .DiskUsage}}</p>
-<h2>Models and data on this mirror</h2>
+<p class="muted">Peer <code>{{.ID}}</code> · {{len .Models}} model(s) · store uses {{bytes .DiskUsage}}{{if .Quota}} of a {{bytes .Quota}} quota{{end}}</p>
+<h2>Models and datasets</h2>
+{{range .Models}}<div class="card"><strong>{{.Name}}</strong> <span class="muted">{{.Kind}} · revision {{.Revision}} · {{bytes .Size}}{{if .License}} · license {{.License}}{{end}}</span>
+<p>With Hugging Face tools:<br><code>HF_ENDPOINT=http://{{$.Host}} huggingface-cli download {{if eq .Kind "dataset"}}--repo-type dataset {{end}}{{.Name}}</code></p>
+<p>With allmende (from every peer in the room):<br><code>allmende fetch {{.Name}}@{{.Revision}} -o {{.Short}}</code></p>
+<details><summary>{{len .Files}} file(s)</summary><table>
+{{range .Files}}<tr><td><a href="{{.URL}}">{{.Path}}</a></td><td>{{bytes .Size}}</td></tr>{{end}}</table></details></div>
+{{else}}<p class="muted">No named models yet. Import one with <code>allmende import DIR --name org/model</code>.</p>{{end}}
+{{if .Pins}}<h2>Other content</h2>{{end}}
 {{range .Pins}}<div class="card"><strong>{{.Name}}</strong> <span class="muted">{{bytes .Size}}</span><br>
-<code>allmende fetch {{.CID}} -o {{.Name}}</code><br>
+<code>allmende fetch {{.CID}} -o {{base .Name}}</code><br>
 <a href="/ipfs/{{.CID}}?format=car">download as CAR (verifiable)</a></div>
-{{else}}<p class="muted">Nothing yet. Add with <code>allmende add PATH</code>.</p>{{end}}
+{{end}}
+<h2>Transfers in progress</h2>
+{{if .Transfers}}<table><tr><th>content</th><th>progress</th></tr>
+{{range .Transfers}}<tr><td><code>{{.CID}}</code></td><td>{{bytes .Done}} of {{bytes .Total}}</td></tr>{{end}}</table>
+{{else}}<p class="muted">None.</p>{{end}}
 <h2>Peers in the room</h2>
 {{if .Peers}}<table><tr><th>peer</th><th>address</th></tr>
 {{range .Peers}}<tr><td><code>{{.ID}}</code></td><td><code>{{.Addr}}</code></td></tr>{{end}}</table>
@@ -39,27 +55,87 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-a
 `))
 
 type indexData struct {
+	Host      string
+	Models    []modelView
 	ID        string
 	Pins      []PinInfo
 	Peers     []PeerInfo
 	DiskUsage uint64
+	Quota     uint64
+	Transfers []Transfer
 }
 
 func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), indexTimeout)
 	defer cancel()
-	d := indexData{ID: n.host.ID().String()}
-	var err error
-	if d.Pins, err = n.List(ctx); err != nil {
+	ms := n.manifests(ctx)
+	d := indexData{ID: n.host.ID().String(), Host: r.Host, Models: modelViews(ms)}
+	pins, err := n.List(ctx)
+	if err != nil {
 		http.Error(w, "listing pins: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	d.Pins = otherPins(pins, ms, n.models.list())
 	d.Peers, _ = n.Peers(ctx)
 	d.DiskUsage, _ = n.store.DiskUsage(ctx)
+	d.Quota = uint64(max(n.cfg.MirrorQuota, 0))
+	d.Transfers = n.transfers.list()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := indexPage.Execute(w, d); err != nil {
 		n.log.Warn("render web page", "err", err)
 	}
+}
+
+// modelView is one model as the web page shows it.
+type modelView struct {
+	Kind, Name, Revision, License, Short string
+	Size                                 uint64
+	Files                                []fileView
+}
+
+type fileView struct {
+	Path, URL string
+	Size      uint64
+}
+
+func modelViews(ms []*manifest.Manifest) []modelView {
+	var out []modelView
+	for _, m := range ms {
+		v := modelView{Kind: m.Kind, Name: m.Name, Revision: m.Revision, License: m.License, Short: path.Base(m.Name)}
+		prefix := "/"
+		if m.Kind == manifest.KindDataset {
+			prefix = "/datasets/"
+		}
+		for _, f := range m.Files {
+			v.Size += f.Size
+			v.Files = append(v.Files, fileView{Path: f.Path, Size: f.Size, URL: prefix + m.Name + "/resolve/" + url.PathEscape(m.Revision) + "/" + f.Path})
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// otherPins drops the pins that belong to models (their roots, files and
+// manifests), which the page shows as models already.
+func otherPins(pins []PinInfo, ms []*manifest.Manifest, manifestCIDs []string) []PinInfo {
+	owned := map[string]bool{}
+	for _, c := range manifestCIDs {
+		owned[c] = true
+	}
+	for _, m := range ms {
+		owned[m.Root] = true
+		for _, f := range m.Files {
+			owned[f.CID] = true
+		}
+	}
+	var out []PinInfo
+	for _, p := range pins {
+		if !owned[p.CID] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // HumanBytes formats a byte count for people (binary units).

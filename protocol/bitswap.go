@@ -5,6 +5,7 @@ package protocol
 
 import (
 	"context"
+	"time"
 
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
@@ -26,12 +27,21 @@ const (
 	DefaultClientWorkers = 16
 	// MaxWantlistPerPeer bounds what one peer may ask of us at once.
 	MaxWantlistPerPeer = 1024
+	// PeerSearchInterval is how often a fetch's session offers one of its
+	// wants to every connected peer (and looks for providers of it). A
+	// session otherwise only uses the peers that answered its first
+	// broadcast: a seeder that answered late, or connected later, stayed
+	// idle for the whole fetch (seen in the swarming test). boxo's default
+	// is a minute.
+	PeerSearchInterval = 10 * time.Second
 )
 
 // BitswapConfig configures NewBitswap. Zero fields take the defaults above.
 type BitswapConfig struct {
 	// SendAllowance is the bytes the server queues for one peer.
 	SendAllowance int
+	// Guard, if set, counts corrupt blocks per peer and cuts liars off.
+	Guard *Guard
 }
 
 // NewBitswap starts a bitswap client and server on h, serving blocks from
@@ -44,11 +54,15 @@ func NewBitswap(ctx context.Context, h host.Host, router routing.ContentDiscover
 		allowance = DefaultSendAllowance
 	}
 	net := bsnet.NewFromIpfsHost(h)
+	if cfg.Guard != nil {
+		net = cfg.Guard.Wrap(net)
+	}
 	return bitswap.New(ctx, net, router, bs,
 		bitswap.MaxOutstandingBytesPerPeer(allowance),
 		bitswap.EngineTaskWorkerCount(DefaultEngineWorkers),
 		bitswap.TaskWorkerCount(DefaultClientWorkers),
 		bitswap.MaxQueuedWantlistEntriesPerPeer(MaxWantlistPerPeer),
+		bitswap.RebroadcastDelay(PeerSearchInterval),
 		bitswap.SetSendDontHaves(true),
 	)
 }

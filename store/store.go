@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -19,6 +20,7 @@ import (
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	pinner "github.com/ipfs/boxo/pinning/pinner"
 	"github.com/ipfs/boxo/pinning/pinner/dspinner"
+	"github.com/ipfs/go-datastore"
 	flatfs "github.com/ipfs/go-ds-flatfs"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -57,6 +59,8 @@ func init() {
 type Options struct {
 	// Sync makes every block write durable (fsync) before it returns.
 	Sync bool
+	// Logger receives reports of corrupt blocks; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is an opened allmende store. It is safe for concurrent use.
@@ -65,6 +69,7 @@ type Store struct {
 	blocks *flatfs.Datastore
 	meta   *pebbleds.Datastore
 	bs     blockstore.GCBlockstore
+	vbs    *verifyingBlockstore
 	dag    ipld.DAGService
 	pins   pinner.Pinner
 }
@@ -105,10 +110,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		blocks.Close()
 		return nil, fmt.Errorf("open metadata store: %w", err)
 	}
-	bs := blockstore.NewGCBlockstore(
-		blockstore.NewBlockstore(blocks, blockstore.NoPrefix(), blockstore.WriteThrough(true)),
-		blockstore.NewGCLocker(),
-	)
+	// Every read is re-hashed (see verifyingBlockstore): a block that
+	// rotted on disk is quarantined, never served or exported.
+	vbs := newVerifyingBlockstore(
+		newFilestore(blockstore.NewBlockstore(blocks, blockstore.NoPrefix(), blockstore.WriteThrough(true)), meta),
+		dir, opts.Logger)
+	bs := blockstore.NewGCBlockstore(vbs, blockstore.NewGCLocker())
 	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
 	pins, err := dspinner.New(ctx, meta, dag)
 	if err != nil {
@@ -116,7 +123,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		blocks.Close()
 		return nil, fmt.Errorf("open pins: %w", err)
 	}
-	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, dag: dag, pins: pins}, nil
+	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, vbs: vbs, dag: dag, pins: pins}, nil
 }
 
 // Close flushes and closes the store.
@@ -130,6 +137,11 @@ func (s *Store) Dir() string { return s.dir }
 // Blockstore is the local block store. Callers that write blocks for a root
 // they will pin hold PinLock while they do, so GC cannot remove them.
 func (s *Store) Blockstore() blockstore.GCBlockstore { return s.bs }
+
+// Meta is the metadata datastore. Pins live in it under their own keys;
+// other packages may keep small durable state there under a namespace of
+// their own (package node keeps the DHT provide list under /routing).
+func (s *Store) Meta() datastore.Batching { return s.meta }
 
 // DAG is a DAG service over local blocks only.
 func (s *Store) DAG() ipld.DAGService { return s.dag }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/allmende/allmende/configs"
+	"github.com/allmende/allmende/node"
 	"github.com/spf13/cobra"
 )
 
@@ -27,8 +30,33 @@ func newConfigCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), v.AllSettings())
+			return printJSON(cmd.OutOrStdout(), redactSecrets(v.AllSettings()))
 		},
 	})
 	return cmd
+}
+
+// secretKeys are config keys whose values `config show` never prints.
+var secretKeys = []string{"api.token"}
+
+// redactSecrets replaces the values of secretKeys in settings (viper's
+// nested map) with "REDACTED".
+func redactSecrets(settings map[string]any) map[string]any {
+	for _, key := range secretKeys {
+		parts := strings.Split(key, ".")
+		m := settings
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				m = nil
+				break
+			}
+			m = next
+		}
+		last := parts[len(parts)-1]
+		if m != nil && m[last] != nil && m[last] != "" {
+			m[last] = node.Secret("x").String()
+		}
+	}
+	return settings
 }

@@ -13,9 +13,10 @@ func newFetchCmd(g *globalOptions) *cobra.Command {
 	var (
 		out    string
 		asJSON bool
+		mopts  modelFetchOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "fetch <cid> -o <out>",
+		Use:   "fetch <cid | sha256:<hex> | org/model[@revision]> -o <out>",
 		Short: "Fetch a file or directory from peers, verified, to a path",
 		Long: `Fetches the file or directory <cid> from connected peers, many blocks at a
 time, verifying every block against its CID. The result is assembled beside
@@ -24,10 +25,24 @@ all. Fetched blocks stay in the store and are pinned, so this node seeds
 them too and an interrupted fetch resumes where it stopped.
 
 Uses the running daemon, or an embedded node if none runs. Fails with status
-1 when no peer sends a block for fetch.timeout.` + exitStatusHelp,
-		Example: "  allmende fetch bafybei... -o ./model",
-		Args:    args(cobra.ExactArgs(1)),
+1 when no peer sends a block for fetch.timeout.
+
+sha256:<hex> fetches one file by the whole-file sha256 Hugging Face shows,
+found by asking peers; the bytes are checked against the sha256 too.
+org/model[@revision] resolves the name through records signed by trusted
+publishers (see "allmende trust"; --trust-any accepts any), prints who
+signed, and fetches the files of its manifest, each checked against its
+sha256; --include/--exclude select files, --hf-cache lays the model out as
+the Hugging Face cache (blobs/, snapshots/<commit>/, refs/<revision>).
+A name signed only by untrusted publishers, or whose records do not verify
+(tampered, expired), is refused with status 1 and a message saying why.` + exitStatusHelp,
+		Example: "  allmende fetch bafybei... -o ./model\n  allmende fetch acme/tiny-llama --include '*.gguf' -o ./tiny\n" +
+			"  allmende fetch acme/tiny-llama@main --hf-cache\n  allmende fetch sha256:3f1c... -o model.safetensors",
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if isModelRef(a[0]) {
+				return runFetchModel(cmd, g, a[0], out, asJSON, mopts)
+			}
 			if out == "" {
 				return usageError{fmt.Errorf("fetch: -o <out> is required")}
 			}
@@ -58,6 +73,7 @@ Uses the running daemon, or an embedded node if none runs. Fails with status
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the file or directory (must not exist)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	addModelFetchFlags(cmd, &mopts)
 	cmd.Flags().Duration("fetch.timeout", 0, "fail when no peer sent a block for this long (default from config, 2m)")
 	return cmd
 }

@@ -37,7 +37,8 @@ you hold; "allmende add" and "allmende fetch" move files between nodes.` + exitS
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newInitCmd(g), newDaemonCmd(g), newIDCmd(g), newConnectCmd(g), newPeersCmd(g),
-		newAddCmd(g), newFetchCmd(g), newLsCmd(g), newRmCmd(g), newGCCmd(g), newConfigCmd(g),
+		newAddCmd(g), newFetchCmd(g), newLsCmd(g), newRmCmd(g), newGCCmd(g), newConfigCmd(g), newVerifyCmd(g), newSwarmKeyCmd(g),
+		newImportCmd(g), newPublishCmd(g), newTrustCmd(g), newInspectCmd(g),
 	)
 	return root
 }
@@ -83,8 +84,13 @@ func (e *env) api(ctx context.Context) (node.API, func() error, error) {
 	}
 	if url != "" {
 		c := node.NewClient(url)
+		token, err := e.apiToken()
+		if err != nil {
+			return nil, nil, err
+		}
+		c.SetToken(token)
 		probe, cancel := context.WithTimeout(ctx, daemonProbeTimeout)
-		_, err := c.ID(probe)
+		_, err = c.ID(probe)
 		cancel()
 		if err == nil {
 			return c, func() error { return nil }, nil
@@ -99,6 +105,15 @@ func (e *env) api(ctx context.Context) (node.API, func() error, error) {
 		return nil, nil, fmt.Errorf("no daemon is running and an embedded node could not start: %w", err)
 	}
 	return n, n.Close, nil
+}
+
+// apiToken is the token to send to the daemon: api.token from the config
+// or environment, else the one the daemon recorded in HOME/api.token.
+func (e *env) apiToken() (node.Secret, error) {
+	if t := e.v.GetString("api.token"); t != "" {
+		return node.Secret(t), nil
+	}
+	return node.ReadTokenFile(e.home)
 }
 
 // withAPI runs f against the node's API and releases it afterwards.

@@ -72,6 +72,17 @@ func (s *server) repo(w http.ResponseWriter, r *http.Request, kind Kind, name, r
 	return repo
 }
 
+// apiRepo loads the repository named by an /api/{kind}/{org}/{name}/...
+// route, writing the error (404 for an unknown kind) if there is none.
+func (s *server) apiRepo(w http.ResponseWriter, r *http.Request) *Repo {
+	kind, ok := kindOf(r.PathValue("kind"))
+	if !ok {
+		http.NotFound(w, r)
+		return nil
+	}
+	return s.repo(w, r, kind, r.PathValue("org")+"/"+r.PathValue("name"), r.PathValue("rev"))
+}
+
 // fail writes an error the way the hub does: status, X-Error-Code and a
 // JSON body; headers only for HEAD.
 func (s *server) fail(w http.ResponseWriter, err error, commit string) {
@@ -118,13 +129,7 @@ type sibling struct {
 }
 
 func (s *server) info(w http.ResponseWriter, r *http.Request) {
-	kind, ok := kindOf(r.PathValue("kind"))
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	name := r.PathValue("org") + "/" + r.PathValue("name")
-	repo := s.repo(w, r, kind, name, r.PathValue("rev"))
+	repo := s.apiRepo(w, r)
 	if repo == nil {
 		return
 	}
@@ -244,12 +249,7 @@ func truthy(s string) bool {
 }
 
 func (s *server) tree(w http.ResponseWriter, r *http.Request) {
-	kind, ok := kindOf(r.PathValue("kind"))
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	repo := s.repo(w, r, kind, r.PathValue("org")+"/"+r.PathValue("name"), r.PathValue("rev"))
+	repo := s.apiRepo(w, r)
 	if repo == nil {
 		return
 	}
@@ -263,12 +263,7 @@ func (s *server) tree(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) pathsInfo(w http.ResponseWriter, r *http.Request) {
-	kind, ok := kindOf(r.PathValue("kind"))
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	repo := s.repo(w, r, kind, r.PathValue("org")+"/"+r.PathValue("name"), r.PathValue("rev"))
+	repo := s.apiRepo(w, r)
 	if repo == nil {
 		return
 	}

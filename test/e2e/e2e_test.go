@@ -86,8 +86,10 @@ func TestAddFetchAndResume(t *testing.T) {
 		c.JSON(&res, "fetch", root, "-o", out, "--json")
 		harness.AssertSameTree(t, src, out)
 		t.Logf("resume: %d bytes received before kill -9, %d after restart, content %d bytes", first, res.Received, res.Size)
-		if res.Received+first < modelSize {
-			t.Errorf("received %d+%d bytes, less than the %d-byte model", first, res.Received, modelSize)
+		// first was read just before the kill; blocks that landed after it
+		// count in neither figure, so only the upper bound is exact.
+		if res.Received == 0 || res.Received >= modelSize {
+			t.Errorf("resumed fetch received %d bytes, want some but less than the %d-byte model", res.Received, modelSize)
 		}
 		if res.Received > modelSize-first+inFlightSlack {
 			t.Errorf("resumed fetch received %d bytes, want at most %d (the missing part)", res.Received, modelSize-first+inFlightSlack)

@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# run.sh is allmende's benchmark harness (issue 7). One run prints one table:
+#
+#   fetch:  allmende daemon -> daemon, curl from nginx, Kubo two-node `ipfs get`,
+#           curl of a CAR from allmende's mirror (trustless gateway)
+#   import: allmende add, sha256sum, ipfs add
+#
+# of the same random file, with wall time, MB/s, CPU seconds and peak RSS of
+# every process involved, and the ratios issue 7 asks for. Everything runs
+# on 127.0.0.1 under ALLMENDE_PROFILE=test; Kubo runs with its test profile
+# and no bootstrap peers. It installs what it needs (nginx and curl through
+# apt-get, Kubo built into ~/.cache/allmende-bench) and cleans up its data.
+#
+# Usage: bench/run.sh [--size MiB] [--repeat N] [--no-kubo] [--no-mirror] [--pprof FILE]
+#   --size MiB    file size (default 1024)
+#   --repeat N    run every fetch N times and keep the fastest (default 3;
+#                 shared machines are noisy), clearing the fetching store
+#                 between runs
+#   --no-kubo     skip Kubo (no build needed)
+#   --no-mirror   skip the mirror CAR download
+#   --pprof FILE  write a CPU profile of the fetching daemon during the fetch
+set -euo pipefail
+
+SIZE_MIB=1024
+REPEAT=3
+KUBO=1
+MIRROR=1
+PPROF=""
+while (($#)); do
+	case "$1" in
+	--size) SIZE_MIB="$2"; shift 2 ;;
+	--no-kubo) KUBO=0; shift ;;
+	--no-mirror) MIRROR=0; shift ;;
+	--pprof) PPROF="$2"; shift 2 ;;
+	--repeat) REPEAT="$2"; shift 2 ;;
+	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+	*) echo "unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+
+# readyTimeout is how many 0.1 s polls a daemon gets to come up.
+readonly READY_POLLS=300
+readonly REPO="$(cd "$(dirname "$0")/.." && pwd)"
+readonly CLK_TCK="$(getconf CLK_TCK)"
+
+log() { echo "bench: $*" >&2; }
+
+ensure_tools() {
+	local missing=()
+	command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+	command -v curl >/dev/null || missing+=(curl)
+	[[ -x /usr/bin/time ]] || missing+=(time)
+	if ((${#missing[@]})); then
+		log "installing ${missing[*]}"
+		local sudo=""
+		((EUID == 0)) || sudo=sudo
+		$sudo apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+	fi
+}
+
+WORK="$(mktemp -d /tmp/allmende-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# cpu_ticks PID: user+system clock ticks of a process so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# reset_hwm PID: restart a process's peak RSS (VmHWM) count.
+reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+# hwm_mb PID: peak RSS in MB since the last reset.
+hwm_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+ticks_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}'; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
+
+ROWS=()
+# row PHASE TOOL SECONDS CPU_DETAIL RSS_DETAIL
+# row PHASE TOOL SECONDS CPU_DETAIL RSS_DETAIL; of repeated runs of one tool
+# the fastest is kept.
+row() {
+	local i tool secs
+	for i in "${!ROWS[@]}"; do
+		IFS='|' read -r _ tool secs _ _ <<<"${ROWS[$i]}"
+		[[ "$tool" == "$2" ]] || continue
+		awk -v a="$3" -v b="$secs" 'BEGIN {exit !(a < b)}' && ROWS[$i]="$1|$2|$3|$4|$5"
+		return 0
+	done
+	ROWS+=("$1|$2|$3|$4|$5")
+}
+rate() { awk -v s="$1" -v b="$BYTES" 'BEGIN {printf "%.0f", b / s / 1e6}'; }
+
+# timed OUTVAR CMD...: runs CMD under /usr/bin/time; sets OUTVAR to
+# "wall user+sys maxrss_mb".
+timed() {
+	local var="$1"; shift
+	local tf="$WORK/time.$$"
+	/usr/bin/time -f '%e %U %S %M' -o "$tf" "$@"
+	printf -v "$var" '%s' "$(awk '{printf "%s %.2f %.0f", $1, $2 + $3, $4 / 1024}' "$tf")"
+}
+
+# --- allmende ---------------------------------------------------------------
+
+BIN="$WORK/allmende"
+start_allmende() { # NAME [ENV...]
+	local home="$WORK/$1"; shift
+	mkdir -p "$home"
+	env ALLMENDE_PROFILE=test ALLMENDE_HOME="$home" "$@" "$BIN" daemon >"$home.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$(basename "$home")=$!"
+	local i
+	for ((i = 0; i < READY_POLLS; i++)); do
+		[[ -s "$home/api" ]] && return 0
+		sleep 0.1
+	done
+	log "daemon $home did not start:"; cat "$home.log" >&2; exit 1
+}
+am() { local home="$WORK/$1"; shift; ALLMENDE_PROFILE=test ALLMENDE_HOME="$home" "$BIN" "$@"; }
+
+bench_allmende() {
+	local seed_env=()
+	((MIRROR)) && seed_env=(ALLMENDE_MIRROR_ADDR=127.0.0.1:0 ALLMENDE_MIRROR_ALLOW=127.0.0.0/8)
+	start_allmende seed "${seed_env[@]}"
+	start_allmende leech
+	local s0 t0 t1 s1 out
+	s0=$(cpu_ticks "$PID_seed"); reset_hwm "$PID_seed"
+	t0=$(now)
+	CID=$(am seed add "$DATA" 2>/dev/null | tail -n1)
+	t1=$(now)
+	row import "allmende add" "$(elapsed "$t0" "$t1")" \
+		"daemon $(ticks_s $(($(cpu_ticks "$PID_seed") - s0)))" "daemon $(hwm_mb "$PID_seed")"
+	log "allmende CID $CID"
+
+	local addr
+	addr=$(am seed id --json | grep -o '/ip4/127.0.0.1/tcp/[^"]*' | head -n1)
+	am leech connect "$addr" >/dev/null
+	local rep
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		fetch_allmende "$rep"
+	done
+
+	if ((MIRROR)); then
+		local url r
+		url="$(cat "$WORK/seed/mirror")/ipfs/$CID?format=car"
+		for ((rep = 0; rep < REPEAT; rep++)); do
+			s0=$(cpu_ticks "$PID_seed"); reset_hwm "$PID_seed"
+			timed r curl -sf -o "$WORK/mirror.car" "$url"
+			read -r wall cpu rss <<<"$r"
+			row http "curl <- mirror (CAR)" "$wall" \
+				"seed $(ticks_s $(($(cpu_ticks "$PID_seed") - s0))) + curl $cpu" "seed $(hwm_mb "$PID_seed") curl $rss"
+			rm -f "$WORK/mirror.car"
+		done
+	fi
+}
+
+# fetch_allmende REP: one fetch from seed to an emptied leech store.
+fetch_allmende() {
+	local s0 l0 t0 t1 out prof_pid=""
+	am leech rm "$CID" >/dev/null 2>&1 || true
+	am leech gc >/dev/null
+	s0=$(cpu_ticks "$PID_seed"); l0=$(cpu_ticks "$PID_leech")
+	reset_hwm "$PID_seed"; reset_hwm "$PID_leech"
+	if [[ -n "$PPROF" && "$1" == 0 ]]; then
+		curl -s -o "$PPROF" "$(cat "$WORK/leech/api")/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+		prof_pid=$!
+	fi
+	out="$WORK/fetched.allmende"
+	t0=$(now)
+	am leech fetch "$CID" -o "$out" >/dev/null
+	t1=$(now)
+	[[ -n "$prof_pid" ]] && wait "$prof_pid"
+	row fetch "allmende fetch" "$(elapsed "$t0" "$t1")" \
+		"seed $(ticks_s $(($(cpu_ticks "$PID_seed") - s0))) + leech $(ticks_s $(($(cpu_ticks "$PID_leech") - l0)))" \
+		"seed $(hwm_mb "$PID_seed") leech $(hwm_mb "$PID_leech")"
+	cmp -s "$DATA" "$out" || { log "allmende fetch output differs"; exit 1; }
+	rm -f "$out"
+}
+
+# --- nginx and sha256sum ----------------------------------------------------
+
+bench_nginx() {
+	local root="$WORK/www" port
+	mkdir -p "$root" "$WORK/nginx"
+	ln "$DATA" "$root/data"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 18080)
+	cat >"$WORK/nginx/nginx.conf" <<-EOF
+		daemon off;
+		master_process off;
+		worker_processes 1;
+		pid $WORK/nginx/nginx.pid;
+		error_log $WORK/nginx/error.log;
+		events { worker_connections 64; }
+		http {
+		  access_log off;
+		  sendfile on;
+		  client_body_temp_path $WORK/nginx/body;
+		  proxy_temp_path $WORK/nginx/proxy;
+		  fastcgi_temp_path $WORK/nginx/fastcgi;
+		  uwsgi_temp_path $WORK/nginx/uwsgi;
+		  scgi_temp_path $WORK/nginx/scgi;
+		  server { listen 127.0.0.1:$port; root $root; }
+		}
+	EOF
+	local nginx_bin
+	nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+	"$nginx_bin" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr" &
+	local pid=$!
+	PIDS+=($pid)
+	local i
+	for ((i = 0; i < READY_POLLS; i++)); do
+		curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$port/data" && break
+		sleep 0.1
+	done
+	local s0 r wall cpu rss rep
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		s0=$(cpu_ticks "$pid"); reset_hwm "$pid"
+		timed r curl -sf -o "$WORK/fetched.curl" "http://127.0.0.1:$port/data"
+		read -r wall cpu rss <<<"$r"
+		row fetch "curl <- nginx" "$wall" "nginx $(ticks_s $(($(cpu_ticks "$pid") - s0))) + curl $cpu" "nginx $(hwm_mb "$pid") curl $rss"
+		cmp -s "$DATA" "$WORK/fetched.curl" || { log "curl output differs"; exit 1; }
+		rm -f "$WORK/fetched.curl"
+	done
+}
+
+bench_sha256sum() {
+	local r wall cpu rss
+	timed r sha256sum "$DATA" >/dev/null
+	read -r wall cpu rss <<<"$r"
+	row import "sha256sum" "$wall" "$cpu" "$rss"
+}
+
+# --- Kubo -------------------------------------------------------------------
+
+start_kubo() { # NAME
+	local repo="$WORK/$1"
+	IPFS_PATH="$repo" "$IPFS" init --profile=test,unixfs-v1-2025 >/dev/null
+	IPFS_PATH="$repo" "$IPFS" config --json Bootstrap '[]'
+	IPFS_PATH="$repo" "$IPFS" config Routing.Type none
+	IPFS_PATH="$repo" "$IPFS" daemon >"$repo.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$1=$!"
+	local i
+	for ((i = 0; i < READY_POLLS; i++)); do
+		grep -q "Daemon is ready" "$repo.log" && return 0
+		sleep 0.1
+	done
+	log "kubo $1 did not start:"; cat "$repo.log" >&2; exit 1
+}
+ipfs_() { local repo="$WORK/$1"; shift; IPFS_PATH="$repo" "$IPFS" "$@"; }
+
+bench_kubo() {
+	start_kubo kseed
+	start_kubo kleech
+	local s0 l0 t0 t1 kcid
+	s0=$(cpu_ticks "$PID_kseed"); reset_hwm "$PID_kseed"
+	t0=$(now)
+	kcid=$(ipfs_ kseed add -Q "$DATA")
+	t1=$(now)
+	row import "ipfs add" "$(elapsed "$t0" "$t1")" \
+		"daemon $(ticks_s $(($(cpu_ticks "$PID_kseed") - s0)))" "daemon $(hwm_mb "$PID_kseed")"
+	[[ "$kcid" == "$CID" ]] || log "WARNING: Kubo CID $kcid differs from allmende's $CID"
+	ipfs_ kleech swarm connect "$(ipfs_ kseed id -f '<addrs>' | grep /tcp/ | head -n1)/p2p/$(ipfs_ kseed id -f '<id>')" >/dev/null
+	local rep
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		fetch_kubo "$kcid"
+	done
+}
+
+# fetch_kubo CID: one `ipfs get` from kseed to an emptied kleech repo.
+fetch_kubo() {
+	local kcid="$1" s0 l0 t0 t1
+	ipfs_ kleech pin rm "$kcid" >/dev/null 2>&1 || true
+	ipfs_ kleech repo gc >/dev/null 2>&1 || true
+	s0=$(cpu_ticks "$PID_kseed"); l0=$(cpu_ticks "$PID_kleech")
+	reset_hwm "$PID_kseed"; reset_hwm "$PID_kleech"
+	t0=$(now)
+	ipfs_ kleech get -o "$WORK/fetched.kubo" "$kcid" >/dev/null 2>&1
+	t1=$(now)
+	row fetch "ipfs get (Kubo)" "$(elapsed "$t0" "$t1")" \
+		"seed $(ticks_s $(($(cpu_ticks "$PID_kseed") - s0))) + leech $(ticks_s $(($(cpu_ticks "$PID_kleech") - l0)))" \
+		"seed $(hwm_mb "$PID_kseed") leech $(hwm_mb "$PID_kleech")"
+	cmp -s "$DATA" "$WORK/fetched.kubo" || { log "kubo output differs"; exit 1; }
+	rm -f "$WORK/fetched.kubo"
+}
+
+# --- table --------------------------------------------------------------------
+
+seconds_of() { # TOOL
+	local r
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r _ tool secs _ _ <<<"$r"
+		[[ "$tool" == "$1" ]] && { echo "$secs"; return; }
+	done
+}
+ratio() { # NAME NUM_TOOL DEN_TOOL: speed of NUM relative to DEN
+	local a b
+	a=$(seconds_of "$2"); b=$(seconds_of "$3")
+	[[ -n "$a" && -n "$b" ]] || return 0
+	awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN {printf "  %-34s %6.2fx\n", n, b / a}'
+}
+
+print_table() {
+	echo
+	echo "allmende benchmark: $SIZE_MIB MiB random file, fetches best of $REPEAT, loopback, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)+worktree"
+	printf '%-7s %-22s %8s %8s  %-32s %s\n' phase tool seconds MB/s "CPU seconds" "peak RSS MB"
+	local r want phase tool secs cpu rss
+	for want in fetch http import; do
+		for r in "${ROWS[@]}"; do
+			IFS='|' read -r phase tool secs cpu rss <<<"$r"
+			[[ "$phase" == "$want" ]] || continue
+			printf '%-7s %-22s %8.2f %8s  %-32s %s\n' "$phase" "$tool" "$secs" "$(rate "$secs")" "$cpu" "$rss"
+		done
+	done
+	echo "ratios (speed, >1 means allmende is faster):"
+	ratio "fetch: allmende / curl<-nginx" "allmende fetch" "curl <- nginx"
+	ratio "fetch: allmende / Kubo" "allmende fetch" "ipfs get (Kubo)"
+	ratio "import: allmende add / sha256sum" "allmende add" "sha256sum"
+	ratio "import: allmende add / ipfs add" "allmende add" "ipfs add"
+	ratio "http: mirror CAR / nginx" "curl <- mirror (CAR)" "curl <- nginx"
+}
+
+main() {
+	ensure_tools
+	if ((KUBO)); then
+		IPFS=$("$REPO/bench/build-kubo.sh") || { log "Kubo build failed; continuing without it (--no-kubo)"; KUBO=0; }
+	fi
+	log "building allmende"
+	(cd "$REPO" && go build -o "$BIN" ./cmd/allmende)
+	BYTES=$((SIZE_MIB << 20))
+	PROFILE_SECONDS=$((SIZE_MIB / 100 + 3))
+	DATA="$WORK/data.bin"
+	log "writing $SIZE_MIB MiB of random data to $DATA"
+	head -c "$BYTES" /dev/urandom >"$DATA"
+	cat "$DATA" >/dev/null # warm the page cache for everyone alike
+
+	bench_sha256sum
+	bench_nginx
+	bench_allmende
+	((KUBO)) && bench_kubo
+	print_table
+}
+
+main

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/allmende/allmende/node"
+	"github.com/spf13/cobra"
+)
+
+func newImportCmd(g *globalOptions) *cobra.Command {
+	var (
+		req    node.ImportRequest
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "import <dir> [--name org/model]",
+		Short: "Import a folder or Hugging Face cache repository as a named model",
+		Long: `Imports a model or dataset folder: every file is read once, chunked into the
+store (unixfs-v1-2025) and hashed (sha256, and git blob sha1 for files under
+10 MiB, as Hugging Face does). A manifest listing every file is stored as a
+block and pinned with the files. safetensors and GGUF headers are checked;
+a malformed one stops the import unless --force.
+
+The files are not copied: the store references them in place and re-hashes
+what it reads, so a file changed or deleted afterwards is no longer served
+(reads of it fail). Keep the folder, or import with --copy.
+
+<dir> may be a Hugging Face cache repository (models--org--name with blobs/,
+snapshots/ and refs/): then the name, the commit and the revision (refs/main
+unless --revision) come from the cache, and every file is checked against
+its blob name. The last line of stdout is the manifest CID; "allmende
+publish" signs a name for it.` + exitStatusHelp,
+		Example: "  allmende import ./tiny-llama --name acme/tiny-llama --license apache-2.0\n" +
+			"  allmende import ~/.cache/huggingface/hub/models--acme--tiny-llama",
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			path, err := filepath.Abs(a[0])
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Errorf("import %s: %w: %v", a[0], node.ErrBadInput, err)
+			}
+			req.Path = path
+			return withModelAPI(cmd, g, func(ctx context.Context, _ *env, api node.ModelAPI) error {
+				progress, done := progressBar("importing")
+				res, err := api.Import(ctx, req, progress)
+				done()
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), res)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "imported %s %s@%s (commit %s): %d files, %s, root %s\n",
+					res.Kind, res.Name, res.Revision, res.Commit, res.Files, node.HumanBytes(res.Size), res.Root)
+				fmt.Fprintln(cmd.OutOrStdout(), res.Manifest)
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "model name org/model (from the cache for a Hugging Face cache directory)")
+	f.StringVar(&req.Revision, "revision", "", "revision (default main)")
+	f.StringVar(&req.License, "license", "", "license, e.g. apache-2.0")
+	f.StringVar(&req.Kind, "kind", "", "model or dataset (default model)")
+	f.StringVar(&req.Source, "source", "", "where the files came from (URL or note)")
+	f.BoolVar(&req.Force, "force", false, "import files with malformed safetensors/GGUF headers")
+	f.BoolVar(&req.Copy, "copy", false, "store a copy of the files instead of reading them in place")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}

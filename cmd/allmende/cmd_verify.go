@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/allmende/allmende/node"
+	"github.com/spf13/cobra"
+)
+
+// errVerifyFailed is returned (exit status 1) when verify leaves problems.
+var errVerifyFailed = errors.New("verify: the store has problems left")
+
+// verifyOptions are the flags of `allmende verify`.
+type verifyOptions struct {
+	repair bool
+	asJSON bool
+}
+
+func newVerifyCmd(g *globalOptions) *cobra.Command {
+	var opts verifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Re-hash every block in the store; quarantine corrupt ones; find missing ones",
+		Long: `Reads every block in the store and re-hashes it against its CID. A block
+whose bytes do not match is moved to STORE/quarantine and reported. Then
+every pinned root is walked to find blocks it needs that the store lacks.
+
+With --repair, the damaged roots are fetched again from connected peers
+(this needs a running daemon with peers, or bootstrap peers) and the store
+is checked once more.
+
+EXIT STATUS
+  0  every pinned block is held and sound
+  1  corrupt or missing blocks remain (or the check itself failed)
+  2  bad usage`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
+				return runVerify(ctx, cmd.OutOrStdout(), api, opts)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&opts.repair, "repair", false, "fetch damaged content again from peers")
+	cmd.Flags().BoolVar(&opts.asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func runVerify(ctx context.Context, w io.Writer, api node.API, opts verifyOptions) error {
+	res, err := api.Verify(ctx, node.VerifyRequest{Repair: opts.repair})
+	if err != nil {
+		return err
+	}
+	if opts.asJSON {
+		if err := printJSON(w, res); err != nil {
+			return err
+		}
+	} else {
+		printVerify(w, res)
+	}
+	if !res.OK() {
+		return errVerifyFailed
+	}
+	return nil
+}
+
+func printVerify(w io.Writer, res node.VerifyResult) {
+	fmt.Fprintf(w, "checked %d blocks (%s)\n", res.Found.Blocks, node.HumanBytes(res.Found.Bytes))
+	for _, c := range res.Found.Corrupt {
+		fmt.Fprintf(w, "corrupt: %s (moved to %s)\n", c, res.Quarantine)
+	}
+	for _, e := range res.Unreadable {
+		fmt.Fprintf(w, "unreadable: %s\n", e)
+	}
+	for _, c := range res.Missing {
+		fmt.Fprintf(w, "missing: %s\n", c)
+	}
+	for _, c := range res.Repaired {
+		fmt.Fprintf(w, "repaired: %s\n", c)
+	}
+	for _, e := range res.RepairErrors {
+		fmt.Fprintf(w, "not repaired: %s\n", e)
+	}
+	if res.OK() {
+		fmt.Fprintln(w, "ok: every pinned block is held and sound")
+	}
+}

@@ -1,0 +1,80 @@
+package node
+
+import (
+	"context"
+	"io"
+	"net/http"
+
+	"golang.org/x/time/rate"
+)
+
+// rateBurst is the most bytes a limiter lets through at once; writes are
+// split to fit it.
+const rateBurst = 1 << 20
+
+// newLimiter returns a limiter for bytesPerSecond, or nil for no limit.
+func newLimiter(bytesPerSecond int64) *rate.Limiter {
+	if bytesPerSecond <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSecond), rateBurst)
+}
+
+// waitBytes blocks until lim allows n bytes (in burst-sized steps). A nil
+// limiter never waits.
+func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
+	for lim != nil && n > 0 {
+		step := min(n, rateBurst)
+		if err := lim.WaitN(ctx, step); err != nil {
+			return err
+		}
+		n -= step
+	}
+	return nil
+}
+
+// limitUploads shares lim among all responses of next.
+func limitUploads(lim *rate.Limiter, next http.Handler) http.Handler {
+	if lim == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&limitedResponse{ResponseWriter: w, ctx: r.Context(), lim: lim}, r)
+	})
+}
+
+// limitedResponse paces a response's body through a limiter.
+type limitedResponse struct {
+	http.ResponseWriter
+	ctx context.Context
+	lim *rate.Limiter
+}
+
+func (l *limitedResponse) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), rateBurst)]
+		if err := waitBytes(l.ctx, l.lim, len(chunk)); err != nil {
+			return written, err
+		}
+		n, err := l.ResponseWriter.Write(chunk)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[len(chunk):]
+	}
+	return written, nil
+}
+
+// ReadFrom keeps io.Copy from bypassing Write.
+func (l *limitedResponse) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{l}, r)
+}
+
+// Flush passes flushes on, for streamed answers.
+func (l *limitedResponse) Flush() {
+	if f, ok := l.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

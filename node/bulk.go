@@ -1,0 +1,309 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/allmende/allmende/protocol"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// bulkService is allmende's bulk protocol (protocol.BulkID) on a node: it
+// serves the store's blocks to peers and counts what fetches received
+// through it, so Stats covers bitswap and bulk alike.
+type bulkService struct {
+	host   host.Host
+	server *protocol.BulkServer
+	log    *slog.Logger
+	// received counts verified block bytes and blocks fetched over bulk.
+	recvBytes, recvBlocks atomic.Uint64
+}
+
+func newBulkService(h host.Host, bs protocol.BlockGetter, log *slog.Logger) *bulkService {
+	return &bulkService{host: h, server: protocol.NewBulkServer(h, bs, log), log: log}
+}
+
+// stats returns bytes and blocks received and sent over bulk.
+func (s *bulkService) stats() (recvBytes, recvBlocks, sentBytes, sentBlocks uint64) {
+	if s == nil {
+		return 0, 0, 0, 0
+	}
+	sentBytes, sentBlocks = s.server.Sent()
+	return s.recvBytes.Load(), s.recvBlocks.Load(), sentBytes, sentBlocks
+}
+
+// bulkChunksPerPeer is how many chunks a batch is cut into per bulk peer.
+// The peers take chunks in turn, each as soon as it has finished its last
+// one, so a faster peer serves more of the batch and a slow one holds it up
+// by at most one small chunk. With a single peer a batch is one request.
+const bulkChunksPerPeer = 2
+
+// bulkFetcher spreads one fetch's leaves over the connected peers that
+// speak the bulk protocol. A peer that fails or sends a bad block is not
+// asked again in this fetch; what it did not deliver goes to bitswap.
+//
+// Bulk is for peers that hold the whole content (seeders). As soon as one
+// peer lacks a block, the fetch is in a swarm of partial holders (a class
+// fetching one model at once), where bitswap's want-have exchange lets the
+// clients serve each other; bulk then stops and bitswap fetches the rest.
+type bulkFetcher struct {
+	svc *bulkService
+
+	mu    sync.Mutex
+	peers map[peer.ID]bool
+	// dropped are peers not to ask again in this fetch.
+	dropped map[peer.ID]bool
+	// scanned is when the connected peers were last looked at.
+	scanned time.Time
+	// off is set once a peer lacked a block: bitswap takes over.
+	off atomic.Bool
+}
+
+// bulkRescanInterval is how often a fetch looks for newly connected bulk
+// peers (found by mDNS or the DHT while it runs).
+const bulkRescanInterval = time.Second
+
+// newFetcher returns a fetcher over the connected bulk peers, or nil if
+// there are none (the fetch then uses bitswap alone). A peer whose
+// protocols are not known yet (identify still running on a new connection)
+// is tried too: if it does not speak bulk, opening the stream fails at once
+// and the peer is dropped.
+func (s *bulkService) newFetcher() *bulkFetcher {
+	if s == nil {
+		return nil
+	}
+	f := &bulkFetcher{svc: s, peers: make(map[peer.ID]bool), dropped: make(map[peer.ID]bool)}
+	f.scan()
+	if len(f.peers) == 0 {
+		return nil
+	}
+	return f
+}
+
+// scan adds the connected bulk peers not dropped before. f.mu is held.
+func (f *bulkFetcher) scan() {
+	f.scanned = time.Now()
+	ps := f.svc.host.Peerstore()
+	for _, p := range f.svc.host.Network().Peers() {
+		if f.dropped[p] {
+			continue
+		}
+		ok, _ := ps.SupportsProtocols(p, protocol.BulkID)
+		known, _ := ps.GetProtocols(p)
+		if len(ok) > 0 || len(known) == 0 {
+			f.peers[p] = true
+		}
+	}
+}
+
+// active lists the peers in use, looking for new ones now and then.
+func (f *bulkFetcher) active() []peer.ID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if time.Since(f.scanned) >= bulkRescanInterval {
+		f.scan()
+	}
+	out := make([]peer.ID, 0, len(f.peers))
+	for p := range f.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (f *bulkFetcher) drop(p peer.ID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.peers, p)
+	f.dropped[p] = true
+}
+
+// errLocal marks an error of the receiving side (store, output file), which
+// fails the fetch rather than sending the batch to bitswap.
+type errLocal struct{ err error }
+
+func (e errLocal) Error() string { return e.err.Error() }
+func (e errLocal) Unwrap() error { return e.err }
+
+// chunkQueue hands out a batch's chunks to the peers' workers.
+type chunkQueue struct {
+	// off is the fetcher's switch to bitswap.
+	off    *atomic.Bool
+	mu     sync.Mutex
+	chunks [][]cid.Cid
+	// err is the first local error; it stops every worker.
+	err error
+}
+
+func (q *chunkQueue) next() ([]cid.Cid, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil || len(q.chunks) == 0 || q.off.Load() {
+		return nil, false
+	}
+	c := q.chunks[0]
+	q.chunks = q.chunks[1:]
+	return c, true
+}
+
+// get fetches the raw-leaf CIDs of one batch from the bulk peers, calling
+// handle with each verified block as a node, from several goroutines. It returns the
+// CIDs it did not get, for bitswap, or the first error from handle.
+func (f *bulkFetcher) get(ctx context.Context, batch []cid.Cid, handle func(ipld.Node) error) ([]cid.Cid, error) {
+	peers := f.active()
+	if len(peers) == 0 || f.off.Load() {
+		return batch, nil
+	}
+	q := &chunkQueue{off: &f.off}
+	parts := 1
+	if len(peers) > 1 {
+		parts = min(len(batch), len(peers)*bulkChunksPerPeer)
+	}
+	size := (len(batch) + parts - 1) / parts
+	for len(batch) > 0 {
+		k := min(size, len(batch))
+		q.chunks = append(q.chunks, batch[:k:k])
+		batch = batch[k:]
+	}
+	var wg sync.WaitGroup
+	for _, p := range peers[:min(len(peers), len(q.chunks))] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.work(ctx, p, q, handle)
+		}()
+	}
+	wg.Wait()
+	if q.err != nil {
+		return nil, q.err
+	}
+	var left []cid.Cid
+	for _, c := range q.chunks {
+		left = append(left, c...)
+	}
+	return left, nil
+}
+
+// work fetches chunks from p until the queue is empty or p fails.
+func (f *bulkFetcher) work(ctx context.Context, p peer.ID, q *chunkQueue, handle func(ipld.Node) error) {
+	for {
+		chunk, ok := q.next()
+		if !ok {
+			return
+		}
+		rest, err := f.getChunk(ctx, p, chunk, handle)
+		q.mu.Lock()
+		if len(rest) > 0 {
+			// Back in the queue for a peer still working; what no one
+			// takes goes to bitswap.
+			q.chunks = append(q.chunks, rest)
+		}
+		if le := (errLocal{}); errors.As(err, &le) && q.err == nil {
+			q.err = le.err
+		} else if err != nil && ctx.Err() != nil && q.err == nil {
+			q.err = ctx.Err()
+		}
+		q.mu.Unlock()
+		if err == nil && len(rest) > 0 && !f.off.Swap(true) {
+			f.svc.log.Debug("a peer lacks blocks: swarm of partial holders, fetching the rest over bitswap", "peer", p.String())
+		}
+		if err != nil || len(rest) > 0 {
+			if err != nil && ctx.Err() == nil {
+				f.svc.log.Debug("bulk fetch from peer failed; using others", "peer", p.String(), "err", err)
+			}
+			f.drop(p)
+			return
+		}
+	}
+}
+
+// getChunk asks p for chunk and returns the CIDs it did not deliver.
+func (f *bulkFetcher) getChunk(ctx context.Context, p peer.ID, chunk []cid.Cid, handle func(ipld.Node) error) ([]cid.Cid, error) {
+	got := make(map[cid.Cid]bool, len(chunk))
+	_, err := protocol.BulkGet(ctx, f.svc.host, p, chunk, func(b blocks.Block) error {
+		nd, err := merkledag.DecodeRawBlock(b)
+		if err != nil {
+			return errLocal{err}
+		}
+		if err := handle(nd); err != nil {
+			return errLocal{err}
+		}
+		got[b.Cid()] = true
+		f.svc.recvBytes.Add(uint64(len(b.RawData())))
+		f.svc.recvBlocks.Add(1)
+		return nil
+	})
+	var rest []cid.Cid
+	for _, c := range chunk {
+		if !got[c] {
+			rest = append(rest, c)
+		}
+	}
+	return rest, err
+}
+
+// allRawLeaves reports whether every CID in cids addresses a raw block (a
+// file leaf under unixfs-v1-2025), which the bulk protocol moves.
+func allRawLeaves(cids []cid.Cid) bool {
+	for _, c := range cids {
+		if c.Prefix().Codec != cid.Raw {
+			return false
+		}
+	}
+	return len(cids) > 0
+}
+
+// accept takes one verified block of a batch: it feeds the sink and keeps
+// the block's size and links in r.
+func (w *walker) accept(nd ipld.Node, r *batchResult) error {
+	w.lastBlock.Store(time.Now().UnixNano())
+	if w.sink != nil {
+		if err := w.sink.put(nd); err != nil {
+			return err
+		}
+	}
+	r.got = append(r.got, fetched{size: len(nd.RawData()), children: childCIDs(nd)})
+	return nil
+}
+
+// viaBulk fetches the leaves of batch that are not local over the bulk
+// protocol, storing each verified block. It returns the CIDs still to get
+// through the block service: local ones and any bulk did not deliver.
+func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) ([]cid.Cid, error) {
+	var rest, need []cid.Cid
+	for _, c := range batch {
+		if has, err := w.local.Has(ctx, c); err == nil && has {
+			rest = append(rest, c)
+		} else {
+			need = append(need, c)
+		}
+	}
+	if len(need) == 0 {
+		return rest, nil
+	}
+	var mu sync.Mutex // guards r
+	missed, err := w.bulk.get(ctx, need, func(nd ipld.Node) error {
+		if err := w.local.Put(ctx, nd); err != nil {
+			return err
+		}
+		w.lastBlock.Store(time.Now().UnixNano())
+		if w.sink != nil {
+			if err := w.sink.put(nd); err != nil {
+				return err
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		r.got = append(r.got, fetched{size: len(nd.RawData())})
+		return nil
+	})
+	return append(rest, missed...), err
+}

@@ -1,0 +1,87 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+)
+
+// LAN discovery constants.
+const (
+	// mdnsConnectTimeout bounds one dial to a peer found by mDNS.
+	mdnsConnectTimeout = 10 * time.Second
+	// lanPeerTag marks peers found on the LAN in the connection manager,
+	// so they are the last to be trimmed: LAN peers are preferred.
+	lanPeerTag = "allmende-lan"
+	// lanPeerWeight is the connection manager score of a LAN peer.
+	lanPeerWeight = 100
+)
+
+// mdnsNotifee connects to every peer mDNS finds on the local network.
+type mdnsNotifee struct {
+	ctx context.Context
+	h   host.Host
+	log *slog.Logger
+}
+
+// HandlePeerFound dials the peer in the background (mDNS calls it from its
+// resolver loop, which must not block).
+func (m *mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
+	if pi.ID == m.h.ID() {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(m.ctx, mdnsConnectTimeout)
+		defer cancel()
+		if err := m.h.Connect(ctx, pi); err != nil {
+			if m.ctx.Err() == nil {
+				m.log.Debug("lan peer unreachable", "peer", pi.ID.String(), "err", err)
+			}
+			return
+		}
+		m.h.ConnManager().TagPeer(pi.ID, lanPeerTag, lanPeerWeight)
+		m.log.Info("lan peer connected", "peer", pi.ID.String())
+	}()
+}
+
+// startMDNS announces this node on the LAN and connects to the peers it
+// finds there until ctx ends. The returned function stops it.
+func startMDNS(ctx context.Context, h host.Host, log *slog.Logger) (func() error, error) {
+	n := &mdnsNotifee{ctx: ctx, h: h, log: log.With("component", "mdns")}
+	svc := mdns.NewMdnsService(h, mdns.ServiceName, n)
+	if err := svc.Start(); err != nil {
+		return nil, err
+	}
+	return svc.Close, nil
+}
+
+// startDiscovery starts mDNS (if enabled) and, in the background, dials
+// the bootstrap peers and bootstraps the DHT. Everything stops with ctx
+// or stopDiscovery.
+func (n *Node) startDiscovery(ctx context.Context, bootstrap []peer.AddrInfo) {
+	if n.cfg.MDNS {
+		stop, err := startMDNS(ctx, n.host, n.log)
+		if err != nil {
+			n.log.Warn("mdns off: cannot start LAN discovery", "err", err)
+		}
+		n.stopMDNS = stop
+	}
+	if len(bootstrap) > 0 || n.routing != nil {
+		go n.connectBootstrap(ctx, bootstrap)
+	}
+}
+
+// stopDiscovery stops mDNS and the DHT; the caller has cancelled the
+// context given to startDiscovery.
+func (n *Node) stopDiscovery() error {
+	var err error
+	if n.stopMDNS != nil {
+		err = n.stopMDNS()
+	}
+	return errors.Join(err, n.routing.Close())
+}

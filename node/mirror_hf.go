@@ -1,0 +1,173 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/store/manifest"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/go-cid"
+)
+
+// hfBackend serves the Hugging Face-compatible API from the models this node
+// holds, from names resolved in the swarm (read block by block as clients
+// ask, then kept and seeded), and, if mirror.upstream is set, from an
+// upstream Hugging Face-compatible endpoint (see mirror_fill.go).
+type hfBackend struct {
+	n        *Node
+	upstream *upstreamFiller // nil without mirror.upstream
+	cache    *mirrorCache
+
+	mu      sync.Mutex
+	seeding map[string]bool // manifest roots being made local
+}
+
+var _ hfapi.Backend = (*hfBackend)(nil)
+
+func newHFBackend(n *Node, up *upstreamFiller, cache *mirrorCache) *hfBackend {
+	b := &hfBackend{n: n, upstream: up, cache: cache, seeding: map[string]bool{}}
+	if up != nil {
+		up.kept = func(mc cid.Cid) { cache.touch(mc.String(), true) }
+	}
+	return b
+}
+
+// Repo implements hfapi.Backend.
+func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+	if mc, m, err := b.localManifest(ctx, name, rev); err == nil {
+		b.cache.touch(mc.String(), false)
+		return repoOf(m, kind)
+	}
+	if m, _, err := b.n.resolveManifest(ctx, name+"@"+rev, false, b.n.cfg.FetchTimeout); err == nil {
+		b.seed(m)
+		return repoOf(m, kind)
+	} else {
+		b.n.log.Debug("mirror: not in the swarm", "name", name, "rev", rev, "err", err)
+	}
+	if b.upstream != nil {
+		return b.upstream.repo(ctx, kind, name, rev)
+	}
+	return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRepoNotFound)
+}
+
+// localManifest returns a manifest this node holds for name@rev (rev may
+// also be the commit id).
+func (b *hfBackend) localManifest(ctx context.Context, name, rev string) (cid.Cid, *manifest.Manifest, error) {
+	if b.n.models == nil {
+		return cid.Undef, nil, ErrNotFound
+	}
+	c, ok := b.n.models.byName(name, rev)
+	if !ok {
+		return cid.Undef, nil, ErrNotFound
+	}
+	m, err := readManifest(ctx, b.n.store.DAG(), c)
+	return c, m, err
+}
+
+// repoOf presents a manifest as a hub repository. A manifest of the other
+// kind does not exist at this URL.
+func repoOf(m *manifest.Manifest, kind hfapi.Kind) (*hfapi.Repo, error) {
+	if m.Kind != "" && hfapi.Kind(m.Kind) != kind {
+		return nil, fmt.Errorf("%s is a %s: %w", m.Name, m.Kind, hfapi.ErrRepoNotFound)
+	}
+	r := &hfapi.Repo{Kind: kind, Name: m.Name, Revision: m.Revision, Commit: m.Commit, License: m.License}
+	for _, f := range m.Files {
+		r.Files = append(r.Files, hfapi.File{Path: f.Path, Size: f.Size, SHA256: f.SHA256, BlobSHA1: f.BlobSHA1, Ref: f.CID})
+	}
+	return r, nil
+}
+
+// seed fetches a manifest resolved from the swarm, and everything it names,
+// in the background, then keeps it so this node seeds it too.
+func (b *hfBackend) seed(m *manifest.Manifest) {
+	b.mu.Lock()
+	if b.seeding[m.Root] {
+		b.mu.Unlock()
+		return
+	}
+	b.seeding[m.Root] = true
+	b.mu.Unlock()
+	go func() {
+		defer func() {
+			b.mu.Lock()
+			delete(b.seeding, m.Root)
+			b.mu.Unlock()
+		}()
+		mc, err := b.n.keepManifest(b.n.ctx, m)
+		if err != nil {
+			b.n.log.Warn("mirror: could not keep model", "name", m.Name, "rev", m.Revision, "err", err)
+			return
+		}
+		b.cache.touch(mc.String(), true)
+	}()
+}
+
+// keepManifest makes m's files local, pins them and indexes m; it returns
+// the manifest's CID.
+func (n *Node) keepManifest(ctx context.Context, m *manifest.Manifest) (cid.Cid, error) {
+	root, err := cid.Decode(m.Root)
+	if err != nil {
+		return cid.Undef, err
+	}
+	unlock := n.store.Blockstore().PinLock(ctx)
+	defer unlock.Unlock(ctx)
+	if err := n.fetchDAG(ctx, root, n.cfg.FetchTimeout, nil); err != nil {
+		return cid.Undef, err
+	}
+	if err := n.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
+		return cid.Undef, err
+	}
+	return n.storeManifest(ctx, m)
+}
+
+// Open implements hfapi.Backend: a seekable reader over the file's DAG.
+// Blocks not yet local are fetched from peers as the reader reaches them.
+func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
+	if f.Ref == "" && b.upstream != nil {
+		return b.upstream.open(ctx, repo, f)
+	}
+	c, err := cid.Decode(f.Ref)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	nd, err := b.n.dag.Get(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	r, err := uio.NewDagReader(ctx, nd, b.n.dag)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return r, nil
+}
+
+// list returns the CIDs of the indexed manifests.
+func (x *modelIndex) list() []string {
+	if x == nil {
+		return nil
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return append([]string(nil), x.cids...)
+}
+
+// manifests lists the manifests this node holds, for the web page.
+func (n *Node) manifests(ctx context.Context) []*manifest.Manifest {
+	if n.models == nil {
+		return nil
+	}
+	var out []*manifest.Manifest
+	for _, s := range n.models.list() {
+		c, err := cid.Decode(s)
+		if err != nil {
+			continue
+		}
+		if m, err := readManifest(ctx, n.store.DAG(), c); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}

@@ -1,0 +1,356 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/hfcache"
+	"github.com/allmende/allmende/store/manifest"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// SHA256Prefix starts a reference by whole-file sha256.
+const SHA256Prefix = "sha256:"
+
+// ModelFetchRequest asks for a model by name or a file by sha256.
+type ModelFetchRequest struct {
+	// Ref is org/name[@revision] or sha256:<hex>.
+	Ref string `json:"ref"`
+	// Out is the absolute path to write to (not with HFCache).
+	Out string `json:"out,omitempty"`
+	// HFCache, if set, is the absolute Hugging Face cache directory to lay
+	// the model out in instead of Out.
+	HFCache string `json:"hf_cache,omitempty"`
+	// Include and Exclude are glob patterns on file paths.
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	// TrustAny accepts records from publishers not in the trust list.
+	TrustAny bool          `json:"trust_any,omitempty"`
+	Timeout  time.Duration `json:"timeout,omitempty"`
+}
+
+// ModelFetchResult describes a completed model or sha256 fetch.
+type ModelFetchResult struct {
+	Name     string `json:"name,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Commit   string `json:"commit,omitempty"`
+	Manifest string `json:"manifest,omitempty"`
+	// Publisher signed the record the name resolved through; Trusted says
+	// whether it is in the trust list.
+	Publisher string  `json:"publisher,omitempty"`
+	Trusted   bool    `json:"trusted"`
+	CID       string  `json:"cid,omitempty"`
+	Out       string  `json:"out"`
+	Files     int     `json:"files"`
+	Size      uint64  `json:"size"`
+	Received  uint64  `json:"received"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// ParseModelRef splits org/name[@revision] (revision defaults to main).
+func ParseModelRef(ref string) (name, rev string, err error) {
+	name, rev, _ = strings.Cut(ref, "@")
+	if rev == "" {
+		rev = "main"
+	}
+	if err := manifest.ValidName(name); err != nil {
+		return "", "", fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	if err := manifest.ValidRevision(rev); err != nil {
+		return "", "", fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	return name, rev, nil
+}
+
+// ParseSHA256Ref returns the hex digest of sha256:<hex>.
+func ParseSHA256Ref(ref string) (string, error) {
+	sum := strings.ToLower(strings.TrimPrefix(ref, SHA256Prefix))
+	if !manifest.IsSHA256(sum) {
+		return "", fmt.Errorf("%w: %q is not sha256:<64 hex digits>", ErrBadInput, ref)
+	}
+	return sum, nil
+}
+
+// FetchModel fetches a model by name (resolved through signed records) or
+// one file by whole-file sha256, checking every file against its sha256 as
+// well as every block against its CID.
+func (n *Node) FetchModel(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error) {
+	start := time.Now()
+	before, _ := n.Stats(ctx)
+	if req.Timeout <= 0 {
+		req.Timeout = n.cfg.FetchTimeout
+	}
+	if err := checkOut(req); err != nil {
+		return ModelFetchResult{}, err
+	}
+	unlock := n.store.Blockstore().PinLock(ctx)
+	defer unlock.Unlock(ctx)
+	var res ModelFetchResult
+	var err error
+	if strings.HasPrefix(req.Ref, SHA256Prefix) {
+		res, err = n.fetchBySHA256(ctx, req, progress)
+	} else {
+		res, err = n.fetchByName(ctx, req, progress)
+	}
+	if err != nil {
+		return res, err
+	}
+	after, _ := n.Stats(ctx)
+	res.Received, res.Seconds = after.BytesReceived-before.BytesReceived, time.Since(start).Seconds()
+	return res, nil
+}
+
+func checkOut(req ModelFetchRequest) error {
+	if req.HFCache != "" {
+		if !filepath.IsAbs(req.HFCache) {
+			return fmt.Errorf("fetch: %w: cache directory must be absolute", ErrBadInput)
+		}
+		return nil
+	}
+	if !filepath.IsAbs(req.Out) {
+		return fmt.Errorf("fetch %s: %w: output path must be absolute", req.Ref, ErrBadInput)
+	}
+	if _, err := os.Lstat(req.Out); err == nil {
+		return fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", req.Ref, ErrBadInput, req.Out)
+	}
+	return nil
+}
+
+// findSHA256 resolves a whole-file sha256 to a file CID: locally, then by
+// asking connected peers, then through the DHT (see models_dht.go).
+func (n *Node) findSHA256(ctx context.Context, sum string) (cid.Cid, uint64, error) {
+	if f, ok := n.models.bySHA256(sum); ok {
+		c, err := cid.Decode(f.CID)
+		return c, f.Size, err
+	}
+	type hit struct {
+		c    cid.Cid
+		size uint64
+	}
+	hits := make(chan hit, 1)
+	n.askPeers(ctx, &protocol.ResolveRequest{SHA256: sum}, func(p peer.ID, r *protocol.ResolveResponse) {
+		if c, err := cid.Decode(r.CID); err == nil {
+			select {
+			case hits <- hit{c, r.Size}:
+			default:
+			}
+		}
+	})
+	select {
+	case h := <-hits:
+		return h.c, h.size, nil
+	default:
+	}
+	if c, size, ok := n.findSHA256InDHT(ctx, sum); ok {
+		return c, size, nil
+	}
+	return cid.Undef, 0, fmt.Errorf("sha256:%s: %w: no connected peer (nor the DHT) has a file with this sha256", sum, ErrNotFound)
+}
+
+func (n *Node) fetchBySHA256(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error) {
+	sum, err := ParseSHA256Ref(req.Ref)
+	if err != nil {
+		return ModelFetchResult{}, err
+	}
+	if req.HFCache != "" {
+		return ModelFetchResult{}, fmt.Errorf("fetch: %w: --hf-cache needs a model name", ErrBadInput)
+	}
+	c, size, err := n.findSHA256(ctx, sum)
+	if err != nil {
+		return ModelFetchResult{}, err
+	}
+	if err := n.fetchFile(ctx, c, sum, size, req.Out, req.Timeout, progress); err != nil {
+		return ModelFetchResult{}, err
+	}
+	if err := n.store.Pin(ctx, c, SHA256Prefix+sum); err != nil {
+		return ModelFetchResult{}, fmt.Errorf("fetch: %w", err)
+	}
+	return ModelFetchResult{CID: c.String(), Out: req.Out, Files: 1, Size: size}, nil
+}
+
+// fetchManifest gets the manifest file c from peers (its size checked
+// against manifest.MaxSize from the root before the rest is fetched) and
+// decodes it.
+func (n *Node) fetchManifest(ctx context.Context, c cid.Cid, timeout time.Duration) (*manifest.Manifest, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := readManifest(ctx, merkledag.NewSession(ctx, n.dag), c)
+	switch {
+	case errors.Is(err, manifest.ErrInvalid):
+		return nil, fmt.Errorf("manifest %s: refused: %w", c, err)
+	case err != nil:
+		return nil, fmt.Errorf("manifest %s: %w: %v", c, ErrNotFound, err)
+	}
+	return m, nil
+}
+
+// resolveManifest resolves a name to a verified, decoded manifest.
+func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, timeout time.Duration) (*manifest.Manifest, *resolvedName, error) {
+	name, rev, err := ParseModelRef(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	rn, err := n.resolveName(ctx, name, rev, trustAny)
+	if err != nil {
+		return nil, nil, err
+	}
+	mc, err := cid.Decode(rn.Record.Manifest)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := n.fetchManifest(ctx, mc, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.Name != name || (m.Revision != rev && m.Commit != rev) {
+		return nil, nil, fmt.Errorf("%s: refused: the record points to a manifest for %s@%s: %w", ref, m.Name, m.Revision, ErrTampered)
+	}
+	return m, rn, nil
+}
+
+func (n *Node) fetchByName(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error) {
+	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, req.Timeout)
+	if err != nil {
+		return ModelFetchResult{}, err
+	}
+	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)
+	if err != nil {
+		return ModelFetchResult{}, fmt.Errorf("fetch: %w: %w", ErrBadInput, err)
+	}
+	if len(sel) == 0 {
+		return ModelFetchResult{}, fmt.Errorf("fetch %s: %w: no file matches --include/--exclude", req.Ref, ErrBadInput)
+	}
+	var total, done uint64
+	for _, f := range sel {
+		total += f.Size
+	}
+	fileProgress := func(base uint64) ProgressFunc {
+		return func(p Progress) {
+			if progress != nil {
+				progress(Progress{Done: min(base+p.Done, total), Total: total})
+			}
+		}
+	}
+	write := func(f manifest.File, dest string) error {
+		c, err := cid.Decode(f.CID)
+		if err != nil {
+			return err
+		}
+		if err := n.fetchFile(ctx, c, f.SHA256, f.Size, dest, req.Timeout, fileProgress(done)); err != nil {
+			return err
+		}
+		done += f.Size
+		return n.store.Pin(ctx, c, m.Name+"@"+m.Revision+"/"+f.Path)
+	}
+	out := req.Out
+	if req.HFCache != "" {
+		keep := map[string]bool{}
+		for _, f := range sel {
+			keep[f.Path] = true
+		}
+		out, err = hfcache.Write(req.HFCache, m, func(f manifest.File) bool { return keep[f.Path] }, write)
+	} else {
+		err = writeTree(req.Out, sel, write)
+	}
+	if err != nil {
+		return ModelFetchResult{}, fmt.Errorf("fetch %s: %w", req.Ref, err)
+	}
+	if _, err := n.storeManifest(ctx, m); err != nil {
+		return ModelFetchResult{}, err
+	}
+	if rn.Trusted { // serve the trusted record on to peers
+		if err := writeRecord(n.cfg.Home, rn.Record); err != nil {
+			n.log.Warn("could not keep the name record", "name", m.Name+"@"+m.Revision, "err", err)
+		}
+	}
+	n.log.Info("fetched model", "name", m.Name+"@"+m.Revision, "cid", rn.Record.Manifest, "publisher", rn.Record.Publisher, "path", out)
+	return ModelFetchResult{Name: m.Name, Revision: m.Revision, Commit: m.Commit, Manifest: rn.Record.Manifest,
+		Publisher: rn.Record.Publisher, Trusted: rn.Trusted, Out: out, Files: len(sel), Size: total}, nil
+}
+
+// writeTree writes files under out, assembled in a partial directory and
+// renamed into place once every file is complete and verified.
+func writeTree(out string, files []manifest.File, write func(manifest.File, string) error) error {
+	tmp := store.PartialPath(out)
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := manifest.ValidatePath(f.Path); err != nil {
+			return err
+		}
+		dest := filepath.Join(tmp, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return err
+		}
+		if err := write(f, dest); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	return store.SyncDir(filepath.Dir(out))
+}
+
+// fetchFile makes the DAG of c local (verified block by block) and writes
+// it to dest, which must not exist, checking size and whole-file sha256;
+// dest appears only if both match.
+func (n *Node) fetchFile(ctx context.Context, c cid.Cid, sum string, size uint64, dest string, timeout time.Duration, progress ProgressFunc) error {
+	if err := n.fetchDAG(ctx, c, timeout, progress); err != nil {
+		return err
+	}
+	return writeVerified(ctx, n.store.DAG(), c, sum, size, dest)
+}
+
+// ErrHashMismatch means content does not have the sha256 it should have.
+var ErrHashMismatch = fmt.Errorf("sha256 mismatch")
+
+func writeVerified(ctx context.Context, dag ipld.DAGService, c cid.Cid, sum string, size uint64, dest string) error {
+	nd, err := dag.Get(ctx, c)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dest, err)
+	}
+	r, err := uio.NewDagReader(ctx, nd, dag)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dest, err)
+	}
+	tmp := dest + ".allmende-partial"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dest, err)
+	}
+	defer os.Remove(tmp)
+	h := sha256.New()
+	written, err := io.Copy(io.MultiWriter(f, h), r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dest, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum || uint64(written) != size {
+		return fmt.Errorf("write %s: %w: content of %s has sha256 %s (%d bytes), want %s (%d bytes)",
+			dest, ErrHashMismatch, c, got, written, sum, size)
+	}
+	return os.Rename(tmp, dest)
+}

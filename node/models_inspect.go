@@ -1,0 +1,302 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+
+	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/store/format"
+	"github.com/allmende/allmende/store/manifest"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Bounds of byte-range reads of a file DAG.
+const (
+	// MaxDAGDepth bounds how deep a file DAG is descended for a byte range.
+	MaxDAGDepth = 16
+	// MaxLocalRange is the most bytes one range read returns (a header of
+	// up to format.MaxHeaderSize fits).
+	MaxLocalRange = 128 << 20
+)
+
+// InspectRequest asks for the headers of model files.
+type InspectRequest struct {
+	// Ref is a CID, sha256:<hex> or org/name[@revision].
+	Ref      string   `json:"ref"`
+	Include  []string `json:"include,omitempty"`
+	Exclude  []string `json:"exclude,omitempty"`
+	TrustAny bool     `json:"trust_any,omitempty"`
+}
+
+// InspectFile is one file's header summary.
+type InspectFile struct {
+	Path  string       `json:"path,omitempty"`
+	CID   string       `json:"cid"`
+	Size  uint64       `json:"size"`
+	Info  *format.Info `json:"info,omitempty"`
+	Error string       `json:"error,omitempty"`
+}
+
+// InspectResult lists header summaries and how many bytes came from peers.
+type InspectResult struct {
+	Name      string        `json:"name,omitempty"`
+	Revision  string        `json:"revision,omitempty"`
+	Publisher string        `json:"publisher,omitempty"`
+	Files     []InspectFile `json:"files"`
+	// Received counts block and range bytes received from peers.
+	Received uint64 `json:"received"`
+}
+
+// Inspect parses the safetensors and GGUF headers of a file or model,
+// fetching only header bytes from peers: for a named model the exact header
+// span (verified against the manifest's header sha256), for a CID only the
+// leaves that hold the header.
+func (n *Node) Inspect(ctx context.Context, req InspectRequest) (InspectResult, error) {
+	before, _ := n.Stats(ctx)
+	var ranged atomic.Uint64
+	res, err := n.inspect(ctx, req, &ranged)
+	if err != nil {
+		return res, err
+	}
+	after, _ := n.Stats(ctx)
+	res.Received = after.BytesReceived - before.BytesReceived + ranged.Load()
+	return res, nil
+}
+
+func (n *Node) inspect(ctx context.Context, req InspectRequest, ranged *atomic.Uint64) (InspectResult, error) {
+	if strings.HasPrefix(req.Ref, SHA256Prefix) {
+		sum, err := ParseSHA256Ref(req.Ref)
+		if err != nil {
+			return InspectResult{}, err
+		}
+		c, size, err := n.findSHA256(ctx, sum)
+		if err != nil {
+			return InspectResult{}, err
+		}
+		return InspectResult{Files: []InspectFile{n.inspectCID(ctx, c, size)}}, nil
+	}
+	if c, err := cid.Decode(req.Ref); err == nil {
+		return InspectResult{Files: []InspectFile{n.inspectCID(ctx, c, 0)}}, nil
+	}
+	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, n.cfg.FetchTimeout)
+	if err != nil {
+		return InspectResult{}, err
+	}
+	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)
+	if err != nil {
+		return InspectResult{}, fmt.Errorf("inspect: %w: %w", ErrBadInput, err)
+	}
+	res := InspectResult{Name: m.Name, Revision: m.Revision, Publisher: rn.Record.Publisher}
+	for _, f := range sel {
+		if format.Detect(f.Path) == "" {
+			continue
+		}
+		res.Files = append(res.Files, n.inspectFile(ctx, f, ranged))
+	}
+	return res, nil
+}
+
+// inspectFile reads a manifest file's header span, locally or as a range
+// from a peer, checks it against the manifest and parses it.
+func (n *Node) inspectFile(ctx context.Context, f manifest.File, ranged *atomic.Uint64) InspectFile {
+	out := InspectFile{Path: f.Path, CID: f.CID, Size: f.Size}
+	c, err := cid.Decode(f.CID)
+	if err != nil || f.Header == nil {
+		r := n.inspectCID(ctx, c, f.Size)
+		r.Path = f.Path
+		return r
+	}
+	hdr, err := n.headerBytes(ctx, c, f.Header.Size, ranged)
+	if err == nil {
+		if sum := sha256.Sum256(hdr); hex.EncodeToString(sum[:]) != f.Header.SHA256 {
+			err = fmt.Errorf("header bytes do not match the manifest's header sha256")
+		}
+	}
+	if err == nil {
+		out.Info, err = format.Parse(f.Header.Format, bytes.NewReader(hdr), int64(f.Size))
+	}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	return out
+}
+
+// headerBytes returns the first size bytes of file c: from the local store
+// if it has them, else from the first peer that sends them.
+func (n *Node) headerBytes(ctx context.Context, c cid.Cid, size uint64, ranged *atomic.Uint64) ([]byte, error) {
+	if data, err := readRange(ctx, n.store.DAG(), c, 0, size); err == nil {
+		return data, nil
+	}
+	for _, p := range n.host.Network().Peers() {
+		data, err := n.rangeFrom(ctx, p, c, size, ranged)
+		if err == nil {
+			return data, nil
+		}
+		n.log.Debug("range request failed", "peer", p.String(), "cid", c.String(), "err", err)
+	}
+	return nil, fmt.Errorf("%w: no connected peer sent the header of %s", ErrNotFound, c)
+}
+
+func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64, ranged *atomic.Uint64) ([]byte, error) {
+	var buf []byte
+	for off := uint64(0); off < size; {
+		l := min(size-off, protocol.MaxRangeLength)
+		resp, err := protocol.AskResolve(ctx, n.host, p, &protocol.ResolveRequest{CID: c.String(), Offset: off, Length: l})
+		if err != nil {
+			return nil, err
+		}
+		ranged.Add(uint64(len(resp.Data)))
+		if resp.Error != "" || uint64(len(resp.Data)) != l {
+			return nil, fmt.Errorf("peer sent %d of %d bytes: %s", len(resp.Data), l, resp.Error)
+		}
+		buf = append(buf, resp.Data...)
+		off += l
+	}
+	return buf, nil
+}
+
+// inspectCID parses the header of file c, fetching only the blocks on the
+// path to the header bytes.
+func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64) InspectFile {
+	out := InspectFile{CID: c.String(), Size: size}
+	ng := merkledag.NewSession(ctx, n.dag)
+	ra, err := newDAGReaderAt(ctx, ng, c)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	out.Size = ra.size
+	var magic [4]byte
+	kind := format.Safetensors
+	if _, err := ra.ReadAt(magic[:], 0); err == nil && string(magic[:]) == "GGUF" {
+		kind = format.GGUF
+	}
+	if out.Info, err = format.Parse(kind, ra, int64(ra.size)); err != nil {
+		out.Error = err.Error()
+	}
+	return out
+}
+
+// readRange reads length bytes at offset of the UnixFS file c through ng.
+func readRange(ctx context.Context, ng ipld.NodeGetter, c cid.Cid, offset, length uint64) ([]byte, error) {
+	ra, err := newDAGReaderAt(ctx, ng, c)
+	if err != nil {
+		return nil, err
+	}
+	if offset > ra.size || length > ra.size-offset || length > MaxLocalRange {
+		return nil, fmt.Errorf("range %d+%d outside %s (%d bytes)", offset, length, c, ra.size)
+	}
+	buf := make([]byte, length)
+	if _, err := ra.ReadAt(buf, int64(offset)); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// dagReaderAt reads a UnixFS file DAG at any offset, getting only the
+// nodes on the path to the bytes asked for (boxo's DagReader prefetches
+// siblings, which would fetch megabytes for a header).
+type dagReaderAt struct {
+	ctx  context.Context
+	ng   ipld.NodeGetter
+	root ipld.Node
+	size uint64
+}
+
+func newDAGReaderAt(ctx context.Context, ng ipld.NodeGetter, c cid.Cid) (*dagReaderAt, error) {
+	root, err := ng.Get(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", c, err)
+	}
+	size, err := unixfsFileSize(root)
+	if err != nil {
+		return nil, err
+	}
+	return &dagReaderAt{ctx: ctx, ng: ng, root: root, size: size}, nil
+}
+
+func unixfsFileSize(nd ipld.Node) (uint64, error) {
+	switch nd := nd.(type) {
+	case *merkledag.RawNode:
+		return uint64(len(nd.RawData())), nil
+	case *merkledag.ProtoNode:
+		fsn, err := unixfs.FSNodeFromBytes(nd.Data())
+		if err != nil {
+			return 0, err
+		}
+		if fsn.Type() != unixfs.TFile && fsn.Type() != unixfs.TRaw {
+			return 0, fmt.Errorf("%s is not a file", nd.Cid())
+		}
+		return fsn.FileSize(), nil
+	}
+	return 0, fmt.Errorf("%s is not a UnixFS file", nd.Cid())
+}
+
+// ReadAt implements io.ReaderAt.
+func (d *dagReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		if off < 0 || uint64(off) >= d.size {
+			return total, io.EOF
+		}
+		k, err := d.readNode(d.root, p, uint64(off), 0)
+		if err != nil {
+			return total, err
+		}
+		if k == 0 {
+			return total, io.ErrUnexpectedEOF
+		}
+		total += k
+		p = p[k:]
+		off += int64(k)
+	}
+	return total, nil
+}
+
+// readNode copies bytes at off within nd into p from a single leaf.
+func (d *dagReaderAt) readNode(nd ipld.Node, p []byte, off uint64, depth int) (int, error) {
+	if depth > MaxDAGDepth {
+		return 0, fmt.Errorf("file DAG deeper than %d", MaxDAGDepth)
+	}
+	switch nd := nd.(type) {
+	case *merkledag.RawNode:
+		data := nd.RawData()
+		if off >= uint64(len(data)) {
+			return 0, nil
+		}
+		return copy(p, data[off:]), nil
+	case *merkledag.ProtoNode:
+		fsn, err := unixfs.FSNodeFromBytes(nd.Data())
+		if err != nil {
+			return 0, err
+		}
+		if data := fsn.Data(); off < uint64(len(data)) {
+			return copy(p, data[off:]), nil
+		} else {
+			off -= uint64(len(data))
+		}
+		links := nd.Links()
+		for i, bs := range fsn.BlockSizes() {
+			if off < bs && i < len(links) {
+				child, err := links[i].GetNode(d.ctx, d.ng)
+				if err != nil {
+					return 0, err
+				}
+				return d.readNode(child, p, off, depth+1)
+			}
+			off -= bs
+		}
+		return 0, nil
+	}
+	return 0, fmt.Errorf("%s is not a UnixFS file node", nd.Cid())
+}

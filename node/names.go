@@ -1,0 +1,326 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/manifest"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Files and directories in HOME for names.
+const (
+	// PublisherKeyFile signs name records (ed25519), HOME/keys/publisher.key.
+	PublisherKeyFile = "keys/publisher.key"
+	// TrustFile lists the publisher keys whose records this node accepts.
+	TrustFile = "trust.json"
+	// recordsDir holds the latest record per name@revision that this node
+	// published or accepted, and serves to peers.
+	recordsDir = "models/records"
+	// MaxTrustFile bounds the trust file.
+	MaxTrustFile = 1 << 20
+	// DefaultRecordValidity is how long a published record is valid.
+	DefaultRecordValidity = 365 * 24 * time.Hour
+)
+
+// Name errors, checked with errors.Is.
+var (
+	// ErrUntrusted: the only valid records come from untrusted publishers.
+	ErrUntrusted = errors.New("untrusted publisher")
+	// ErrTampered: records were found but none verifies.
+	ErrTampered = errors.New("invalid record")
+)
+
+// TrustedKey is one publisher this node trusts.
+type TrustedKey struct {
+	Key   string `json:"key"`
+	Label string `json:"label,omitempty"`
+}
+
+// PublisherKey returns this home's publisher key ID, creating the key
+// (ed25519, written atomically with mode 0600) on first use.
+func PublisherKey(home string) (string, error) {
+	sk, err := loadPublisherKey(home)
+	if err != nil {
+		return "", err
+	}
+	return manifest.KeyID(sk.GetPublic())
+}
+
+func loadPublisherKey(home string) (crypto.PrivKey, error) {
+	path := filepath.Join(home, PublisherKeyFile)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		sk, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			return nil, fmt.Errorf("publisher key: %w", err)
+		}
+		if raw, err = crypto.MarshalPrivateKey(sk); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("publisher key: %w", err)
+		}
+		if err := store.WriteFileAtomic(path, raw, 0o600); err != nil {
+			return nil, fmt.Errorf("publisher key: %w", err)
+		}
+		return sk, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("publisher key: %w", err)
+	}
+	sk, err := crypto.UnmarshalPrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("publisher key %s: %w", path, err)
+	}
+	return sk, nil
+}
+
+var trustMu sync.Mutex
+
+// Trusted lists the publisher keys trusted in home.
+func Trusted(home string) ([]TrustedKey, error) {
+	raw, err := os.ReadFile(filepath.Join(home, TrustFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	if len(raw) > MaxTrustFile {
+		return nil, fmt.Errorf("trust: %s larger than %d bytes", TrustFile, MaxTrustFile)
+	}
+	var keys []TrustedKey
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return nil, fmt.Errorf("trust: %s: %w", TrustFile, err)
+	}
+	return keys, nil
+}
+
+// Trust adds a publisher key (k51... or 12D3Koo...) to home's trust list.
+// It returns the key's canonical ID.
+func Trust(home, key, label string) (string, error) {
+	canon, _, err := manifest.ParseKeyID(key)
+	if err != nil {
+		return "", fmt.Errorf("trust: %w: %w", ErrBadInput, err)
+	}
+	trustMu.Lock()
+	defer trustMu.Unlock()
+	keys, err := Trusted(home)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range keys {
+		if k.Key == canon {
+			return canon, nil
+		}
+	}
+	keys = append(keys, TrustedKey{Key: canon, Label: label})
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
+	raw, err := json.MarshalIndent(keys, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return "", err
+	}
+	return canon, store.WriteFileAtomic(filepath.Join(home, TrustFile), raw, 0o600)
+}
+
+func isTrusted(keys []TrustedKey, id string) bool {
+	for _, k := range keys {
+		if k.Key == id {
+			return true
+		}
+	}
+	return false
+}
+
+// recordPath is where the record for name@rev lives in home.
+func recordPath(home, name, rev string) string {
+	file := strings.ReplaceAll(name, "/", "--") + "@" + strings.ReplaceAll(rev, "/", "--") + ".json"
+	return filepath.Join(home, recordsDir, file)
+}
+
+func readRecord(home, name, rev string) ([]byte, bool) {
+	raw, err := os.ReadFile(recordPath(home, name, rev))
+	if err != nil || len(raw) > manifest.MaxRecordSize {
+		return nil, false
+	}
+	return raw, true
+}
+
+func writeRecord(home string, r *manifest.Record) error {
+	raw, err := r.Encode()
+	if err != nil {
+		return err
+	}
+	path := recordPath(home, r.Name, r.Revision)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("store record: %w", err)
+	}
+	return store.WriteFileAtomic(path, raw, 0o644)
+}
+
+// resolvedName is the outcome of resolving a name.
+type resolvedName struct {
+	Record  *manifest.Record
+	Trusted bool
+}
+
+// resolveName collects records for name@rev from this node and every
+// connected peer, verifies them, and picks the highest sequence number
+// among trusted publishers (among all valid ones with trustAny).
+func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool) (*resolvedName, error) {
+	trust, err := Trusted(n.cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	type found struct {
+		raw  []byte
+		from string
+	}
+	var all []found
+	if raw, ok := readRecord(n.cfg.Home, name, rev); ok {
+		all = append(all, found{raw, "this node"})
+	}
+	var mu sync.Mutex
+	n.askPeers(ctx, &protocol.ResolveRequest{Name: name, Revision: rev}, func(p peer.ID, r *protocol.ResolveResponse) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, raw := range r.Records {
+			all = append(all, found{raw, "peer " + p.String()})
+		}
+	})
+	var best *resolvedName
+	var bad, untrusted []string
+	now := time.Now()
+	for _, f := range all {
+		rec, err := manifest.DecodeRecord(f.raw, now)
+		if err == nil && (rec.Name != name || rec.Revision != rev) {
+			err = fmt.Errorf("record is for %s@%s", rec.Name, rec.Revision)
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("from %s: %v", f.from, err))
+			continue
+		}
+		ok := isTrusted(trust, rec.Publisher)
+		if !ok && !trustAny {
+			untrusted = append(untrusted, rec.Publisher)
+			continue
+		}
+		if best == nil || rec.Seq > best.Record.Seq {
+			best = &resolvedName{Record: rec, Trusted: ok}
+		}
+	}
+	switch {
+	case best != nil:
+		for _, b := range bad {
+			n.log.Warn("ignored invalid name record", "name", name+"@"+rev, "err", b)
+		}
+		return best, nil
+	case len(untrusted) > 0:
+		return nil, fmt.Errorf("%s@%s: refused: signed only by untrusted publisher %s; run `allmende trust add %s` or pass --trust-any: %w",
+			name, rev, strings.Join(dedup(untrusted), ", "), untrusted[0], ErrUntrusted)
+	case len(bad) > 0:
+		return nil, fmt.Errorf("%s@%s: refused: no record verifies (%s): %w", name, rev, strings.Join(bad, "; "), ErrTampered)
+	}
+	return nil, fmt.Errorf("%s@%s: %w: no connected peer has a record for this name", name, rev, ErrNotFound)
+}
+
+func dedup(s []string) []string {
+	sort.Strings(s)
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// askPeers sends req to every connected peer at once and calls answer
+// for each answer (concurrently).
+func (n *Node) askPeers(ctx context.Context, req *protocol.ResolveRequest, answer func(peer.ID, *protocol.ResolveResponse)) {
+	var wg sync.WaitGroup
+	for _, p := range n.host.Network().Peers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := protocol.AskResolve(ctx, n.host, p, req)
+			if err != nil {
+				n.log.Debug("resolve request failed", "peer", p.String(), "err", err)
+				return
+			}
+			if resp.Error == "" {
+				answer(p, resp)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// PublishRequest asks to sign name@revision → its local manifest.
+type PublishRequest struct {
+	Name     string        `json:"name"`
+	Revision string        `json:"revision,omitempty"`
+	Validity time.Duration `json:"validity,omitempty"`
+}
+
+// PublishResult describes a published record.
+type PublishResult struct {
+	Name      string    `json:"name"`
+	Revision  string    `json:"revision"`
+	Manifest  string    `json:"manifest"`
+	Seq       uint64    `json:"seq"`
+	Expires   time.Time `json:"expires"`
+	Publisher string    `json:"publisher"`
+}
+
+// Publish signs a record mapping name@revision to the manifest this node
+// imported or fetched for it, with a sequence number above any earlier
+// record of its own, and serves it to peers.
+func (n *Node) Publish(ctx context.Context, req PublishRequest) (PublishResult, error) {
+	if req.Revision == "" {
+		req.Revision = "main"
+	}
+	if req.Validity <= 0 {
+		req.Validity = DefaultRecordValidity
+	}
+	mc, ok := n.models.byName(req.Name, req.Revision)
+	if !ok {
+		return PublishResult{}, fmt.Errorf("publish %s@%s: %w: no such model here; import it first", req.Name, req.Revision, ErrBadInput)
+	}
+	sk, err := loadPublisherKey(n.cfg.Home)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	seq := uint64(time.Now().UnixNano())
+	if raw, ok := readRecord(n.cfg.Home, req.Name, req.Revision); ok {
+		if old, err := manifest.DecodeRecord(raw, time.Now()); err == nil && old.Seq >= seq {
+			seq = old.Seq + 1
+		}
+	}
+	rec := &manifest.Record{Name: req.Name, Revision: req.Revision, Manifest: mc.String(), Seq: seq,
+		Expires: time.Now().Add(req.Validity).UTC().Truncate(time.Second)}
+	if err := rec.Sign(sk); err != nil {
+		return PublishResult{}, fmt.Errorf("publish: sign: %w", err)
+	}
+	if err := writeRecord(n.cfg.Home, rec); err != nil {
+		return PublishResult{}, err
+	}
+	n.log.Info("published", "name", req.Name+"@"+req.Revision, "cid", rec.Manifest, "publisher", rec.Publisher)
+	return PublishResult{Name: rec.Name, Revision: rec.Revision, Manifest: rec.Manifest, Seq: rec.Seq,
+		Expires: rec.Expires, Publisher: rec.Publisher}, nil
+}

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// testFetchTimeout bounds a fetch between two in-process test nodes.
+const testFetchTimeout = 30 * time.Second
+
+// newTestNode starts a node like profile test does: loopback only, port 0,
+// no bootstrap, no mDNS, no DHT, no NAT traversal.
+func newTestNode(t *testing.T) *Node {
+	t.Helper()
+	home := t.TempDir()
+	if err := InitHome(home, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(context.Background(), Config{
+		Home:         home,
+		Listen:       []string{"/ip4/127.0.0.1/tcp/0"},
+		APIAddr:      "127.0.0.1:0",
+		DHTMode:      "off",
+		AllowNets:    []string{"/ip4/127.0.0.0/ipcidr/8"},
+		FetchTimeout: testFetchTimeout,
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestNodesCloseWithoutLeaks runs two in-process nodes, fetches a file
+// between them, closes both, and checks that no goroutine outlives them.
+func TestNodesCloseWithoutLeaks(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx := context.Background()
+	a, b := newTestNode(t), newTestNode(t)
+	closed := false
+	defer func() {
+		if !closed {
+			a.Close()
+			b.Close()
+		}
+	}()
+	src := filepath.Join(t.TempDir(), "weights.bin")
+	data := bytes.Repeat([]byte("allmende "), 400_000) // several blocks
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	added, err := a.Add(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.ID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Connect(ctx, id.Addrs[0]); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := b.Fetch(ctx, FetchRequest{Ref: added.CID, Out: out}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetched file differs (%v)", err)
+	}
+	closed = true
+	if err := b.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Error(err)
+	}
+}

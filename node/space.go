@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/allmende/allmende/store"
+	"github.com/ipfs/go-cid"
+)
+
+// ErrNoSpace means a disk is too full for an operation. It is permanent:
+// nothing retries it; the user frees space and asks again.
+var ErrNoSpace = store.ErrNoSpace
+
+// checkSpace refuses a fetch up front when the store or the destination
+// lacks room for it. The room needed comes from the root node's cumulative
+// size (the content plus a little DAG overhead), so it costs one block.
+// Blocks already held (an interrupted fetch, a pinned root) need no room in
+// the store.
+func (n *Node) checkSpace(ctx context.Context, root cid.Cid, out string, timeout time.Duration) error {
+	if _, empty := emptyBlock(root); empty {
+		return nil
+	}
+	getCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nd, err := n.dag.Get(getCtx, root)
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(getCtx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("fetch %s: %w: no peer sent the root block for %s (fetch.timeout); connect to a peer that has it", root, ErrNotFound, timeout)
+		}
+		return n.diskFull(fmt.Errorf("fetch %s: %w", root, err), 0)
+	}
+	size, err := nd.Size()
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", root, err)
+	}
+	storeNeed, err := n.missingBytes(ctx, nd.Cid(), size)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", root, err)
+	}
+	return needSpace(root, filepath.Dir(out), size, n.store.Dir(), storeNeed)
+}
+
+// missingBytes estimates the bytes below c (of cumulative size size) that
+// the store lacks, so a resumed fetch is not asked for room it already
+// uses. It reads only inner nodes that are held and asks only whether
+// leaves are held, without reading them.
+func (n *Node) missingBytes(ctx context.Context, c cid.Cid, size uint64) (uint64, error) {
+	has, err := n.store.Blockstore().Has(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	if !has {
+		return size, nil
+	}
+	if c.Prefix().Codec == cid.Raw {
+		return 0, nil
+	}
+	nd, err := n.store.DAG().Get(ctx, c)
+	if err != nil {
+		return size, nil // unreadable here means it will be fetched again
+	}
+	var missing uint64
+	for _, l := range nd.Links() {
+		m, err := n.missingBytes(ctx, l.Cid, l.Size)
+		if err != nil {
+			return 0, err
+		}
+		missing += m
+	}
+	return missing, nil
+}
+
+// needSpace checks that destDir can take destNeed bytes and storeDir
+// storeNeed bytes, adding the two when both live on one file system.
+func needSpace(root cid.Cid, destDir string, destNeed uint64, storeDir string, storeNeed uint64) error {
+	destFree, destDev, err := freeSpace(destDir)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", root, err)
+	}
+	storeFree, storeDev, err := freeSpace(storeDir)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", root, err)
+	}
+	if destDev == storeDev {
+		if need := destNeed + storeNeed; need > destFree {
+			return fmt.Errorf("fetch %s: %w: needs %s at %s (store and output), %s free",
+				root, ErrNoSpace, HumanBytes(need), destDir, HumanBytes(destFree))
+		}
+		return nil
+	}
+	if destNeed > destFree {
+		return fmt.Errorf("fetch %s: %w: needs %s at %s, %s free", root, ErrNoSpace, HumanBytes(destNeed), destDir, HumanBytes(destFree))
+	}
+	if storeNeed > storeFree {
+		return fmt.Errorf("fetch %s: %w: needs %s in the store at %s, %s free", root, ErrNoSpace, HumanBytes(storeNeed), storeDir, HumanBytes(storeFree))
+	}
+	return nil
+}
+
+// freeSpace returns the bytes an unprivileged user may still write at
+// path, and the device path lives on.
+func freeSpace(path string) (free uint64, dev uint64, err error) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(path, &fs); err != nil {
+		return 0, 0, fmt.Errorf("free space at %s: %w", path, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, 0, fmt.Errorf("free space at %s: %w", path, err)
+	}
+	return fs.Bavail * uint64(fs.Bsize), uint64(st.Dev), nil
+}
+
+// diskFull explains a fetch that failed because a disk filled up: a block
+// write failed after the fetch began (writeErrsBefore is the store's count
+// of failed writes at its start), or the output could not be written. Other
+// errors pass unchanged.
+func (n *Node) diskFull(err error, writeErrsBefore uint64) error {
+	if err == nil || errors.Is(err, ErrNoSpace) {
+		return err
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w (free space and fetch again; blocks already fetched are kept): %w", ErrNoSpace, err)
+	}
+	count, last := n.store.WriteErrors()
+	if count > writeErrsBefore && errors.Is(last, ErrNoSpace) {
+		return fmt.Errorf("%w: the store at %s is full (free space and fetch again; blocks already fetched are kept): %w",
+			ErrNoSpace, n.store.Dir(), errors.Join(last, err))
+	}
+	return err
+}

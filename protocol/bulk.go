@@ -1,0 +1,263 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// BulkID is allmende's bulk transfer protocol. Bitswap moves one block per
+// want with a protobuf message around each; between allmende nodes, a
+// fetch instead asks one peer for a run of blocks (typically the leaves of
+// a file, in file order) and receives them streamed back to back on one
+// stream, so a transfer costs little more than the raw stream.
+//
+// Wire format (all integers unsigned varints):
+//
+//	request:  count, then count times: len(cid), cid bytes
+//	response: per requested CID, in request order:
+//	          statusBlock, len(data), data   — the block
+//	          statusMissing                  — the peer does not hold it
+//
+// The server closes its side after the last answer. The client verifies
+// every block against the CID it asked for before handing it on; a peer
+// that sends a wrong block is cut off with ErrBulkCorrupt.
+const BulkID = protocol.ID("/allmende/bulk/1.0.0")
+
+// Limits of the bulk protocol, checked before anything is allocated.
+const (
+	// MaxBulkCIDs bounds the CIDs in one request.
+	MaxBulkCIDs = 4096
+	// MaxBulkCIDLen bounds one encoded CID.
+	MaxBulkCIDLen = 128
+	// MaxBulkBlockSize bounds one block (allmende's chunks are 1 MiB;
+	// bitswap's limit is 2 MiB).
+	MaxBulkBlockSize = 2 << 20
+	// bulkRequestTimeout bounds reading a request on the server.
+	bulkRequestTimeout = 30 * time.Second
+	// bulkBufferSize is the buffered writer's size on the server.
+	bulkBufferSize = 64 << 10
+	// BulkIdleTimeout fails a bulk transfer when the next block takes
+	// longer than this, so a stalling peer's blocks go to other sources.
+	BulkIdleTimeout = 30 * time.Second
+)
+
+// Response status bytes.
+const (
+	statusBlock   = 0
+	statusMissing = 1
+)
+
+// Errors of the bulk protocol.
+var (
+	// ErrBulkCorrupt: a peer sent a block that does not match its CID or
+	// broke the wire format. Do not ask that peer again in this fetch.
+	ErrBulkCorrupt = errors.New("bulk: peer sent bad data")
+	// ErrBulkRequest: a request breaks the limits above.
+	ErrBulkRequest = errors.New("bulk: bad request")
+)
+
+// BlockGetter is what a bulk server reads blocks from; a blockstore is one.
+type BlockGetter interface {
+	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
+}
+
+// BulkServer answers bulk requests from a local block source.
+type BulkServer struct {
+	blocks BlockGetter
+	log    *slog.Logger
+	// sent counts block bytes and blocks sent.
+	sentBytes, sentBlocks atomic.Uint64
+}
+
+// NewBulkServer serves blocks from bs on h under BulkID until h closes or
+// Close is called.
+func NewBulkServer(h host.Host, bs BlockGetter, log *slog.Logger) *BulkServer {
+	s := &BulkServer{blocks: bs, log: log}
+	h.SetStreamHandler(BulkID, s.handle)
+	return s
+}
+
+// Sent returns the block bytes and blocks served so far.
+func (s *BulkServer) Sent() (bytes, count uint64) {
+	return s.sentBytes.Load(), s.sentBlocks.Load()
+}
+
+func (s *BulkServer) handle(st network.Stream) {
+	defer st.Close()
+	st.SetReadDeadline(time.Now().Add(bulkRequestTimeout))
+	cids, err := readRequest(bufio.NewReader(st))
+	if err != nil {
+		s.log.Debug("bulk request refused", "peer", st.Conn().RemotePeer().String(), "err", err)
+		st.Reset()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	ctx := context.Background()
+	w := bufio.NewWriterSize(st, bulkBufferSize)
+	var hdr [1 + binary.MaxVarintLen64]byte
+	for _, c := range cids {
+		b, err := s.blocks.Get(ctx, c)
+		if err != nil {
+			hdr[0] = statusMissing
+			if _, err := w.Write(hdr[:1]); err != nil {
+				st.Reset()
+				return
+			}
+			continue
+		}
+		hdr[0] = statusBlock
+		n := binary.PutUvarint(hdr[1:], uint64(len(b.RawData())))
+		if _, err := w.Write(hdr[:1+n]); err != nil {
+			st.Reset()
+			return
+		}
+		if _, err := w.Write(b.RawData()); err != nil {
+			st.Reset()
+			return
+		}
+		s.sentBytes.Add(uint64(len(b.RawData())))
+		s.sentBlocks.Add(1)
+	}
+	if err := w.Flush(); err != nil {
+		st.Reset()
+	}
+}
+
+// writeRequest encodes a request for cids.
+func writeRequest(w io.Writer, cids []cid.Cid) error {
+	buf := binary.AppendUvarint(nil, uint64(len(cids)))
+	for _, c := range cids {
+		b := c.Bytes()
+		buf = binary.AppendUvarint(buf, uint64(len(b)))
+		buf = append(buf, b...)
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// readRequest decodes a request, enforcing MaxBulkCIDs and MaxBulkCIDLen.
+func readRequest(r *bufio.Reader) ([]cid.Cid, error) {
+	count, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: count: %v", ErrBulkRequest, err)
+	}
+	if count == 0 || count > MaxBulkCIDs {
+		return nil, fmt.Errorf("%w: %d CIDs (1 to %d allowed)", ErrBulkRequest, count, MaxBulkCIDs)
+	}
+	cids := make([]cid.Cid, 0, count)
+	var buf [MaxBulkCIDLen]byte
+	for range count {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: CID length: %v", ErrBulkRequest, err)
+		}
+		if n == 0 || n > MaxBulkCIDLen {
+			return nil, fmt.Errorf("%w: CID of %d bytes", ErrBulkRequest, n)
+		}
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return nil, fmt.Errorf("%w: CID: %v", ErrBulkRequest, err)
+		}
+		_, c, err := cid.CidFromBytes(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBulkRequest, err)
+		}
+		cids = append(cids, c)
+	}
+	return cids, nil
+}
+
+// BulkGet asks peer p for cids on one stream and calls fn with each block,
+// in order, once it matches its CID. fn is called from the caller's
+// goroutine and may keep the block. It returns the CIDs the peer does not
+// hold (to be fetched elsewhere). On an error, blocks not yet passed to fn
+// were not received; errors.Is(err, ErrBulkCorrupt) means p misbehaved.
+func BulkGet(ctx context.Context, h host.Host, p peer.ID, cids []cid.Cid, fn func(blocks.Block) error) (missing []cid.Cid, err error) {
+	if len(cids) == 0 || len(cids) > MaxBulkCIDs {
+		return nil, fmt.Errorf("%w: %d CIDs (1 to %d allowed)", ErrBulkRequest, len(cids), MaxBulkCIDs)
+	}
+	st, err := h.NewStream(ctx, p, BulkID)
+	if err != nil {
+		return nil, fmt.Errorf("bulk: open stream to %s: %w", p, err)
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.Reset() })
+	defer stop()
+	if err := writeRequest(st, cids); err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("bulk: send request to %s: %w", p, err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("bulk: send request to %s: %w", p, err)
+	}
+	r := bufio.NewReaderSize(st, bulkBufferSize)
+	for i, c := range cids {
+		st.SetReadDeadline(time.Now().Add(BulkIdleTimeout))
+		b, err := readBlock(r, c)
+		if err != nil {
+			st.Reset()
+			if ctx.Err() != nil {
+				return missing, ctx.Err()
+			}
+			return missing, fmt.Errorf("bulk: block %d of %d from %s: %w", i+1, len(cids), p, err)
+		}
+		if b == nil {
+			missing = append(missing, c)
+			continue
+		}
+		if err := fn(b); err != nil {
+			st.Reset()
+			return missing, err
+		}
+	}
+	return missing, nil
+}
+
+// readBlock reads one answer for c: the verified block, or nil if the peer
+// does not hold it.
+func readBlock(r *bufio.Reader, c cid.Cid) (blocks.Block, error) {
+	status, err := r.ReadByte()
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case statusMissing:
+		return nil, nil
+	case statusBlock:
+	default:
+		return nil, fmt.Errorf("%w: status %d", ErrBulkCorrupt, status)
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > MaxBulkBlockSize {
+		return nil, fmt.Errorf("%w: block of %d bytes", ErrBulkCorrupt, n)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, err
+	}
+	sum, err := c.Prefix().Sum(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: hash %s: %v", ErrBulkCorrupt, c, err)
+	}
+	if !sum.Equals(c) {
+		return nil, fmt.Errorf("%w: data does not match %s", ErrBulkCorrupt, c)
+	}
+	return blocks.NewBlockWithCid(data, sum)
+}

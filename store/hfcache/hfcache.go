@@ -1,0 +1,206 @@
+// Package hfcache owns the Hugging Face cache layout on disk: it recognises
+// a cached repository (models--org--name/ with blobs/, snapshots/<commit>/
+// and refs/<branch>) for import, and lays out a model described by a
+// manifest exactly as huggingface_hub does, so HF_HUB_OFFLINE=1 loads it.
+package hfcache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/manifest"
+)
+
+// Layout names inside a cache directory.
+const (
+	blobsDir     = "blobs"
+	snapshotsDir = "snapshots"
+	refsDir      = "refs"
+	// MaxRefSize bounds a refs/<branch> file.
+	MaxRefSize = 256
+)
+
+// ErrNotCache means a directory is not a Hugging Face cache repository.
+var ErrNotCache = errors.New("not a Hugging Face cache repository")
+
+var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// Snapshot is one revision of a cached repository.
+type Snapshot struct {
+	Kind, Name string
+	// Revision is the branch asked for (or the commit, if given one).
+	Revision string
+	Commit   string
+	// RepoDir is models--org--name; Dir is its snapshots/<commit>.
+	RepoDir, Dir string
+}
+
+// RepoDirName is the cache's directory name for a repository.
+func RepoDirName(kind, name string) string {
+	prefix := "models--"
+	if kind == manifest.KindDataset {
+		prefix = "datasets--"
+	}
+	return prefix + strings.ReplaceAll(name, "/", "--")
+}
+
+// DefaultDir is $HF_HUB_CACHE, else $HF_HOME/hub, else
+// ~/.cache/huggingface/hub.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("HF_HUB_CACHE"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("HF_HOME"); d != "" {
+		return filepath.Join(d, "hub"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".cache", "huggingface", "hub"), nil
+}
+
+// Open recognises dir as a cached repository and picks revision (a branch
+// in refs/, or a commit in snapshots/; "" means main).
+func Open(dir, revision string) (*Snapshot, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	base := filepath.Base(dir)
+	var kind, rest string
+	switch {
+	case strings.HasPrefix(base, "models--"):
+		kind, rest = manifest.KindModel, strings.TrimPrefix(base, "models--")
+	case strings.HasPrefix(base, "datasets--"):
+		kind, rest = manifest.KindDataset, strings.TrimPrefix(base, "datasets--")
+	default:
+		return nil, ErrNotCache
+	}
+	if st, err := os.Stat(filepath.Join(dir, snapshotsDir)); err != nil || !st.IsDir() {
+		return nil, ErrNotCache
+	}
+	org, name, ok := strings.Cut(rest, "--")
+	if !ok {
+		return nil, fmt.Errorf("%w: %s does not name org--name", ErrNotCache, base)
+	}
+	s := &Snapshot{Kind: kind, Name: org + "/" + name, Revision: revision, RepoDir: dir}
+	if s.Revision == "" {
+		s.Revision = "main"
+	}
+	if s.Commit, err = s.resolve(); err != nil {
+		return nil, err
+	}
+	s.Dir = filepath.Join(dir, snapshotsDir, s.Commit)
+	if st, err := os.Stat(s.Dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("hf cache %s: no snapshot for commit %s", dir, s.Commit)
+	}
+	return s, nil
+}
+
+func (s *Snapshot) resolve() (string, error) {
+	if commitRE.MatchString(s.Revision) {
+		return s.Revision, nil
+	}
+	if err := manifest.ValidRevision(s.Revision); err != nil {
+		return "", err
+	}
+	f, err := os.Open(filepath.Join(s.RepoDir, refsDir, filepath.FromSlash(s.Revision)))
+	if err != nil {
+		return "", fmt.Errorf("hf cache %s: revision %s: %w", s.RepoDir, s.Revision, err)
+	}
+	defer f.Close()
+	buf := make([]byte, MaxRefSize)
+	n, _ := f.Read(buf)
+	c := strings.TrimSpace(string(buf[:n]))
+	if !commitRE.MatchString(c) {
+		return "", fmt.Errorf("hf cache %s: refs/%s holds %q, not a commit", s.RepoDir, s.Revision, c)
+	}
+	return c, nil
+}
+
+// ETag returns the blob name of a resolved file path inside the repository
+// (its etag), or "" if it is not in blobs/.
+func (s *Snapshot) ETag(real string) string {
+	blobs, err := filepath.EvalSymlinks(filepath.Join(s.RepoDir, blobsDir))
+	if err != nil || filepath.Dir(real) != blobs {
+		return ""
+	}
+	return filepath.Base(real)
+}
+
+// BlobWriter writes the content of f to the new file at dest (whole and
+// verified, or not at all).
+type BlobWriter func(f manifest.File, dest string) error
+
+// Write lays m out under cacheDir as the Hugging Face cache does:
+// blobs/<etag> (written once through write), snapshots/<commit>/<path> as
+// relative symlinks to the blobs, and refs/<revision> holding the commit
+// without a trailing newline. Files listed in m are written only if keep
+// says so (nil keeps all). It returns the snapshot directory.
+func Write(cacheDir string, m *manifest.Manifest, keep func(manifest.File) bool, write BlobWriter) (string, error) {
+	repo := filepath.Join(cacheDir, RepoDirName(m.Kind, m.Name))
+	snap := filepath.Join(repo, snapshotsDir, m.Commit)
+	for _, d := range []string{filepath.Join(repo, blobsDir), filepath.Join(repo, refsDir), snap} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("hf cache: %w", err)
+		}
+	}
+	for _, f := range m.Files {
+		if keep != nil && !keep(f) {
+			continue
+		}
+		if err := writeFile(repo, snap, f, write); err != nil {
+			return "", err
+		}
+	}
+	if m.Revision != m.Commit {
+		ref := filepath.Join(repo, refsDir, filepath.FromSlash(m.Revision))
+		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+			return "", fmt.Errorf("hf cache: %w", err)
+		}
+		if err := store.WriteFileAtomic(ref, []byte(m.Commit), 0o644); err != nil {
+			return "", fmt.Errorf("hf cache: %w", err)
+		}
+	}
+	return snap, nil
+}
+
+func writeFile(repo, snap string, f manifest.File, write BlobWriter) error {
+	if err := manifest.ValidatePath(f.Path); err != nil {
+		return err
+	}
+	blob := filepath.Join(repo, blobsDir, f.ETag())
+	if st, err := os.Stat(blob); err != nil || uint64(st.Size()) != f.Size {
+		os.Remove(blob)
+		if err := write(f, blob); err != nil {
+			return fmt.Errorf("hf cache: %s: %w", f.Path, err)
+		}
+	}
+	link := filepath.Join(snap, filepath.FromSlash(f.Path))
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return fmt.Errorf("hf cache: %w", err)
+	}
+	target := LinkTarget(f.Path, f.ETag())
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	os.Remove(link)
+	if err := os.Symlink(target, link); err != nil {
+		return fmt.Errorf("hf cache: %w", err)
+	}
+	return nil
+}
+
+// LinkTarget is the relative symlink target of snapshots/<commit>/<path>:
+// ../../blobs/<etag> with one more ../ per sub-directory of path.
+func LinkTarget(p, etag string) string {
+	depth := strings.Count(path.Clean(p), "/")
+	return strings.Repeat("../", 2+depth) + blobsDir + "/" + etag
+}

@@ -1,0 +1,282 @@
+package manifest
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/format"
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	ipld "github.com/ipfs/go-ipld-format"
+)
+
+// ErrBadInput marks import errors caused by the input (a missing folder, a
+// malformed header, a symlink leaving the tree).
+var ErrBadInput = store.ErrBadInput
+
+// ImportOptions say what is imported and how it is named.
+type ImportOptions struct {
+	Kind, Name, Revision, License, Source string
+	// Commit, if set, is kept (a Hugging Face commit); otherwise derived.
+	Commit string
+	// Boundary is the directory symlinks must stay inside (default: the
+	// imported directory itself).
+	Boundary string
+	// ETag, if set, names the blob a file's real path is stored under in
+	// a Hugging Face cache: a 64-hex sha256 (LFS) or 40-hex blob sha1.
+	// Import checks the content against it.
+	ETag func(realPath string) string
+	// Force imports files whose safetensors/GGUF header is malformed.
+	Force bool
+	// NoCopy stores leaf blocks as references to the files (boxo
+	// filestore, see store.newFilestore) instead of copying them; dag
+	// must be backed by the store for that to take effect.
+	NoCopy bool
+	// Progress, if set, is called with the file bytes read.
+	Progress func(n int64)
+}
+
+// Import reads every file below dir once, building its UnixFS DAG in dag
+// while hashing it (sha256, and git blob sha1 for non-LFS files), checks
+// safetensors and GGUF headers, and returns the manifest with the
+// directory's root CID. Symlinks are followed when they stay inside the
+// boundary and refused otherwise.
+func Import(ctx context.Context, dag ipld.DAGService, dir string, opts ImportOptions) (*Manifest, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.Stat(dir)
+	if err != nil || !info.IsDir() {
+		return nil, fmt.Errorf("import %s: %w: not a directory", dir, ErrBadInput)
+	}
+	if opts.Boundary == "" {
+		opts.Boundary = dir
+	}
+	if opts.Kind == "" {
+		opts.Kind = KindModel
+	}
+	if opts.Revision == "" {
+		opts.Revision = "main"
+	}
+	m := &Manifest{Version: Version, Kind: opts.Kind, Name: opts.Name, Revision: opts.Revision,
+		License: opts.License, Source: opts.Source, Commit: strings.Repeat("0", 40), Root: "bafkqaaa"}
+	buf := ipld.NewBufferedDAG(ctx, dag)
+	im := &importer{dag: buf, opts: opts, m: m}
+	root, err := im.dir(ctx, dir, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := buf.Commit(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", dir, err)
+	}
+	m.Root = root.Cid().String()
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("import %s: %w: %w", dir, ErrBadInput, err)
+	}
+	m.Commit = opts.Commit
+	if m.Commit == "" {
+		if m.Commit, err = m.ComputeCommit(); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("import %s: %w: %w", dir, ErrBadInput, err)
+	}
+	return m, nil
+}
+
+type importer struct {
+	dag  ipld.DAGService
+	opts ImportOptions
+	m    *Manifest
+}
+
+func (im *importer) dir(ctx context.Context, path, rel string) (ipld.Node, error) {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	d, err := uio.NewDirectory(im.dag, uio.WithCidBuilder(uio.UnixFS_v1_2025.CidBuilder()))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		child, childRel := filepath.Join(path, e.Name()), joinRel(rel, e.Name())
+		nd, err := im.entry(ctx, child, childRel)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.AddChild(ctx, e.Name(), nd); err != nil {
+			return nil, fmt.Errorf("import %s: %w", child, err)
+		}
+	}
+	nd, err := d.GetNode()
+	if err != nil {
+		return nil, err
+	}
+	return nd, im.dag.Add(ctx, nd)
+}
+
+func joinRel(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
+
+// entry imports one directory entry, following a symlink that stays
+// inside the boundary.
+func (im *importer) entry(ctx context.Context, path, rel string) (ipld.Node, error) {
+	if err := ValidatePath(rel); err != nil {
+		return nil, fmt.Errorf("import: %w: %w", ErrBadInput, err)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w: %v", path, ErrBadInput, err)
+	}
+	if !inside(im.opts.Boundary, real) {
+		return nil, fmt.Errorf("import %s: %w: symlink leaves %s", path, ErrBadInput, im.opts.Boundary)
+	}
+	info, err := os.Stat(real)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	switch {
+	case info.IsDir():
+		return im.dir(ctx, path, rel)
+	case info.Mode().IsRegular():
+		return im.file(ctx, real, rel, info.Size())
+	}
+	return nil, fmt.Errorf("import %s: %w: unsupported file type %s", path, ErrBadInput, info.Mode().Type())
+}
+
+func inside(root, p string) bool {
+	r, err := filepath.Rel(root, p)
+	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) && !filepath.IsAbs(r)
+}
+
+// file imports one regular file in a single read, hashing as it chunks.
+func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipld.Node, error) {
+	etag := ""
+	if im.opts.ETag != nil {
+		etag = im.opts.ETag(real)
+	}
+	wantSHA1 := !IsLFS(rel, size)
+	if etag != "" {
+		wantSHA1 = len(etag) == 40
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", real, err)
+	}
+	defer f.Close()
+	s256 := sha256.New()
+	hashes := []io.Writer{s256}
+	var s1 hash.Hash
+	if wantSHA1 {
+		s1 = sha1.New()
+		fmt.Fprintf(s1, "blob %d\x00", size)
+		hashes = append(hashes, s1)
+	}
+	cr := &countReader{r: io.TeeReader(f, io.MultiWriter(hashes...)), progress: im.opts.Progress}
+	nd, err := im.build(ctx, real, cr)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", real, err)
+	}
+	if cr.n != size {
+		return nil, fmt.Errorf("import %s: file changed while read (%d bytes, expected %d)", real, cr.n, size)
+	}
+	fe := File{Path: rel, Size: uint64(size), SHA256: hex.EncodeToString(s256.Sum(nil)), CID: nd.Cid().String()}
+	if s1 != nil {
+		fe.BlobSHA1 = hex.EncodeToString(s1.Sum(nil))
+	}
+	if etag != "" && etag != fe.ETag() {
+		return nil, fmt.Errorf("import %s: %w: content does not match its blob name %s", real, ErrBadInput, etag)
+	}
+	if fe.Header, err = im.header(f, rel, size); err != nil {
+		return nil, err
+	}
+	im.m.Files = append(im.m.Files, fe)
+	return nd, nil
+}
+
+// build chunks r (the content of the file at real) into a UnixFS DAG, as
+// store.BuildFile does, with leaves kept by reference under NoCopy.
+func (im *importer) build(ctx context.Context, real string, r io.Reader) (ipld.Node, error) {
+	if !im.opts.NoCopy {
+		return store.BuildFile(ctx, im.dag, r)
+	}
+	st, err := os.Stat(real)
+	if err != nil {
+		return nil, err
+	}
+	rf, err := files.NewReaderPathFile(real, io.NopCloser(r), st)
+	if err != nil {
+		return nil, err
+	}
+	params := helpers.DagBuilderParams{
+		Dagserv:    im.dag,
+		Maxlinks:   store.LinksPerNode,
+		RawLeaves:  true,
+		CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
+		NoCopy:     true,
+	}
+	db, err := params.New(chunker.NewSizeSplitter(rf, store.ChunkSize))
+	if err != nil {
+		return nil, err
+	}
+	return balanced.Layout(db)
+}
+
+// header checks a safetensors or GGUF file's header and records its span.
+func (im *importer) header(f *os.File, rel string, size int64) (*Header, error) {
+	kind := format.Detect(rel)
+	if kind == "" {
+		return nil, nil
+	}
+	info, err := format.Parse(kind, f, size)
+	if err != nil {
+		if im.opts.Force {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("import %s: %w: %w (use --force to import anyway)", rel, ErrBadInput, err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, int64(info.HeaderSize))); err != nil {
+		return nil, fmt.Errorf("import %s: %w", rel, err)
+	}
+	return &Header{Format: kind, Size: info.HeaderSize, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+type countReader struct {
+	r        io.Reader
+	n        int64
+	progress func(int64)
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if n > 0 && c.progress != nil {
+		c.progress(int64(n))
+	}
+	return n, err
+}

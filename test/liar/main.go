@@ -1,0 +1,125 @@
+// Command liar is a test peer that lies: it imports a file or directory
+// into a throwaway store and serves it over bitswap, but every leaf block
+// it sends is wrong (bytes flipped, truncated or padded). End-to-end tests run
+// it beside honest daemons to show that no wrong byte is ever written.
+//
+// It listens on 127.0.0.1 only, prints one line
+//
+//	LIAR <multiaddr with /p2p/id> <root cid>
+//
+// when ready, and on SIGTERM or SIGINT prints "LIES <blocks> <bytes>" (the
+// wrong blocks it handed out) and exits.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/store"
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Ways to lie about a block.
+const (
+	modeFlip     = "flip"     // same length, one byte changed
+	modeTruncate = "truncate" // the first half only
+	modePad      = "pad"      // the block and then padding
+	padBytes     = 4096
+)
+
+func main() {
+	mode := flag.String("mode", modeFlip, "how to lie: flip, truncate or pad")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: liar [-mode flip|truncate|pad] <path>")
+		os.Exit(2)
+	}
+	if err := run(*mode, flag.Arg(0)); err != nil {
+		fmt.Fprintln(os.Stderr, "liar:", err)
+		os.Exit(1)
+	}
+}
+
+func run(mode, path string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "liar-store-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := store.Init(dir); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, dir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	root, err := store.Import(ctx, st.DAG(), abs, store.ImportOptions{})
+	if err != nil {
+		return err
+	}
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lies := &lyingBlockstore{Blockstore: st.Blockstore(), mode: mode}
+	bs := protocol.NewBitswap(ctx, h, nil, lies, protocol.BitswapConfig{})
+	defer bs.Close()
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("LIAR %s %s\n", addrs[0], root.Cid())
+	<-ctx.Done()
+	fmt.Printf("LIES %d %d\n", lies.blocks.Load(), lies.bytes.Load())
+	return nil
+}
+
+// lyingBlockstore serves every leaf (raw block) with wrong content under
+// its CID. It tells the truth about the DAG's inner nodes, so a fetcher
+// learns which leaves to want and asks the liar for them.
+type lyingBlockstore struct {
+	blockstore.Blockstore
+	mode          string
+	blocks, bytes atomic.Uint64
+}
+
+func (l *lyingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	b, err := l.Blockstore.Get(ctx, c)
+	if err != nil || c.Prefix().Codec != cid.Raw {
+		return b, err
+	}
+	data := append([]byte(nil), b.RawData()...)
+	switch l.mode {
+	case modeTruncate:
+		data = data[:len(data)/2]
+	case modePad:
+		data = append(data, make([]byte, padBytes)...)
+	default:
+		if len(data) == 0 {
+			data = []byte{0}
+		}
+		data[len(data)/2] ^= 0xff
+	}
+	l.blocks.Add(1)
+	l.bytes.Add(uint64(len(data)))
+	return blocks.NewBlockWithCid(data, c)
+}
