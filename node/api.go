@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/allmende/allmende/store"
@@ -171,46 +170,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // streamed answers with NDJSON: progress lines, then the result or error.
 // When the client goes away, the request context ends the operation.
 func streamed(log *slog.Logger, f func(context.Context, request, ProgressFunc) (any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		q, err := decodeRequest(r)
-		if err != nil {
-			e := toAPIError(err)
-			writeJSON(w, statusOf(e), map[string]*apiError{"error": e})
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
-		var mu sync.Mutex
-		enc := json.NewEncoder(w)
-		flusher, _ := w.(http.Flusher)
-		send := func(l streamLine) {
-			mu.Lock()
-			defer mu.Unlock()
-			enc.Encode(l)
-			if flusher != nil {
-				flusher.Flush()
-			}
-		}
-		var last time.Time
-		progress := func(p Progress) {
-			if now := time.Now(); now.Sub(last) >= progressInterval || p.Done == p.Total {
-				last = now
-				send(streamLine{Progress: &p})
-			}
-		}
-		v, err := f(r.Context(), q, progress)
-		if err != nil {
-			log.Debug("api request failed", "path", r.URL.Path, "err", err)
-			send(streamLine{Error: toAPIError(err)})
-			return
-		}
-		raw, err := json.Marshal(v)
-		if err != nil {
-			send(streamLine{Error: toAPIError(err)})
-			return
-		}
-		send(streamLine{Result: raw})
-	}
+	return streamedJSON(log, f)
 }
 
 // ServeAPI serves api on ln until ctx ends, then shuts the server down.

@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 	"golang.org/x/time/rate"
 )
 
@@ -31,6 +34,33 @@ func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
 		n -= step
 	}
 	return nil
+}
+
+// pacedBlockstore paces the blocks read from it through lim: handed to the
+// bitswap and bulk servers, it caps what this node sends to peers.
+type pacedBlockstore struct {
+	blockstore.Blockstore
+	lim *rate.Limiter
+}
+
+// paceReads wraps bs so reads wait for lim; a nil lim returns bs itself.
+func paceReads(bs blockstore.Blockstore, lim *rate.Limiter) blockstore.Blockstore {
+	if lim == nil {
+		return bs
+	}
+	return &pacedBlockstore{Blockstore: bs, lim: lim}
+}
+
+// Get implements blockstore.Blockstore.
+func (p *pacedBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	b, err := p.Blockstore.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitBytes(ctx, p.lim, len(b.RawData())); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // limitUploads shares lim among all responses of next.

@@ -16,6 +16,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/multiformats/go-multihash"
+	"golang.org/x/time/rate"
 )
 
 // fetchBatch is how many CIDs one GetMany call asks for. Several batches are
@@ -140,6 +141,7 @@ func (n *Node) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Dura
 	session := merkledag.NewSession(ctx, n.dag)
 	w := &walker{ng: session, local: n.store.Blockstore(), progress: progress, lastBlock: &lastBlock, parallel: n.cfg.FetchParallel}
 	w.bulk = n.bulk.newFetcher()
+	w.down = n.downLimit
 	if err := w.putEmpty(ctx, []cid.Cid{root}); err != nil {
 		return err
 	}
@@ -207,6 +209,8 @@ type walker struct {
 	sink blockSink
 	// bulk, if set, fetches raw leaves over allmende's bulk protocol.
 	bulk *bulkFetcher
+	// down, if set, paces the blocks received (bandwidth.down).
+	down *rate.Limiter
 }
 
 // batchResult is what the walker keeps of a batch: sizes and links, never
@@ -243,6 +247,12 @@ func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
 		}
 		for _, f := range r.got {
 			w.accountBytes(f.size)
+			if err := waitBytes(ctx, w.down, f.size); err != nil {
+				for ; inflight > 0; inflight-- {
+					<-results
+				}
+				return err
+			}
 			queue = append(queue, f.children...)
 		}
 	}

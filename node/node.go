@@ -112,7 +112,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	guard := protocol.NewGuard(h, cfg.Logger)
-	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), st.Blockstore(), protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard})
+	upLimit := newLimiter(cfg.BandwidthUp)
+	served := paceReads(st.Blockstore(), upLimit)
+	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard})
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
 	n = &Node{
 		cfg:       cfg,
@@ -125,10 +127,10 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		dag:       merkledag.NewDAGService(bserv),
 		cancel:    cancel,
 		ctx:       runCtx,
-		upLimit:   newLimiter(cfg.BandwidthUp),
+		upLimit:   upLimit,
 		downLimit: newLimiter(cfg.BandwidthDown),
 	}
-	n.bulk = newBulkService(h, st.Blockstore(), cfg.Logger)
+	n.bulk = newBulkService(h, served, cfg.Logger)
 	n.guard = guard
 	n.routing = rt
 	if err := n.startModels(ctx); err != nil {

@@ -23,9 +23,12 @@ const (
 	// issue names instead.
 	roomSize     = 48 << 20
 	roomSizeSlow = 512 << 20
+	roomRateSlow = 32 << 20
 	// roomMaxRatio: 8 clients must finish in well under 8 times the time
 	// one client takes alone.
 	roomMaxRatio = 4
+	// roomStall fails a fetch on the LAN that gets no block for this long.
+	roomStall = 30 * time.Second
 	// mirrorHTTPPort is where the mirror's HTTP side listens in its
 	// namespace.
 	mirrorHTTPPort = 8080
@@ -36,19 +39,18 @@ const (
 // each other, so all 8 finish in far less than 8 times one client's time;
 // the same 8 pulling over plain HTTP from the mirror share its R.
 //
-// Known gap (issue 6): today 8 clients take about 7.7 x one client, no
-// better than HTTP, because every client wants every block at once and the
-// peers have nothing to trade yet; swarm scheduling (have-queries,
-// rarest-first, a cap on wants at the slow mirror) is the fix. Until then
-// the test runs only with ALLMENDE_ROOM_TEST=1 (ALLMENDE_SLOW_TESTS=1 also
-// moves the 512 MiB model the issue names).
+// ALLMENDE_SLOW_TESTS=1 moves the 512 MiB model the issue names, over a
+// faster mirror link so that the HTTP comparison ends in minutes. The test
+// takes 1.5 to 4 minutes, so it runs only with ALLMENDE_ROOM_TEST=1 (also
+// because a rare stall, a fetch that gets no root block from connected
+// peers, is still open; see the notes of issues 4 and 6).
 func TestClassroom(t *testing.T) {
 	if os.Getenv("ALLMENDE_ROOM_TEST") == "" {
-		t.Skip("classroom swarming is a known gap (issue 6); set ALLMENDE_ROOM_TEST=1 to run it")
+		t.Skip("set ALLMENDE_ROOM_TEST=1 to run the classroom scenario (1.5-4 min)")
 	}
-	size := int64(roomSize)
+	size, rate := int64(roomSize), int64(roomRate)
 	if os.Getenv("ALLMENDE_SLOW_TESTS") != "" {
-		size = roomSizeSlow
+		size, rate = roomSizeSlow, roomRateSlow
 	}
 	bed := netns.New(t, roomClients+1)
 	mh := bed.Hosts[0]
@@ -60,12 +62,12 @@ func TestClassroom(t *testing.T) {
 		Root string `json:"root"`
 	}
 	mirror.JSON(&imp, "import", dir, "--name", "school/tiny-llama", "--json")
-	if err := mh.Shape(netns.Shape{Rate: roomRate}); err != nil {
+	if err := mh.Shape(netns.Shape{Rate: rate}); err != nil {
 		t.Fatal(err)
 	}
 	var clients []*harness.Node
 	for _, h := range bed.Hosts[1:] {
-		clients = append(clients, lanNode(t, h, mdns))
+		clients = append(clients, lanNode(t, h, mdns, "ALLMENDE_FETCH_TIMEOUT="+roomStall.String(), "ALLMENDE_LOG_LEVEL=debug"))
 	}
 	for _, c := range clients {
 		waitPeers(t, c, roomClients) // the mirror and the 7 others
@@ -74,7 +76,7 @@ func TestClassroom(t *testing.T) {
 	fetch := func(c *harness.Node) error {
 		out := filepath.Join(t.TempDir(), "model")
 		if r := c.Run("fetch", imp.Root, "-o", out); r.Code != 0 {
-			return fmt.Errorf("fetch exit %d: %s", r.Code, r.Stderr)
+			return fmt.Errorf("fetch exit %d: %s\nits daemon's log:\n%s", r.Code, r.Stderr, c.Log())
 		}
 		harness.AssertSameTree(t, dir, out)
 		return nil
@@ -104,7 +106,7 @@ func TestClassroom(t *testing.T) {
 		return err
 	})
 	mib := float64(size) / (1 << 20)
-	t.Logf("classroom, %.0f MiB model, mirror uplink R = %d MiB/s:", mib, roomRate>>20)
+	t.Logf("classroom, %.0f MiB model, mirror uplink R = %d MiB/s:", mib, rate>>20)
 	t.Logf("  1 client alone over allmende:   %6.1f s", one.Seconds())
 	t.Logf("  %d clients over allmende:        %6.1f s = %.2f x one client", roomClients, all.Seconds(), all.Seconds()/one.Seconds())
 	t.Logf("  %d clients over plain HTTP:      %6.1f s = %.2f x one client; allmende is %.1f x faster",
