@@ -60,8 +60,11 @@ type bulkFetcher struct {
 
 	mu    sync.Mutex
 	peers map[peer.ID]bool
-	// dropped are peers not to ask again in this fetch.
+	// dropped are peers not to ask again in this fetch: they sent bad data.
 	dropped map[peer.ID]bool
+	// suspended are peers whose stream failed, with when they may be asked
+	// again (a connection closed under a request, a peer restarting).
+	suspended map[peer.ID]time.Time
 	// scanned is when the connected peers were last looked at.
 	scanned time.Time
 	// off is set once a peer lacked a block: bitswap takes over.
@@ -69,8 +72,12 @@ type bulkFetcher struct {
 }
 
 // bulkRescanInterval is how often a fetch looks for newly connected bulk
-// peers (found by mDNS or the DHT while it runs).
-const bulkRescanInterval = time.Second
+// peers (found by mDNS or the DHT while it runs); bulkRetryAfter is how
+// long a peer whose stream failed rests before it is asked again.
+const (
+	bulkRescanInterval = time.Second
+	bulkRetryAfter     = 2 * time.Second
+)
 
 // newFetcher returns a fetcher over the connected bulk peers, or nil if
 // there are none (the fetch then uses bitswap alone). A peer whose
@@ -81,7 +88,7 @@ func (s *bulkService) newFetcher() *bulkFetcher {
 	if s == nil {
 		return nil
 	}
-	f := &bulkFetcher{svc: s, peers: make(map[peer.ID]bool), dropped: make(map[peer.ID]bool)}
+	f := &bulkFetcher{svc: s, peers: make(map[peer.ID]bool), dropped: make(map[peer.ID]bool), suspended: make(map[peer.ID]time.Time)}
 	f.scan()
 	if len(f.peers) == 0 {
 		return nil
@@ -94,7 +101,7 @@ func (f *bulkFetcher) scan() {
 	f.scanned = time.Now()
 	ps := f.svc.host.Peerstore()
 	for _, p := range f.svc.host.Network().Peers() {
-		if f.dropped[p] {
+		if f.dropped[p] || time.Now().Before(f.suspended[p]) {
 			continue
 		}
 		ok, _ := ps.SupportsProtocols(p, protocol.BulkID)
@@ -119,11 +126,17 @@ func (f *bulkFetcher) active() []peer.ID {
 	return out
 }
 
-func (f *bulkFetcher) drop(p peer.ID) {
+// drop stops asking p in this fetch: for good if it sent bad data, for
+// bulkRetryAfter if its stream failed otherwise.
+func (f *bulkFetcher) drop(p peer.ID, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.peers, p)
-	f.dropped[p] = true
+	if errors.Is(err, protocol.ErrBulkCorrupt) {
+		f.dropped[p] = true
+		return
+	}
+	f.suspended[p] = time.Now().Add(bulkRetryAfter)
 }
 
 // errLocal marks an error of the receiving side (store, output file), which
@@ -219,7 +232,7 @@ func (f *bulkFetcher) work(ctx context.Context, p peer.ID, q *chunkQueue, handle
 			if err != nil && ctx.Err() == nil {
 				f.svc.log.Debug("bulk fetch from peer failed; using others", "peer", p.String(), "err", err)
 			}
-			f.drop(p)
+			f.drop(p, err)
 			return
 		}
 	}

@@ -95,7 +95,7 @@ func TestBulkFetcherSpreadsAndFallsBack(t *testing.T) {
 
 	// A fetcher left with only the empty peer hands everything back and
 	// stops asking it.
-	alone := &bulkFetcher{svc: svc, peers: map[peer.ID]bool{lacker.ID(): true}, dropped: map[peer.ID]bool{holder.ID(): true}, scanned: time.Now()}
+	alone := &bulkFetcher{svc: svc, peers: map[peer.ID]bool{lacker.ID(): true}, dropped: map[peer.ID]bool{holder.ID(): true}, suspended: map[peer.ID]time.Time{}, scanned: time.Now()}
 	left, err = alone.get(ctx, cidsOfBlocks(want), func(ipld.Node) error {
 		t.Error("a block arrived from the peer that holds none")
 		return nil

@@ -55,6 +55,9 @@ func loadConfig(g *globalOptions, flags *pflag.FlagSet) (*viper.Viper, string, e
 	v.SetEnvPrefix(envPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	// An empty variable means "empty", not "unset": ALLMENDE_BOOTSTRAP=""
+	// must clear the list, or a node dials the public peers it was told not to.
+	v.AllowEmptyEnv(true)
 
 	file := g.configFile
 	if file == "" {
