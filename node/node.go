@@ -199,11 +199,16 @@ type PeerInfo struct {
 	Addr string `json:"addr"`
 }
 
-// Peers lists connected peers.
+// Peers lists connected peers, each once (with the address of one of its
+// connections: two nodes that dial each other at once have two).
 func (n *Node) Peers(context.Context) ([]PeerInfo, error) {
 	var out []PeerInfo
-	for _, c := range n.host.Network().Conns() {
-		out = append(out, PeerInfo{ID: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String()})
+	for _, p := range n.host.Network().Peers() {
+		conns := n.host.Network().ConnsToPeer(p)
+		if len(conns) == 0 {
+			continue
+		}
+		out = append(out, PeerInfo{ID: p.String(), Addr: conns[0].RemoteMultiaddr().String()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/allmende/allmende/node"
 	"github.com/spf13/cobra"
@@ -22,12 +21,9 @@ is the root CID.` + exitStatusHelp,
 		Example: "  allmende add ./Llama-3-8B\n  CID=$(allmende add model.gguf | tail -n1)",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			path, err := filepath.Abs(a[0])
+			path, err := localPath("add", a[0], os.Lstat)
 			if err != nil {
 				return err
-			}
-			if _, err := os.Lstat(path); err != nil {
-				return fmt.Errorf("add %s: %w: %v", a[0], node.ErrBadInput, err)
 			}
 			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
 				progress, done := progressBar("adding")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/allmende/allmende/node"
 	"github.com/spf13/cobra"
@@ -37,12 +36,9 @@ publish" signs a name for it.` + exitStatusHelp,
 			"  allmende import ~/.cache/huggingface/hub/models--acme--tiny-llama",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			path, err := filepath.Abs(a[0])
+			path, err := localPath("import", a[0], os.Stat)
 			if err != nil {
 				return err
-			}
-			if _, err := os.Stat(path); err != nil {
-				return fmt.Errorf("import %s: %w: %v", a[0], node.ErrBadInput, err)
 			}
 			req.Path = path
 			return withModelAPI(cmd, g, func(ctx context.Context, _ *env, api node.ModelAPI) error {

