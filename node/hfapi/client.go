@@ -2,7 +2,6 @@ package hfapi
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/allmende/allmende/store/manifest"
 )
 
 // Limits on what an upstream may send.
@@ -172,8 +173,7 @@ func NewVerifyingReader(r io.ReadCloser, f File) io.ReadCloser {
 	if f.LFS() {
 		v.h, v.want = sha256.New(), f.SHA256
 	} else {
-		v.h, v.want = sha1.New(), f.BlobSHA1
-		fmt.Fprintf(v.h, "blob %d\x00", f.Size)
+		v.h, v.want = manifest.NewBlobHash(f.Size), f.BlobSHA1
 	}
 	return v
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/allmende/allmende/store/manifest"
 )
 
 func TestClientAgainstHandler(t *testing.T) {
@@ -41,7 +43,7 @@ func TestClientAgainstHandler(t *testing.T) {
 
 func TestVerifyingReader(t *testing.T) {
 	data := []byte("some weights")
-	good := File{Path: "w", Size: uint64(len(data)), BlobSHA1: GitBlobSHA1(data)}
+	good := File{Path: "w", Size: uint64(len(data)), BlobSHA1: manifest.GitBlobSHA1(data)}
 	tests := []struct {
 		name string
 		f    File

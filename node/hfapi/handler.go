@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/allmende/allmende/store/manifest"
 )
 
 // Limits on what a request may carry.
@@ -186,7 +188,7 @@ func fileEntry(f File) treeEntry {
 
 func dirEntry(commit, p string) treeEntry {
 	// allmende keeps no git trees; a stable stand-in id per commit and path.
-	return treeEntry{Type: "directory", OID: GitBlobSHA1([]byte("tree " + commit + " " + p)), Path: p}
+	return treeEntry{Type: "directory", OID: manifest.GitBlobSHA1([]byte("tree " + commit + " " + p)), Path: p}
 }
 
 // entries lists what lies under dir ("" for the root): direct children, or

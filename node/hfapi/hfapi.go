@@ -10,12 +10,12 @@ package hfapi
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/allmende/allmende/store/manifest"
 )
 
 // Kind is a repository type.
@@ -89,15 +89,7 @@ func (f File) GitOID() string {
 	if !f.LFS() {
 		return f.BlobSHA1
 	}
-	return GitBlobSHA1([]byte(f.Pointer()))
-}
-
-// GitBlobSHA1 is git's object id of a blob: sha1("blob <len>\0" + content).
-func GitBlobSHA1(content []byte) string {
-	h := sha1.New()
-	fmt.Fprintf(h, "blob %d\x00", len(content))
-	h.Write(content)
-	return hex.EncodeToString(h.Sum(nil))
+	return manifest.GitBlobSHA1([]byte(f.Pointer()))
 }
 
 // Backend supplies repositories and their files.

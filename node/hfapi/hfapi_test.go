@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/allmende/allmende/store/manifest"
 )
 
 // memBackend is an in-memory Backend: one repository per kind and name, one
@@ -50,7 +52,7 @@ func newTestServer(t *testing.T) (*httptest.Server, map[string][]byte) {
 	content := map[string][]byte{"w": weights, "c": config}
 	repo := &Repo{Kind: Model, Name: "org/tiny", Revision: "main", Commit: commit, LastModified: time.Unix(1700000000, 0), License: "apache-2.0",
 		Files: []File{
-			{Path: "config.json", Size: uint64(len(config)), BlobSHA1: GitBlobSHA1(config), Ref: "c"},
+			{Path: "config.json", Size: uint64(len(config)), BlobSHA1: manifest.GitBlobSHA1(config), Ref: "c"},
 			{Path: "weights/model.safetensors", Size: uint64(len(weights)), SHA256: hex.EncodeToString(sum[:]), Ref: "w"},
 		}}
 	ds := *repo
@@ -104,7 +106,7 @@ func TestResolve(t *testing.T) {
 		{"HEAD gives the headers Python needs", "HEAD", "/org/tiny/resolve/main/weights/model.safetensors", "", 200, nil,
 			map[string]string{"X-Repo-Commit": commit, "ETag": etag, "Content-Length": "3000"}},
 		{"a small git file's ETag is its blob sha1", "GET", "/org/tiny/resolve/" + commit + "/config.json", "", 200, content["c"],
-			map[string]string{"ETag": `"` + GitBlobSHA1(content["c"]) + `"`}},
+			map[string]string{"ETag": `"` + manifest.GitBlobSHA1(content["c"]) + `"`}},
 		{"HEAD as revision means main", "GET", "/org/tiny/resolve/HEAD/config.json", "", 200, content["c"], nil},
 		{"datasets live under /datasets/", "GET", "/datasets/org/data/resolve/main/config.json", "", 200, content["c"], nil},
 		{"raw of an LFS file is its pointer", "GET", "/org/tiny/raw/main/weights/model.safetensors", "", 200,

@@ -24,7 +24,7 @@ func writeHFCache(t *testing.T, root string) (string, map[string][]byte) {
 	repo := filepath.Join(root, "models--acme--tiny")
 	files := map[string][]byte{"config.json": []byte(`{"x":1}`), "weights/big.bin": []byte(strings.Repeat("w", 100))}
 	etags := map[string]string{
-		"config.json":     gitBlob(files["config.json"]),
+		"config.json":     manifest.GitBlobSHA1(files["config.json"]),
 		"weights/big.bin": sha(files["weights/big.bin"]),
 	}
 	for p, content := range files {
@@ -128,10 +128,6 @@ func TestOpenRefusesPlainFolder(t *testing.T) {
 	if _, err := hfcache.Open(t.TempDir(), ""); err != hfcache.ErrNotCache {
 		t.Errorf("err = %v, want ErrNotCache", err)
 	}
-}
-
-func gitBlob(b []byte) string {
-	return manifestBlob(b)
 }
 
 func sha(b []byte) string {

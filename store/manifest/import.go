@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -192,8 +191,7 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 	hashes := []io.Writer{s256}
 	var s1 hash.Hash
 	if wantSHA1 {
-		s1 = sha1.New()
-		fmt.Fprintf(s1, "blob %d\x00", size)
+		s1 = NewBlobHash(uint64(size))
 		hashes = append(hashes, s1)
 	}
 	cr := &countReader{r: io.TeeReader(f, io.MultiWriter(hashes...)), progress: im.opts.Progress}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/allmende/allmende/store/format/formattest"
+	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/test/harness"
 )
 
@@ -264,7 +265,7 @@ func gitBlobSHA1(t *testing.T, p string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return harnessGitBlob(b)
+	return manifest.GitBlobSHA1(b)
 }
 
 func TestInspectLargeRemoteModel(t *testing.T) {
