@@ -15,6 +15,12 @@ import (
 const (
 	// mdnsConnectTimeout bounds one dial to a peer found by mDNS.
 	mdnsConnectTimeout = 10 * time.Second
+	// mdnsDialAttempts is how often a peer found by mDNS is dialled before
+	// giving up until mDNS reports it again; mdnsRetryBase is the first
+	// pause between attempts, doubled each time. A first dial can fail when
+	// both peers dial each other at once as they start.
+	mdnsDialAttempts = 5
+	mdnsRetryBase    = 500 * time.Millisecond
 	// lanPeerTag marks peers found on the LAN in the connection manager,
 	// so they are the last to be trimmed: LAN peers are preferred.
 	lanPeerTag = "allmende-lan"
@@ -35,18 +41,35 @@ func (m *mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
 	if pi.ID == m.h.ID() {
 		return
 	}
-	go func() {
+	go m.connect(pi)
+}
+
+// connect dials pi, retrying with backoff, and marks it as a LAN peer.
+func (m *mdnsNotifee) connect(pi peer.AddrInfo) {
+	pause := mdnsRetryBase
+	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(m.ctx, mdnsConnectTimeout)
-		defer cancel()
-		if err := m.h.Connect(ctx, pi); err != nil {
-			if m.ctx.Err() == nil {
-				m.log.Debug("lan peer unreachable", "peer", pi.ID.String(), "err", err)
-			}
+		err := m.h.Connect(ctx, pi)
+		cancel()
+		if err == nil {
+			m.h.ConnManager().TagPeer(pi.ID, lanPeerTag, lanPeerWeight)
+			m.log.Info("lan peer connected", "peer", pi.ID.String())
 			return
 		}
-		m.h.ConnManager().TagPeer(pi.ID, lanPeerTag, lanPeerWeight)
-		m.log.Info("lan peer connected", "peer", pi.ID.String())
-	}()
+		if m.ctx.Err() != nil {
+			return
+		}
+		m.log.Debug("lan peer unreachable", "peer", pi.ID.String(), "attempt", attempt, "err", err)
+		if attempt == mdnsDialAttempts {
+			return
+		}
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
 }
 
 // startMDNS announces this node on the LAN and connects to the peers it
