@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # run.sh is allmende's benchmark harness (issue 7). One run prints one table:
 #
-#   fetch:  allmende daemon -> daemon, curl from nginx, Kubo two-node `ipfs get`,
-#           curl of a CAR from allmende's mirror (trustless gateway)
-#   import: allmende add, sha256sum, ipfs add
+#   fetch:  allmende daemon -> daemon, curl from nginx, Kubo two-node `ipfs get`
+#   http:   curl of a CAR from allmende's mirror (trustless gateway), curl of a
+#           held file (imported in place) from the mirror's hub API /resolve
+#   import: allmende add, allmende import (no-copy), sha256sum, ipfs add
 #
 # of the same random file, with wall time, MB/s, CPU seconds and peak RSS of
 # every process involved, and the ratios issue 7 asks for. Everything runs
@@ -11,14 +12,18 @@
 # and no bootstrap peers. It installs what it needs (nginx and curl through
 # apt-get, Kubo built into ~/.cache/allmende-bench) and cleans up its data.
 #
-# Usage: bench/run.sh [--size MiB] [--repeat N] [--no-kubo] [--no-mirror] [--pprof FILE]
+# Usage: bench/run.sh [--size MiB] [--repeat N] [--no-kubo] [--no-mirror] [--pprof FILE] [all|mirror]
+#   all           every row (default)
+#   mirror        only the HTTP rows and what they need: curl from nginx,
+#                 allmende add and import, the mirror's CAR and /resolve
 #   --size MiB    file size (default 1024)
 #   --repeat N    run every fetch N times and keep the fastest (default 3;
 #                 shared machines are noisy), clearing the fetching store
 #                 between runs
 #   --no-kubo     skip Kubo (no build needed)
-#   --no-mirror   skip the mirror CAR download
+#   --no-mirror   skip the mirror downloads (CAR and /resolve)
 #   --pprof FILE  write a CPU profile of the fetching daemon during the fetch
+#                 (with `mirror`: of the mirror during its first /resolve)
 set -euo pipefail
 
 SIZE_MIB=1024
@@ -26,6 +31,7 @@ REPEAT=3
 KUBO=1
 MIRROR=1
 PPROF=""
+PART=all
 while (($#)); do
 	case "$1" in
 	--size) SIZE_MIB="$2"; shift 2 ;;
@@ -33,10 +39,15 @@ while (($#)); do
 	--no-mirror) MIRROR=0; shift ;;
 	--pprof) PPROF="$2"; shift 2 ;;
 	--repeat) REPEAT="$2"; shift 2 ;;
-	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+	all|mirror) PART="$1"; shift ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
+if [[ "$PART" == mirror ]]; then
+	KUBO=0
+	MIRROR=1
+fi
 
 # readyTimeout is how many 0.1 s polls a daemon gets to come up.
 readonly READY_POLLS=300
@@ -77,6 +88,10 @@ reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 hwm_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 ticks_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}'; }
 now() { date +%s.%N; }
+# settle: write back dirty pages left by earlier steps, so no timed
+# transfer pays for another's writes (the VM's disk throttles writers once
+# a few GB are dirty).
+settle() { sync; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
 
 ROWS=()
@@ -126,7 +141,7 @@ bench_allmende() {
 	local seed_env=()
 	((MIRROR)) && seed_env=(ALLMENDE_MIRROR_ADDR=127.0.0.1:0 ALLMENDE_MIRROR_ALLOW=127.0.0.0/8)
 	start_allmende seed "${seed_env[@]}"
-	start_allmende leech
+	[[ "$PART" == mirror ]] || start_allmende leech
 	local s0 t0 t1 s1 out
 	s0=$(cpu_ticks "$PID_seed"); reset_hwm "$PID_seed"
 	t0=$(now)
@@ -136,13 +151,14 @@ bench_allmende() {
 		"daemon $(ticks_s $(($(cpu_ticks "$PID_seed") - s0)))" "daemon $(hwm_mb "$PID_seed")"
 	log "allmende CID $CID"
 
-	local addr
-	addr=$(am seed id --json | grep -o '/ip4/127.0.0.1/tcp/[^"]*' | head -n1)
-	am leech connect "$addr" >/dev/null
-	local rep
-	for ((rep = 0; rep < REPEAT; rep++)); do
-		fetch_allmende "$rep"
-	done
+	local addr rep
+	if [[ "$PART" == all ]]; then
+		addr=$(am seed id --json | grep -o '/ip4/127.0.0.1/tcp/[^"]*' | head -n1)
+		am leech connect "$addr" >/dev/null
+		for ((rep = 0; rep < REPEAT; rep++)); do
+			fetch_allmende "$rep"
+		done
+	fi
 
 	if ((MIRROR)); then
 		local url r
@@ -158,6 +174,39 @@ bench_allmende() {
 	fi
 }
 
+# bench_resolve: curl of a held file from the mirror's hub API /resolve,
+# next to curl from nginx. A daemon of its own imports the file in place
+# (no-copy, the default of `allmende import`), so its leaves are references
+# into the file rather than the copies `allmende add` made on seed.
+bench_resolve() {
+	local model="$WORK/model" s0 t0 t1 url r wall cpu rss rep prof_pid
+	mkdir -p "$model"
+	ln "$DATA" "$model/data.bin"
+	start_allmende held ALLMENDE_MIRROR_ADDR=127.0.0.1:0 ALLMENDE_MIRROR_ALLOW=127.0.0.0/8
+	s0=$(cpu_ticks "$PID_held"); reset_hwm "$PID_held"
+	t0=$(now)
+	am held import "$model" --name bench/model >/dev/null
+	t1=$(now)
+	row import "allmende import" "$(elapsed "$t0" "$t1")" \
+		"daemon $(ticks_s $(($(cpu_ticks "$PID_held") - s0)))" "daemon $(hwm_mb "$PID_held")"
+	url="$(cat "$WORK/held/mirror")/bench/model/resolve/main/data.bin"
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		prof_pid=""
+		if [[ -n "$PPROF" && "$PART" == mirror && "$rep" == 0 ]]; then
+			curl -s -o "$PPROF" "$(cat "$WORK/held/api")/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+			prof_pid=$!
+		fi
+		s0=$(cpu_ticks "$PID_held"); reset_hwm "$PID_held"
+		timed r curl -sf -o "$WORK/fetched.resolve" "$url"
+		read -r wall cpu rss <<<"$r"
+		row http "curl <- mirror /resolve" "$wall" \
+			"mirror $(ticks_s $(($(cpu_ticks "$PID_held") - s0))) + curl $cpu" "mirror $(hwm_mb "$PID_held") curl $rss"
+		[[ -n "$prof_pid" ]] && wait "$prof_pid"
+		cmp -s "$DATA" "$WORK/fetched.resolve" || { log "mirror /resolve output differs"; exit 1; }
+		rm -f "$WORK/fetched.resolve"
+	done
+}
+
 # fetch_allmende REP: one fetch from seed to an emptied leech store.
 fetch_allmende() {
 	local s0 l0 t0 t1 out prof_pid=""
@@ -170,6 +219,7 @@ fetch_allmende() {
 		prof_pid=$!
 	fi
 	out="$WORK/fetched.allmende"
+	settle
 	t0=$(now)
 	am leech fetch "$CID" -o "$out" >/dev/null
 	t1=$(now)
@@ -218,6 +268,7 @@ bench_nginx() {
 	done
 	local s0 r wall cpu rss rep
 	for ((rep = 0; rep < REPEAT; rep++)); do
+		settle
 		s0=$(cpu_ticks "$pid"); reset_hwm "$pid"
 		timed r curl -sf -o "$WORK/fetched.curl" "http://127.0.0.1:$port/data"
 		read -r wall cpu rss <<<"$r"
@@ -278,6 +329,7 @@ fetch_kubo() {
 	ipfs_ kleech repo gc >/dev/null 2>&1 || true
 	s0=$(cpu_ticks "$PID_kseed"); l0=$(cpu_ticks "$PID_kleech")
 	reset_hwm "$PID_kseed"; reset_hwm "$PID_kleech"
+	settle
 	t0=$(now)
 	ipfs_ kleech get -o "$WORK/fetched.kubo" "$kcid" >/dev/null 2>&1
 	t1=$(now)
@@ -296,6 +348,7 @@ seconds_of() { # TOOL
 		IFS='|' read -r _ tool secs _ _ <<<"$r"
 		[[ "$tool" == "$1" ]] && { echo "$secs"; return; }
 	done
+	return 0 # a row that was not run (e.g. with `mirror`) has no ratio
 }
 ratio() { # NAME NUM_TOOL DEN_TOOL: speed of NUM relative to DEN
 	local a b
@@ -322,6 +375,7 @@ print_table() {
 	ratio "import: allmende add / sha256sum" "allmende add" "sha256sum"
 	ratio "import: allmende add / ipfs add" "allmende add" "ipfs add"
 	ratio "http: mirror CAR / nginx" "curl <- mirror (CAR)" "curl <- nginx"
+	ratio "http: mirror /resolve / nginx" "curl <- mirror /resolve" "curl <- nginx"
 }
 
 main() {
@@ -338,9 +392,10 @@ main() {
 	head -c "$BYTES" /dev/urandom >"$DATA"
 	cat "$DATA" >/dev/null # warm the page cache for everyone alike
 
-	bench_sha256sum
+	[[ "$PART" == mirror ]] || bench_sha256sum
 	bench_nginx
 	bench_allmende
+	((MIRROR)) && bench_resolve
 	((KUBO)) && bench_kubo
 	print_table
 }

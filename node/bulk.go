@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,8 @@ type bulkService struct {
 	host   host.Host
 	server *protocol.BulkServer
 	log    *slog.Logger
+	// guard, if set, counts corrupt blocks and stalls per peer.
+	guard *protocol.Guard
 	// received counts verified block bytes and blocks fetched over bulk.
 	recvBytes, recvBlocks atomic.Uint64
 }
@@ -65,6 +68,9 @@ type bulkFetcher struct {
 	// suspended are peers whose stream failed, with when they may be asked
 	// again (a connection closed under a request, a peer restarting).
 	suspended map[peer.ID]time.Time
+	// delivered are peers that sent at least one block in this fetch: a
+	// slow seeder, not a staller, when it later falls behind.
+	delivered map[peer.ID]bool
 	// scanned is when the connected peers were last looked at.
 	scanned time.Time
 	// off is set once a peer lacked a block: bitswap takes over.
@@ -74,10 +80,25 @@ type bulkFetcher struct {
 // bulkRescanInterval is how often a fetch looks for newly connected bulk
 // peers (found by mDNS or the DHT while it runs); bulkRetryAfter is how
 // long a peer whose stream failed rests before it is asked again.
+//
+// bulkStallAfter is how long a peer may send no block of a chunk it was
+// asked for while other peers are connected; then the chunk goes back to
+// the others (and bitswap) and the peer is not asked over bulk again in
+// this fetch. A peer that says it has blocks and never sends them held a
+// fetch for protocol.BulkIdleTimeout (30 s) per batch before. A seeder
+// slower than one 1 MiB block in bulkStallAfter (~200 KB/s) is set aside
+// too when others are around; bitswap still fetches from it. Alone, a
+// peer keeps its chunk up to BulkIdleTimeout.
 const (
 	bulkRescanInterval = time.Second
 	bulkRetryAfter     = 2 * time.Second
+	bulkStallAfter     = 5 * time.Second
+	bulkStallCheck     = 250 * time.Millisecond
 )
+
+// errBulkStalled: a peer sent no block for bulkStallAfter while others
+// could serve the chunk.
+var errBulkStalled = errors.New("bulk: peer sent no block while others could")
 
 // newFetcher returns a fetcher over the connected bulk peers, or nil if
 // there are none (the fetch then uses bitswap alone). A peer whose
@@ -88,7 +109,8 @@ func (s *bulkService) newFetcher() *bulkFetcher {
 	if s == nil {
 		return nil
 	}
-	f := &bulkFetcher{svc: s, peers: make(map[peer.ID]bool), dropped: make(map[peer.ID]bool), suspended: make(map[peer.ID]time.Time)}
+	f := &bulkFetcher{svc: s, peers: make(map[peer.ID]bool), dropped: make(map[peer.ID]bool),
+		suspended: make(map[peer.ID]time.Time), delivered: make(map[peer.ID]bool)}
 	f.scan()
 	if len(f.peers) == 0 {
 		return nil
@@ -126,17 +148,65 @@ func (f *bulkFetcher) active() []peer.ID {
 	return out
 }
 
-// drop stops asking p in this fetch: for good if it sent bad data, for
-// bulkRetryAfter if its stream failed otherwise.
+// drop stops asking p in this fetch: for good if it sent bad data or
+// stalled, for bulkRetryAfter if its stream failed otherwise. Bad data and
+// stalls are reported to the Guard.
 func (f *bulkFetcher) drop(p peer.ID, err error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	delete(f.peers, p)
-	if errors.Is(err, protocol.ErrBulkCorrupt) {
+	switch {
+	case errors.Is(err, protocol.ErrBulkCorrupt):
 		f.dropped[p] = true
-		return
+	case errors.Is(err, errBulkStalled):
+		f.dropped[p] = true
+	default:
+		f.suspended[p] = time.Now().Add(bulkRetryAfter)
 	}
-	f.suspended[p] = time.Now().Add(bulkRetryAfter)
+	delivered := f.delivered[p]
+	f.mu.Unlock()
+	if g := f.svc.guard; g != nil {
+		switch {
+		case errors.Is(err, protocol.ErrBulkCorrupt):
+			g.ReportBulk(p, 0)
+		case errors.Is(err, errBulkStalled) && !delivered:
+			// Promised blocks and sent none: the Guard demotes it for
+			// bitswap too. A seeder that sent blocks and fell behind (a
+			// mirror shared by a whole class) is only slow.
+			g.ReportStall(p, protocol.GuardBulk)
+		}
+	}
+}
+
+// othersThan reports whether a connected peer other than p may serve this
+// fetch: one not dropped from it.
+func (f *bulkFetcher) othersThan(p peer.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, q := range f.svc.host.Network().Peers() {
+		if q != p && !f.dropped[q] {
+			return true
+		}
+	}
+	return false
+}
+
+// watchStall cancels a chunk's request with errBulkStalled once p has sent
+// no block since *last for bulkStallAfter while another peer could serve
+// the chunk. It returns when ctx ends.
+func (f *bulkFetcher) watchStall(ctx context.Context, cancel context.CancelCauseFunc, p peer.ID, last *atomic.Int64) {
+	tick := time.NewTicker(bulkStallCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if now.Sub(time.Unix(0, last.Load())) >= bulkStallAfter && f.othersThan(p) {
+				cancel(errBulkStalled)
+				return
+			}
+		}
+	}
 }
 
 // errLocal marks an error of the receiving side (store, output file), which
@@ -238,10 +308,25 @@ func (f *bulkFetcher) work(ctx context.Context, p peer.ID, q *chunkQueue, handle
 	}
 }
 
-// getChunk asks p for chunk and returns the CIDs it did not deliver.
+// getChunk asks p for chunk and returns the CIDs it did not deliver. A
+// peer that stalls (see bulkStallAfter) fails with errBulkStalled.
 func (f *bulkFetcher) getChunk(ctx context.Context, p peer.ID, chunk []cid.Cid, handle func(ipld.Node) error) ([]cid.Cid, error) {
 	got := make(map[cid.Cid]bool, len(chunk))
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	go f.watchStall(ctx, cancel, p, &last)
+	first := true
 	_, err := protocol.BulkGet(ctx, f.svc.host, p, chunk, func(b blocks.Block) error {
+		last.Store(time.Now().UnixNano())
+		if first {
+			first = false
+			f.mu.Lock()
+			f.delivered[p] = true
+			f.mu.Unlock()
+		}
 		nd, err := merkledag.DecodeRawBlock(b)
 		if err != nil {
 			return errLocal{err}
@@ -254,6 +339,9 @@ func (f *bulkFetcher) getChunk(ctx context.Context, p peer.ID, chunk []cid.Cid, 
 		f.svc.recvBlocks.Add(1)
 		return nil
 	})
+	if err != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errBulkStalled) {
+		err = fmt.Errorf("%w: none for %s from %s", errBulkStalled, bulkStallAfter, p)
+	}
 	var rest []cid.Cid
 	for _, c := range chunk {
 		if !got[c] {
@@ -303,13 +391,27 @@ func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) (
 		return rest, nil
 	}
 	var mu sync.Mutex // guards r
+	held, _ := w.sink.(*fileSink)
+	if held != nil && held.st == nil {
+		held = nil
+	}
 	missed, err := w.bulk.get(ctx, need, func(nd ipld.Node) error {
-		if err := w.local.Put(ctx, nd); err != nil {
-			return err
-		}
 		w.lastBlock.Store(time.Now().UnixNano())
-		if w.sink != nil {
+		switch {
+		case held != nil:
+			// Written once, into the output file, which then holds it.
+			if err := held.putHeld(ctx, nd); err != nil {
+				return err
+			}
+		case w.sink != nil:
+			if err := w.local.Put(ctx, nd); err != nil {
+				return err
+			}
 			if err := w.sink.put(nd); err != nil {
+				return err
+			}
+		default:
+			if err := w.local.Put(ctx, nd); err != nil {
 				return err
 			}
 		}

@@ -41,15 +41,32 @@ type span struct {
 // checked against what its parent declared for it, and each leaf's length
 // against its span, so a file assembled here is byte for byte what reading
 // the DAG in order gives.
+//
+// With a store (st), leaves that came over the bulk protocol are not copied
+// into the block store: putHeld records them as held in the output file, so
+// the fetched file's bytes are on disk once and the node seeds from it.
 type fileSink struct {
 	f    *os.File
 	size uint64
+	st   *store.Store
 
-	mu sync.Mutex
+	// wmu serialises writes to f. The kernel serialises them anyway (the
+	// inode lock); waiting here parks a goroutine where waiting there
+	// spins a CPU (rwsem_spin_on_owner, 6% of a fetch's CPU).
+	wmu sync.Mutex
+	mu  sync.Mutex
 	// pending holds the spans of nodes whose parent has arrived but which
 	// have not been written. A CID may occur at several offsets.
 	pending map[cid.Cid][]span
 	written uint64
+	// held are the leaves recorded as held in the file, to be pointed at
+	// its final name when it is renamed.
+	held []store.FileRef
+	// check, if set, vets the complete file before it appears.
+	check func(*os.File) error
+	// reused is set when the partial file was left by an earlier fetch;
+	// the store may record leaves as held in it besides those in held.
+	reused bool
 }
 
 // fileSize returns the content size of nd if it is a UnixFS file (or a raw
@@ -68,13 +85,20 @@ func fileSize(nd ipld.Node) (size uint64, ok bool) {
 	return 0, false
 }
 
-// createFileSink creates path (replacing a stale partial file) sized for a
-// file of size bytes whose DAG starts at root.
-func createFileSink(path string, root cid.Cid, size uint64) (*fileSink, error) {
-	if err := os.RemoveAll(path); err != nil {
-		return nil, fmt.Errorf("remove stale partial output: %w", err)
+// createFileSink opens the partial output file at path, sized for a file of
+// size bytes whose DAG starts at root. A partial file an interrupted fetch
+// left there is reused, since the store may record leaves as held in it;
+// every byte is written again anyway. st, if not nil, is the store putHeld
+// records leaves in.
+func createFileSink(path string, root cid.Cid, size uint64, st *store.Store) (*fileSink, error) {
+	fi, err := os.Lstat(path)
+	if err == nil && !fi.Mode().IsRegular() {
+		if err := os.RemoveAll(path); err != nil {
+			return nil, fmt.Errorf("remove stale partial output: %w", err)
+		}
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	reused := err == nil && fi.Mode().IsRegular()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +107,12 @@ func createFileSink(path string, root cid.Cid, size uint64) (*fileSink, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	return &fileSink{f: f, size: size, pending: map[cid.Cid][]span{root: {{0, size}}}}, nil
+	if err := preallocate(f, int64(size)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("reserve %d bytes for the output: %w", size, err)
+	}
+	return &fileSink{f: f, size: size, st: st, reused: reused, pending: map[cid.Cid][]span{root: {{0, size}}}}, nil
 }
 
 // fileParts splits a file node into its inline data and its children's
@@ -112,9 +141,36 @@ func fileParts(nd ipld.Node) (data []byte, sizes []uint64, err error) {
 // put writes nd's inline data at every span its parents gave it and
 // registers its children's spans.
 func (s *fileSink) put(nd ipld.Node) error {
-	data, sizes, err := fileParts(nd)
+	_, err := s.write(nd)
+	return err
+}
+
+// putHeld writes the raw leaf nd like put and records it as held in the
+// file instead of storing a copy. A leaf the file has no place for (a
+// repeat) goes to the block store. The sink must have a store.
+func (s *fileSink) putHeld(ctx context.Context, nd ipld.Node) error {
+	spans, err := s.write(nd)
 	if err != nil {
 		return err
+	}
+	if len(spans) == 0 || len(nd.Links()) > 0 {
+		return s.st.Blockstore().Put(ctx, nd)
+	}
+	ref := store.FileRef{CID: nd.Cid(), Offset: spans[0].off, Size: len(nd.RawData())}
+	if err := s.st.PutFileRefs(ctx, s.f.Name(), []store.FileRef{ref}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.held = append(s.held, ref)
+	s.mu.Unlock()
+	return nil
+}
+
+// write is put, returning the spans nd's data was written at.
+func (s *fileSink) write(nd ipld.Node) ([]span, error) {
+	data, sizes, err := fileParts(nd)
+	if err != nil {
+		return nil, err
 	}
 	total := uint64(len(data))
 	for _, sz := range sizes {
@@ -126,7 +182,7 @@ func (s *fileSink) put(nd ipld.Node) error {
 	for _, sp := range spans {
 		if sp.size != total || sp.off+sp.size > s.size {
 			s.mu.Unlock()
-			return fmt.Errorf("%s: %w: %d bytes where its parent declared %d", nd.Cid(), errBadFileDAG, total, sp.size)
+			return nil, fmt.Errorf("%s: %w: %d bytes where its parent declared %d", nd.Cid(), errBadFileDAG, total, sp.size)
 		}
 		off := sp.off + uint64(len(data))
 		for i, l := range nd.Links() {
@@ -137,20 +193,22 @@ func (s *fileSink) put(nd ipld.Node) error {
 	}
 	s.mu.Unlock()
 	if len(data) == 0 {
-		return nil
+		return spans, nil
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	for _, sp := range spans {
 		if _, err := s.f.WriteAt(data, int64(sp.off)); err != nil {
-			return fmt.Errorf("write output: %w", err)
+			return nil, fmt.Errorf("write output: %w", err)
 		}
 		startWriteback(s.f, int64(sp.off), len(data))
 	}
-	return nil
+	return spans, nil
 }
 
 // finish checks that every byte of the file was written, syncs it and
 // renames it to dest.
-func (s *fileSink) finish(dest string) error {
+func (s *fileSink) finish(ctx context.Context, dest string) error {
 	s.mu.Lock()
 	left, written := len(s.pending), s.written
 	s.mu.Unlock()
@@ -160,11 +218,22 @@ func (s *fileSink) finish(dest string) error {
 	if err := s.f.Sync(); err != nil {
 		return err
 	}
+	if s.check != nil {
+		if err := s.check(s.f); err != nil {
+			return err
+		}
+	}
 	if err := s.f.Close(); err != nil {
 		return err
 	}
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("%w: %s", store.ErrExists, dest)
+	}
+	// Point the held leaves at the final name first: until the rename a
+	// read of one fails cleanly (not found), while the other order could
+	// leave them pointing at a name that is gone.
+	if err := s.moveRefs(ctx, dest); err != nil {
+		return err
 	}
 	if err := os.Rename(s.f.Name(), dest); err != nil {
 		return err
@@ -172,26 +241,50 @@ func (s *fileSink) finish(dest string) error {
 	return store.SyncDir(filepath.Dir(dest))
 }
 
-// abort closes and removes the partial file.
-func (s *fileSink) abort() {
+// moveRefs points the leaves held in the partial file at dest.
+func (s *fileSink) moveRefs(ctx context.Context, dest string) error {
+	switch {
+	case s.st == nil:
+		return nil
+	case s.reused:
+		// An earlier fetch may have recorded leaves this one only read.
+		_, err := s.st.MoveFileRefs(ctx, s.f.Name(), dest)
+		return err
+	default:
+		return s.st.PutFileRefs(ctx, dest, s.held)
+	}
+}
+
+// abort closes the partial file. It removes it unless the store records
+// leaves as held in it and keep is set: then a later fetch resumes from it.
+func (s *fileSink) abort(keep bool) {
 	s.f.Close()
+	if keep && len(s.held) > 0 {
+		return
+	}
 	os.Remove(s.f.Name())
 }
 
 // fetchInto fetches root's DAG. When root is a UnixFS file it writes the
 // file to out while the blocks arrive, whole or not at all, and returns
-// direct = true; otherwise the caller exports the fetched DAG itself.
-func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress ProgressFunc) (direct bool, err error) {
+// direct = true; otherwise the caller exports the fetched DAG itself. check,
+// if not nil, vets the complete file before it appears at out.
+func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress ProgressFunc, check func(*os.File) error) (direct bool, err error) {
 	var sink *fileSink
 	open := func(rootNd ipld.Node) (blockSink, error) {
 		size, ok := fileSize(rootNd)
 		if !ok {
 			return nil, nil
 		}
-		s, err := createFileSink(store.PartialPath(out), root, size)
+		var st *store.Store
+		if !n.cfg.FetchCopy {
+			st = n.store
+		}
+		s, err := createFileSink(store.PartialPath(out), root, size, st)
 		if err != nil {
 			return nil, fmt.Errorf("fetch %s: %w", root, err)
 		}
+		s.check = check
 		sink = s
 		return s, nil
 	}
@@ -200,12 +293,15 @@ func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout 
 		return false, err
 	}
 	if err == nil {
-		if err = sink.finish(out); err != nil {
+		if err = sink.finish(ctx, out); err != nil {
 			err = fmt.Errorf("fetch %s: %w", root, err)
 		}
 	}
 	if err != nil {
-		sink.abort()
+		// A fetch that ran out of peers or time resumes from the partial
+		// file; one that met a bad DAG or a full disk starts afresh.
+		sink.abort(!errors.Is(err, errBadFileDAG) && !errors.Is(err, store.ErrNoSpace) &&
+			!errors.Is(err, store.ErrExists) && !errors.Is(err, ErrHashMismatch))
 		return true, err
 	}
 	return true, nil

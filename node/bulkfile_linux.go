@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -14,4 +15,19 @@ const syncFileRangeWrite = 0x2
 // the disk works while the network does. It is a hint; errors are ignored.
 func startWriteback(f *os.File, off int64, n int) {
 	syscall.Syscall6(syscall.SYS_SYNC_FILE_RANGE, f.Fd(), uintptr(off), uintptr(n), syncFileRangeWrite, 0, 0)
+}
+
+// preallocate reserves disk blocks for f's first size bytes, so a fetch
+// that cannot fit fails at once with ENOSPC instead of part way, and the
+// file is laid out in one piece. A file system without fallocate is left
+// to allocate as bytes are written.
+func preallocate(f *os.File, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+		return nil
+	}
+	return err
 }

@@ -7,3 +7,7 @@ import "os"
 // startWriteback is a no-op where sync_file_range does not exist; the
 // final fsync then writes the whole file.
 func startWriteback(*os.File, int64, int) {}
+
+// preallocate is a no-op where fallocate does not exist; blocks are
+// allocated as bytes are written.
+func preallocate(*os.File, int64) error { return nil }

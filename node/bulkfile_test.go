@@ -96,13 +96,13 @@ func TestFileSinkAssemblesFile(t *testing.T) {
 				t.Fatalf("fileSize = %d, %v; want %d", size, ok, len(tc.data))
 			}
 			dir := t.TempDir()
-			s, err := createFileSink(filepath.Join(dir, "part"), root.Cid(), size)
+			s, err := createFileSink(filepath.Join(dir, "part"), root.Cid(), size, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			feed(t, s, dag, root, rng, 0)
 			dest := filepath.Join(dir, "out")
-			if err := s.finish(dest); err != nil {
+			if err := s.finish(context.Background(), dest); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(dest)
@@ -124,24 +124,24 @@ func TestFileSinkRejects(t *testing.T) {
 	dag, root := buildFile(t, data, true)
 
 	t.Run("a root that declares the wrong size", func(t *testing.T) {
-		s, err := createFileSink(filepath.Join(t.TempDir(), "part"), root.Cid(), uint64(len(data))+1)
+		s, err := createFileSink(filepath.Join(t.TempDir(), "part"), root.Cid(), uint64(len(data))+1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.abort()
+		defer s.abort(false)
 		if err := s.put(root); !errors.Is(err, errBadFileDAG) {
 			t.Fatalf("put = %v, want errBadFileDAG", err)
 		}
 	})
 	t.Run("a missing block is not a finished file", func(t *testing.T) {
 		dir := t.TempDir()
-		s, err := createFileSink(filepath.Join(dir, "part"), root.Cid(), uint64(len(data)))
+		s, err := createFileSink(filepath.Join(dir, "part"), root.Cid(), uint64(len(data)), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.abort()
+		defer s.abort(false)
 		feed(t, s, dag, root, rand.New(rand.NewPCG(3, 4)), 1)
-		if err := s.finish(filepath.Join(dir, "out")); !errors.Is(err, errBadFileDAG) {
+		if err := s.finish(context.Background(), filepath.Join(dir, "out")); !errors.Is(err, errBadFileDAG) {
 			t.Fatalf("finish = %v, want errBadFileDAG", err)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {

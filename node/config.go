@@ -42,6 +42,10 @@ type Config struct {
 	FetchTimeout time.Duration
 	// FetchParallel is the number of blocks wanted at once.
 	FetchParallel int
+	// FetchCopy keeps a copy of a fetched file's blocks in the block
+	// store. Without it the fetched file itself holds them (its bytes are
+	// on disk once), so moving or editing it stops this node seeding it.
+	FetchCopy bool
 	// SendAllowance is the bytes bitswap queues per peer.
 	SendAllowance int
 	// ConnsLow and ConnsHigh are the connection manager's watermarks.
@@ -68,6 +72,10 @@ type Config struct {
 	MirrorQuota int64
 	// MirrorInterval is how often mirror.pins and the quota are checked.
 	MirrorInterval time.Duration
+	// MirrorStallTimeout aborts a fill from the upstream (or from peers by
+	// sha256) that delivered no byte for this long; the clients waiting on
+	// it get 504 or a cut-off answer, and the next request tries again.
+	MirrorStallTimeout time.Duration
 	// BandwidthUp and BandwidthDown cap bytes per second sent and received
 	// (mirror HTTP answers and block transfers); 0 means no limit.
 	BandwidthUp, BandwidthDown int64
@@ -85,6 +93,8 @@ const (
 	DefaultConnsHigh     = 256
 	DefaultMaxMemory     = 1 << 30
 	DefaultMaxConns      = 1024
+	// DefaultMirrorStallTimeout is mirror.stall_timeout's default.
+	DefaultMirrorStallTimeout = 30 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -105,6 +115,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	if c.MirrorStallTimeout <= 0 {
+		c.MirrorStallTimeout = DefaultMirrorStallTimeout
 	}
 	if c.DHTMode == "" {
 		c.DHTMode = DHTOff

@@ -1,11 +1,14 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,7 +89,7 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 	defer unlock.Unlock(ctx)
 	// A single file is written while its blocks arrive (fetchInto); a
 	// directory is exported once all its blocks are local.
-	direct, err := n.fetchInto(ctx, root, out, timeout, progress)
+	direct, err := n.fetchInto(ctx, root, out, timeout, progress, nil)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return FetchResult{}, fmt.Errorf("%w: %w", ErrBadInput, err)
@@ -136,16 +139,16 @@ func (n *Node) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Dura
 	defer cancel(nil)
 	var lastBlock atomic.Int64
 	lastBlock.Store(time.Now().UnixNano())
-	go watchStall(ctx, cancel, root, timeout, &lastBlock)
+	sessions := newSessions(ctx, n.dag)
+	go watchStall(ctx, cancel, root, timeout, &lastBlock, sessions)
 
-	session := merkledag.NewSession(ctx, n.dag)
-	w := &walker{ng: session, local: n.store.Blockstore(), progress: progress, lastBlock: &lastBlock, parallel: n.cfg.FetchParallel}
+	w := &walker{sessions: sessions, local: n.store.Blockstore(), progress: progress, lastBlock: &lastBlock, parallel: n.cfg.FetchParallel}
 	w.bulk = n.bulk.newFetcher()
 	w.down = n.downLimit
 	if err := w.putEmpty(ctx, []cid.Cid{root}); err != nil {
 		return err
 	}
-	rootNd, err := session.Get(ctx, root)
+	rootNd, err := w.getRoot(ctx, root)
 	if err != nil {
 		return fetchErr(ctx, root, err)
 	}
@@ -178,27 +181,92 @@ func fetchErr(ctx context.Context, root cid.Cid, err error) error {
 	return fmt.Errorf("fetch %s: %w", root, err)
 }
 
-// watchStall cancels a fetch when no block has arrived for FetchTimeout.
-func watchStall(ctx context.Context, cancel context.CancelCauseFunc, root cid.Cid, timeout time.Duration, lastBlock *atomic.Int64) {
+// sessionRenewAfter is how long a fetch may receive nothing before it
+// gives up its bitswap session for a new one.
+const sessionRenewAfter = 5 * time.Second
+
+// watchStall cancels a fetch when no block has arrived for FetchTimeout,
+// and renews its bitswap session after every sessionRenewAfter (at most a
+// quarter of the timeout) without a block.
+func watchStall(ctx context.Context, cancel context.CancelCauseFunc, root cid.Cid, timeout time.Duration, lastBlock *atomic.Int64, sessions *sessions) {
+	renewAfter := min(sessionRenewAfter, timeout/4)
 	tick := time.NewTicker(min(time.Second, timeout/4))
 	defer tick.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if now.Sub(time.Unix(0, lastBlock.Load())) > timeout {
+			idle := now.Sub(time.Unix(0, lastBlock.Load()))
+			if idle > timeout {
 				cancel(fmt.Errorf("fetch %s: %w: no peer sent a block for %s (fetch.timeout); connect to a peer that has it", root, ErrNotFound, timeout))
 				return
+			}
+			if idle > renewAfter && now.Sub(renewed) > renewAfter {
+				renewed = now
+				sessions.renew()
 			}
 		}
 	}
 }
 
+// sessions is a fetch's bitswap session, which watchStall replaces when
+// nothing has arrived for a while. A new session asks every connected peer
+// afresh, which gets a fetch going again when its session stopped asking
+// the peers that have the blocks: a want lost on the way, a peer that
+// answered HAVE and then stalled, a peer bitswap wrongly took for gone.
+// Requests in flight on the old session end; the walker repeats what they
+// did not get on the new one.
+type sessions struct {
+	ctx context.Context
+	dag ipld.DAGService
+
+	mu     sync.Mutex
+	ng     ipld.NodeGetter
+	cancel context.CancelFunc
+	gen    int
+}
+
+func newSessions(ctx context.Context, dag ipld.DAGService) *sessions {
+	s := &sessions{ctx: ctx, dag: dag}
+	s.mu.Lock()
+	s.startLocked()
+	s.mu.Unlock()
+	return s
+}
+
+// current returns the session and its generation.
+func (s *sessions) current() (ipld.NodeGetter, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ng, s.gen
+}
+
+// renewed reports whether the session changed since generation gen.
+func (s *sessions) renewed(gen int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen != gen
+}
+
+// renew ends the session and starts a new one.
+func (s *sessions) renew() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cancel()
+	s.startLocked()
+}
+
+func (s *sessions) startLocked() {
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.ng, s.cancel, s.gen = merkledag.NewSession(ctx, s.dag), cancel, s.gen+1
+}
+
 // walker fetches the blocks below a root, keeping several GetMany batches
 // in flight and holding only CIDs, never block data, between steps.
 type walker struct {
-	ng        ipld.NodeGetter
+	sessions  *sessions
 	local     blockstore.Blockstore
 	progress  ProgressFunc
 	lastBlock *atomic.Int64
@@ -270,15 +338,7 @@ func (w *walker) getBatch(ctx context.Context, batch []cid.Cid) batchResult {
 			return r
 		}
 	}
-	for opt := range w.ng.GetMany(ctx, want) {
-		if opt.Err != nil {
-			r.err = opt.Err
-			continue
-		}
-		if err := w.accept(opt.Node, &r); err != nil && r.err == nil {
-			r.err = err
-		}
-	}
+	r.err = w.viaSession(ctx, want, &r)
 	if r.err == nil && len(r.got) < len(batch) {
 		r.err = ctx.Err()
 		if r.err == nil {
@@ -286,6 +346,44 @@ func (w *walker) getBatch(ctx context.Context, batch []cid.Cid) batchResult {
 		}
 	}
 	return r
+}
+
+// viaSession gets want through the bitswap session (local blocks first),
+// feeding each block to accept. When the session is renewed under it, it
+// asks the new one for what is still missing.
+func (w *walker) viaSession(ctx context.Context, want []cid.Cid, r *batchResult) error {
+	for len(want) > 0 {
+		ng, gen := w.sessions.current()
+		got := make(map[cid.Cid]bool, len(want))
+		var firstErr error
+		for opt := range ng.GetMany(ctx, want) {
+			if opt.Err != nil {
+				firstErr = cmp.Or(firstErr, opt.Err)
+				continue
+			}
+			got[opt.Node.Cid()] = true
+			if err := w.accept(opt.Node, r); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil || !w.sessions.renewed(gen) {
+			return firstErr
+		}
+		want = slices.DeleteFunc(slices.Clone(want), func(c cid.Cid) bool { return got[c] })
+	}
+	return nil
+}
+
+// getRoot gets the root node through the session, asking again on a
+// renewed session until the fetch ends.
+func (w *walker) getRoot(ctx context.Context, root cid.Cid) (ipld.Node, error) {
+	for {
+		ng, gen := w.sessions.current()
+		nd, err := ng.Get(ctx, root)
+		if err == nil || ctx.Err() != nil || !w.sessions.renewed(gen) {
+			return nd, err
+		}
+	}
 }
 
 // putEmpty stores the blocks of empty content among cids locally: their

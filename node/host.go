@@ -66,7 +66,9 @@ func newHost(cfg Config, sk crypto.PrivKey, relays *relayFinder) (host.Host, err
 
 // newResourceManager scales libp2p's default limits to cfg.MaxMemory and
 // caps connections at cfg.MaxConns. Peers on cfg.AllowNets are exempt from
-// the per-address limits.
+// libp2p's per-address limits but held to the Allowed* limits instead (see
+// rcmgr_allow.go), and get libp2p's allowlisted system and transient
+// scopes (finite, scaled like the others) once the ordinary ones are full.
 func newResourceManager(cfg Config) (network.ResourceManager, error) {
 	scaled := rcmgr.DefaultLimits.Scale(cfg.MaxMemory, 4096)
 	limits := rcmgr.PartialLimitConfig{
@@ -83,9 +85,17 @@ func newResourceManager(cfg Config) (network.ResourceManager, error) {
 		}
 		allow = append(allow, a)
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits), rcmgr.WithAllowlistedMultiaddrs(allow))
+	allowed, err := allowedPrefixes(allow)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits), rcmgr.WithAllowlistedMultiaddrs(allow),
+		rcmgr.WithConnRateLimiters(newConnRateLimiter(allowed)))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	return rm, nil
+	if len(allowed) == 0 {
+		return rm, nil
+	}
+	return newAllowedNetGate(rm, allowed), nil
 }

@@ -50,6 +50,10 @@ func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend) (http.Handler
 			Name: "allmende_mirror_swarm_fills_total", Help: "Files the mirror filled from peers by sha256 instead of the upstream.",
 		}, func() float64 { return float64(up.fromSwarm.Load()) }))
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "allmende_mirror_whole_file_responses_total",
+		Help: "File downloads sent straight from a verified file on disk (sendfile) rather than through the block store.",
+	}, func() float64 { return float64(hfb.whole.served.Load()) }))
 	hf := hfapi.Handler(hfb, n.log)
 
 	mux := http.NewServeMux()
@@ -61,8 +65,10 @@ func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend) (http.Handler
 	return allowNetworks(allow, limitUploads(n.upLimit, mux), n.log), nil
 }
 
-// registerMetrics exposes the node's transfer counters and store size.
+// registerMetrics exposes the node's transfer counters, store size and
+// the Guard's counters of lying and stalling peers.
 func (n *Node) registerMetrics(reg prometheus.Registerer) {
+	reg.MustRegister(newGuardCollector(n))
 	stat := func(f func(Stats) uint64) func() float64 {
 		return func() float64 {
 			s, err := n.Stats(context.Background())

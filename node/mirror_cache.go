@@ -64,11 +64,19 @@ func (c *mirrorCache) touch(mc string, add bool) {
 	if !ok && !add {
 		return
 	}
-	now := time.Now().Unix()
-	if ok && now-last < int64(usedResolution/time.Second) {
-		return
+	// Stamps never go backwards: after the clock is set back, a model
+	// used now must still count as used after every other one.
+	var others int64
+	for k, t := range c.used {
+		if k != mc {
+			others = max(others, t)
+		}
 	}
-	c.used[mc] = now
+	now := time.Now().Unix()
+	if ok && last >= others && now-last < int64(usedResolution/time.Second) {
+		return // the most recent already, and recently
+	}
+	c.used[mc] = max(now, others)
 	c.saveLocked()
 }
 

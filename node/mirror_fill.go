@@ -2,6 +2,9 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +27,13 @@ import (
 const (
 	// fillDir, in HOME, holds files being downloaded from the upstream.
 	fillDir = "fill"
+	// partSuffix ends the name of a file being filled. A daemon starting
+	// removes every such file: a fill a crash cut short is never kept.
+	partSuffix = ".part"
+	// keptIndexFile, in fillDir, maps the ETag of each file filled and
+	// kept to its CID, so a revision partly filled before a restart is
+	// still completed and recorded as a model.
+	keptIndexFile = "kept.json"
 	// swarmLookupTimeout bounds asking peers for a file by sha256 before
 	// going to the upstream.
 	swarmLookupTimeout = 3 * time.Second
@@ -40,11 +50,13 @@ type upstreamFiller struct {
 	client *hfapi.Client
 	source string
 	dir    string
+	// stall aborts a fill that delivered nothing for this long.
+	stall time.Duration
 
-	mu    sync.Mutex
-	repos map[string]*hfapi.Repo // kind:name@rev
-	jobs  map[string]*fillJob    // by ETag
-	cids  map[string]cid.Cid     // ETag → CID of kept files
+	mu        sync.Mutex
+	repos     map[string]*hfapi.Repo // kind:name@rev
+	jobs      map[string]*fillJob    // by ETag
+	keptFiles map[string]keptFile    // by ETag
 
 	// downloads counts upstream file transfers started; fromSwarm counts
 	// files found by sha256 among peers instead.
@@ -54,15 +66,82 @@ type upstreamFiller struct {
 }
 
 func newUpstreamFiller(n *Node, endpoint string) *upstreamFiller {
-	return &upstreamFiller{
-		n:      n,
-		client: hfapi.NewClient(endpoint, nil),
-		source: endpoint,
-		dir:    filepath.Join(n.cfg.Home, fillDir),
-		repos:  map[string]*hfapi.Repo{},
-		jobs:   map[string]*fillJob{},
-		cids:   map[string]cid.Cid{},
+	u := &upstreamFiller{
+		n:         n,
+		client:    hfapi.NewClient(endpoint, nil),
+		source:    endpoint,
+		dir:       filepath.Join(n.cfg.Home, fillDir),
+		stall:     n.cfg.MirrorStallTimeout,
+		repos:     map[string]*hfapi.Repo{},
+		jobs:      map[string]*fillJob{},
+		keptFiles: map[string]keptFile{},
 	}
+	u.removeParts()
+	u.loadKept()
+	return u
+}
+
+// removeParts deletes the files of fills a crash or kill cut short; no
+// fill runs yet when the filler starts.
+func (u *upstreamFiller) removeParts() {
+	parts, _ := filepath.Glob(filepath.Join(u.dir, "*"+partSuffix))
+	for _, p := range parts {
+		if err := os.Remove(p); err != nil {
+			u.n.log.Warn("mirror: could not remove an unfinished fill", "path", p, "err", err)
+			continue
+		}
+		u.n.log.Info("mirror: removed an unfinished fill", "path", p)
+	}
+}
+
+// loadKept reads the ETag → CID index of files kept before a restart.
+// Entries are trusted only while their CID stays pinned (see keptCID).
+func (u *upstreamFiller) loadKept() {
+	raw, err := os.ReadFile(filepath.Join(u.dir, keptIndexFile))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			u.n.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
+		}
+		return
+	}
+	if err := json.Unmarshal(raw, &u.keptFiles); err != nil {
+		u.n.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
+		u.keptFiles = map[string]keptFile{}
+	}
+}
+
+// saveKeptLocked writes the kept-files index atomically; u.mu is held.
+func (u *upstreamFiller) saveKeptLocked() error {
+	raw, err := json.Marshal(u.keptFiles)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(u.dir, 0o700); err != nil {
+		return fmt.Errorf("kept-files index: %w", err)
+	}
+	return store.WriteFileAtomic(filepath.Join(u.dir, keptIndexFile), raw, 0o600)
+}
+
+// keptFile is a filled file in the store.
+type keptFile struct {
+	CID cid.Cid `json:"cid"`
+	// SHA256 is the content's sha256, computed on import: the upstream
+	// declares it only for LFS files, a manifest needs it for every file.
+	SHA256 string `json:"sha256"`
+}
+
+// keptLocked returns how a file was kept, if it is still pinned (a quota
+// may have evicted it since); u.mu is held.
+func (u *upstreamFiller) keptLocked(ctx context.Context, etag string) (keptFile, bool) {
+	k, ok := u.keptFiles[etag]
+	if !ok || !k.CID.Defined() || !manifest.IsSHA256(k.SHA256) {
+		return keptFile{}, false
+	}
+	if pinned, err := u.n.store.IsPinned(ctx, k.CID); err != nil || !pinned {
+		delete(u.keptFiles, etag)
+		return keptFile{}, false
+	}
+	return k, true
 }
 
 // repo returns the upstream's answer for a revision, asked once.
@@ -76,7 +155,7 @@ func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev st
 	}
 	r, err := u.client.Repo(ctx, kind, name, rev)
 	if err != nil {
-		return nil, err
+		return nil, upstreamError(err)
 	}
 	u.mu.Lock()
 	u.repos[key] = r
@@ -84,47 +163,80 @@ func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev st
 	return r, nil
 }
 
-// open serves f: from the store once kept, else from its download.
+// upstreamError marks a failure to get bytes from the upstream as
+// hfapi.ErrUpstream (502), keeping the hub's not-found answers as they are.
+func upstreamError(err error) error {
+	for _, keep := range []error{hfapi.ErrRepoNotFound, hfapi.ErrRevisionNotFound, hfapi.ErrEntryNotFound,
+		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, context.Canceled} {
+		if errors.Is(err, keep) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", hfapi.ErrUpstream, err)
+}
+
+// open serves f: from the store once kept, else from its download. It
+// waits for the download's first byte, so that a fill failing at once (an
+// upstream down, stalled or answering an error) is an HTTP error status,
+// not a 200 cut short.
 func (u *upstreamFiller) open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
 	u.mu.Lock()
-	if c, ok := u.cids[f.ETag()]; ok {
+	if k, ok := u.keptLocked(ctx, f.ETag()); ok {
 		u.mu.Unlock()
-		return u.n.openCID(ctx, c)
+		return u.n.openCID(ctx, k.CID)
 	}
 	job, ok := u.jobs[f.ETag()]
 	if !ok {
-		job = newFillJob(f, filepath.Join(u.dir, f.ETag()+".part"))
+		job = newFillJob(f, u.dir)
 		u.jobs[f.ETag()] = job
 		go u.run(repo, job)
 	}
 	job.readers++
 	u.mu.Unlock()
-	return &growingReader{job: job, release: func() { u.release(job) }}, nil
+	if _, err := job.waitFor(ctx, 0); err != nil {
+		u.release(job)
+		return nil, err
+	}
+	return &growingReader{ctx: ctx, job: job, release: func() { u.release(job) }}, nil
 }
 
-// run downloads, verifies and keeps one file.
+// run downloads, verifies and keeps one file. A download that delivers
+// nothing for u.stall is aborted with hfapi.ErrUpstreamTimeout.
 func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
-	ctx := u.n.ctx
+	ctx, cancel := context.WithCancelCause(u.n.ctx)
+	defer cancel(nil)
+	stalled := fmt.Errorf("%s: %w: no byte for %s (mirror.stall_timeout)", job.f.Path, hfapi.ErrUpstreamTimeout, u.stall)
+	watch := time.AfterFunc(u.stall, func() { cancel(stalled) })
 	body, err := u.openSource(ctx, repo, job.f)
 	if err == nil {
-		err = job.download(body)
+		err = job.download(body, func() { watch.Reset(u.stall) })
 	}
-	var c cid.Cid
+	watch.Stop()
+	if err != nil && ctx.Err() != nil {
+		err = context.Cause(ctx) // the stall, or the daemon stopping
+	}
+	var k keptFile
 	if err == nil {
-		c, err = u.keep(ctx, repo, job)
+		k, err = u.keep(u.n.ctx, repo, job)
 	}
 	if err != nil {
-		u.n.log.Warn("mirror: upstream fill failed", "path", job.f.Path, "err", err)
+		u.n.log.Warn("mirror: upstream fill failed; the next request tries again", "path", job.f.Path, "err", err)
 	}
 	u.mu.Lock()
 	if err == nil {
-		u.cids[job.f.ETag()] = c
+		u.keptFiles[job.f.ETag()] = k
+		if serr := u.saveKeptLocked(); serr != nil {
+			u.n.log.Warn("mirror: could not save the kept-files index", "err", serr)
+		}
 	}
 	delete(u.jobs, job.f.ETag())
 	job.finish(err)
+	if job.readers == 0 {
+		job.removeFile()
+	}
 	u.mu.Unlock()
 	if err == nil {
-		u.completeRevision(ctx, repo)
+		u.completeRevision(u.n.ctx, repo)
 	}
 }
 
@@ -143,26 +255,35 @@ func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfa
 		}
 	}
 	u.downloads.Add(1)
-	return u.client.Download(ctx, repo, f)
+	body, err := u.client.Download(ctx, repo, f)
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+	return body, nil
 }
 
 // keep imports a verified download into the store and pins it.
-func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJob) (cid.Cid, error) {
+func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJob) (keptFile, error) {
 	unlock := u.n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	f, err := os.Open(job.path)
+	f, err := os.Open(job.filePath())
 	if err != nil {
-		return cid.Undef, err
+		return keptFile{}, fmt.Errorf("import %s: %w", job.f.Path, err)
 	}
 	defer f.Close()
-	nd, err := store.BuildFile(ctx, u.n.store.DAG(), f)
+	h := sha256.New()
+	nd, err := store.BuildFile(ctx, u.n.store.DAG(), io.TeeReader(f, h))
 	if err != nil {
-		return cid.Undef, fmt.Errorf("import %s: %w", job.f.Path, err)
+		return keptFile{}, fmt.Errorf("import %s: %w", job.f.Path, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if job.f.SHA256 != "" && sum != job.f.SHA256 {
+		return keptFile{}, fmt.Errorf("import %s: %w: the file changed on disk after it was checked", job.f.Path, hfapi.ErrMismatch)
 	}
 	if err := u.n.store.Pin(ctx, nd.Cid(), repo.Name+"/"+job.f.Path); err != nil {
-		return cid.Undef, err
+		return keptFile{}, err
 	}
-	return nd.Cid(), nil
+	return keptFile{CID: nd.Cid(), SHA256: sum}, nil
 }
 
 // release drops a reader; the last one out removes a finished download.
@@ -171,7 +292,7 @@ func (u *upstreamFiller) release(job *fillJob) {
 	defer u.mu.Unlock()
 	job.readers--
 	if job.readers == 0 && job.isDone() {
-		os.Remove(job.path)
+		job.removeFile()
 	}
 }
 
@@ -181,12 +302,12 @@ func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo)
 	files := make([]manifest.File, 0, len(repo.Files))
 	u.mu.Lock()
 	for _, f := range repo.Files {
-		c, ok := u.cids[f.ETag()]
+		k, ok := u.keptLocked(ctx, f.ETag())
 		if !ok {
 			u.mu.Unlock()
 			return
 		}
-		files = append(files, manifest.File{Path: f.Path, Size: f.Size, SHA256: f.SHA256, BlobSHA1: f.BlobSHA1, CID: c.String()})
+		files = append(files, manifest.File{Path: f.Path, Size: f.Size, SHA256: k.SHA256, BlobSHA1: f.BlobSHA1, CID: k.CID.String()})
 	}
 	u.mu.Unlock()
 	mc, err := u.n.recordFilled(ctx, repo, files, u.source)
@@ -301,39 +422,64 @@ func (n *Node) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error
 
 // fillJob is one file being downloaded from the upstream.
 type fillJob struct {
-	f    hfapi.File
-	path string
+	f   hfapi.File
+	dir string
 
-	mu      sync.Mutex
-	cond    *sync.Cond
+	mu   sync.Mutex
+	cond *sync.Cond
+	// path is the file being written, set before the first byte lands.
+	path    string
 	written int64
-	done    bool
-	err     error
-	readers int // guarded by upstreamFiller.mu
+	// verified: all bytes are on disk (fsynced) and match the declared
+	// size and hash. Until then readers get at most size-1 bytes, so no
+	// client ever sees a whole file that was not checked.
+	verified bool
+	done     bool
+	err      error
+	readers  int // guarded by upstreamFiller.mu
 }
 
-func newFillJob(f hfapi.File, path string) *fillJob {
-	j := &fillJob{f: f, path: path}
+func newFillJob(f hfapi.File, dir string) *fillJob {
+	j := &fillJob{f: f, dir: dir}
 	j.cond = sync.NewCond(&j.mu)
 	return j
 }
 
-// download copies body (a verifying reader) to j.path, waking readers as
-// bytes land; a size or hash mismatch fails it.
-func (j *fillJob) download(body io.ReadCloser) error {
-	defer body.Close()
-	if err := os.MkdirAll(filepath.Dir(j.path), 0o700); err != nil {
-		return err
+func (j *fillJob) filePath() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.path
+}
+
+// removeFile deletes the job's file once nobody reads it.
+func (j *fillJob) removeFile() {
+	if p := j.filePath(); p != "" {
+		os.Remove(p)
 	}
-	out, err := os.Create(j.path)
+}
+
+// download copies body (a verifying reader) to a new file in j.dir, waking
+// readers as bytes land and calling progress after each read that brought
+// bytes; a size or hash mismatch fails it. Each job writes its own file,
+// so a retry never truncates a file readers of a failed job still hold.
+func (j *fillJob) download(body io.ReadCloser, progress func()) error {
+	defer body.Close()
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return fmt.Errorf("fill %s: %w", j.f.Path, err)
+	}
+	out, err := os.CreateTemp(j.dir, j.f.ETag()+".*"+partSuffix)
 	if err != nil {
-		return err
+		return fmt.Errorf("fill %s: %w", j.f.Path, err)
 	}
 	defer out.Close()
+	j.mu.Lock()
+	j.path = out.Name()
+	j.mu.Unlock()
 	buf := make([]byte, 1<<20)
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
+			progress()
 			if _, err := out.Write(buf[:n]); err != nil {
 				return fmt.Errorf("write %s: %w", j.path, err)
 			}
@@ -343,10 +489,17 @@ func (j *fillJob) download(body io.ReadCloser) error {
 			j.mu.Unlock()
 		}
 		if errors.Is(rerr, io.EOF) {
-			return out.Sync()
+			if err := out.Sync(); err != nil {
+				return fmt.Errorf("write %s: %w", j.path, err)
+			}
+			j.mu.Lock()
+			j.verified = true
+			j.cond.Broadcast()
+			j.mu.Unlock()
+			return nil
 		}
 		if rerr != nil {
-			return rerr
+			return upstreamError(rerr)
 		}
 	}
 }
@@ -364,23 +517,46 @@ func (j *fillJob) isDone() bool {
 	return j.done
 }
 
-// waitFor blocks until byte off is written, the job ends or ctx ends
-// (the caller's request). It returns how many bytes are readable.
-func (j *fillJob) waitFor(off int64) (int64, error) {
+// readableLocked is how many bytes readers may have: all once verified,
+// else all but the last.
+func (j *fillJob) readableLocked() int64 {
+	if j.verified {
+		return j.written
+	}
+	return min(j.written, int64(j.f.Size)-1)
+}
+
+// waitFor blocks until byte off is readable, the file is verified, the job
+// fails or ctx (the caller's request) ends. It returns how many bytes are
+// readable. A stalled source fails the job after mirror.stall_timeout, so
+// the wait is bounded even when the client waits forever.
+func (j *fillJob) waitFor(ctx context.Context, off int64) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		j.mu.Lock()
+		j.cond.Broadcast()
+		j.mu.Unlock()
+	})
+	defer stop()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for j.written <= off && !j.done {
+	for {
+		if j.err != nil {
+			return 0, j.err
+		}
+		if avail := j.readableLocked(); avail > off || j.verified || j.done {
+			return max(avail, 0), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("wait for %s: %w", j.f.Path, err)
+		}
 		j.cond.Wait()
 	}
-	if j.err != nil {
-		return 0, j.err
-	}
-	return j.written, nil
 }
 
 // growingReader reads a fillJob's file while it is being written. Its size
 // is the declared size, so range requests work before the end arrives.
 type growingReader struct {
+	ctx     context.Context
 	job     *fillJob
 	f       *os.File
 	off     int64
@@ -392,12 +568,12 @@ func (g *growingReader) Read(p []byte) (int, error) {
 	if g.off >= size {
 		return 0, io.EOF
 	}
-	avail, err := g.job.waitFor(g.off)
+	avail, err := g.job.waitFor(g.ctx, g.off)
 	if err != nil {
 		return 0, err
 	}
 	if g.f == nil {
-		if g.f, err = os.Open(g.job.path); err != nil {
+		if g.f, err = os.Open(g.job.filePath()); err != nil {
 			return 0, err
 		}
 	}

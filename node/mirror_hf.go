@@ -20,6 +20,7 @@ type hfBackend struct {
 	n        *Node
 	upstream *upstreamFiller // nil without mirror.upstream
 	cache    *mirrorCache
+	whole    *wholeFiles
 
 	mu      sync.Mutex
 	seeding map[string]bool // manifest roots being made local
@@ -28,7 +29,7 @@ type hfBackend struct {
 var _ hfapi.Backend = (*hfBackend)(nil)
 
 func newHFBackend(n *Node, up *upstreamFiller, cache *mirrorCache) *hfBackend {
-	b := &hfBackend{n: n, upstream: up, cache: cache, seeding: map[string]bool{}}
+	b := &hfBackend{n: n, upstream: up, cache: cache, whole: newWholeFiles(n), seeding: map[string]bool{}}
 	if up != nil {
 		up.kept = func(mc cid.Cid) { cache.touch(mc.String(), true) }
 	}
@@ -123,8 +124,11 @@ func (n *Node) keepManifest(ctx context.Context, m *manifest.Manifest) (cid.Cid,
 	return n.storeManifest(ctx, m)
 }
 
-// Open implements hfapi.Backend: a seekable reader over the file's DAG.
-// Blocks not yet local are fetched from peers as the reader reaches them.
+// Open implements hfapi.Backend: the file on disk that holds the content
+// whole, if there is one and it is unchanged since verified (an *os.File,
+// which net/http sends with sendfile); otherwise a seekable reader over the
+// file's DAG, whose blocks are re-hashed as read and, if not yet local,
+// fetched from peers as the reader reaches them.
 func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
 	if f.Ref == "" && b.upstream != nil {
 		return b.upstream.open(ctx, repo, f)
@@ -132,6 +136,9 @@ func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (i
 	c, err := cid.Decode(f.Ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	if fh := b.whole.open(ctx, c, f.Size); fh != nil {
+		return fh, nil
 	}
 	nd, err := b.n.dag.Get(ctx, c)
 	if err != nil {

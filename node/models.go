@@ -195,6 +195,7 @@ func (n *Node) Import(ctx context.Context, req ImportRequest, progress ProgressF
 	if err != nil {
 		return ImportResult{}, err
 	}
+	opts.Verified = n.markVerified
 	total := followedSize(dir)
 	var done uint64
 	opts.Progress = func(d int64) {

@@ -264,7 +264,10 @@ func (n *Node) fetchByName(ctx context.Context, req ModelFetchRequest, progress 
 		}
 		out, err = hfcache.Write(req.HFCache, m, func(f manifest.File) bool { return keep[f.Path] }, write)
 	} else {
-		err = writeTree(req.Out, sel, write)
+		err = writeTree(req.Out, sel, write, func(from, to string) error {
+			_, err := n.store.MoveFileRefs(ctx, from, to)
+			return err
+		})
 	}
 	if err != nil {
 		return ModelFetchResult{}, fmt.Errorf("fetch %s: %w", req.Ref, err)
@@ -283,12 +286,24 @@ func (n *Node) fetchByName(ctx context.Context, req ModelFetchRequest, progress 
 }
 
 // writeTree writes files under out, assembled in a partial directory and
-// renamed into place once every file is complete and verified.
-func writeTree(out string, files []manifest.File, write func(manifest.File, string) error) error {
+// renamed into place once every file is complete and verified. A partial
+// directory an interrupted fetch left is taken apart first: files of the
+// current selection in it become the new files' partial files (the store
+// may record their leaves as held there, so they need not come over the
+// network again), the rest is removed. move re-points held leaves when a
+// file or directory is renamed.
+func writeTree(out string, files []manifest.File, write func(manifest.File, string) error, move func(from, to string) error) error {
 	tmp := store.PartialPath(out)
-	if err := os.RemoveAll(tmp); err != nil {
+	prev := tmp + ".prev"
+	if err := os.RemoveAll(prev); err != nil {
 		return err
 	}
+	if _, err := os.Lstat(tmp); err == nil {
+		if err := os.Rename(tmp, prev); err != nil {
+			return err
+		}
+	}
+	defer os.RemoveAll(prev)
 	for _, f := range files {
 		if err := manifest.ValidatePath(f.Path); err != nil {
 			return err
@@ -297,26 +312,64 @@ func writeTree(out string, files []manifest.File, write func(manifest.File, stri
 		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 			return err
 		}
+		if err := reuseInterrupted(prev, f.Path, dest, move); err != nil {
+			return err
+		}
 		if err := write(f, dest); err != nil {
-			os.RemoveAll(tmp)
 			return err
 		}
 	}
+	if err := move(tmp, out); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, out); err != nil {
-		os.RemoveAll(tmp)
 		return err
 	}
 	return store.SyncDir(filepath.Dir(out))
+}
+
+// reuseInterrupted makes what an interrupted fetch left for the file at
+// rel under prev (the file, or its partial file) the partial file of dest.
+func reuseInterrupted(prev, rel, dest string, move func(from, to string) error) error {
+	old := filepath.Join(prev, filepath.FromSlash(rel))
+	for _, p := range []string{old, store.PartialPath(old)} {
+		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if err := move(p, store.PartialPath(dest)); err != nil {
+			return err
+		}
+		return os.Rename(p, store.PartialPath(dest))
+	}
+	return nil
 }
 
 // fetchFile makes the DAG of c local (verified block by block) and writes
 // it to dest, which must not exist, checking size and whole-file sha256;
 // dest appears only if both match.
 func (n *Node) fetchFile(ctx context.Context, c cid.Cid, sum string, size uint64, dest string, timeout time.Duration, progress ProgressFunc) error {
-	if err := n.fetchDAG(ctx, c, timeout, progress); err != nil {
+	direct, err := n.fetchInto(ctx, c, dest, timeout, progress, func(f *os.File) error {
+		return checkSHA256(f, dest, c, sum, size)
+	})
+	if err != nil || direct {
 		return err
 	}
 	return writeVerified(ctx, n.store.DAG(), c, sum, size, dest)
+}
+
+// checkSHA256 reads f from the start and checks its size and sha256, for
+// the file that will be at dest with content c.
+func checkSHA256(f *os.File, dest string, c cid.Cid, sum string, size uint64) error {
+	h := sha256.New()
+	written, err := io.Copy(h, io.NewSectionReader(f, 0, int64(size)+1))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dest, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum || uint64(written) != size {
+		return fmt.Errorf("write %s: %w: content of %s has sha256 %s (%d bytes), want %s (%d bytes)",
+			dest, ErrHashMismatch, c, got, written, sum, size)
+	}
+	return nil
 }
 
 // ErrHashMismatch means content does not have the sha256 it should have.

@@ -308,7 +308,9 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (PublishResult, 
 	}
 	seq := uint64(time.Now().UnixNano())
 	if raw, ok := readRecord(n.cfg.Home, req.Name, req.Revision); ok {
-		if old, err := manifest.DecodeRecord(raw, time.Now()); err == nil && old.Seq >= seq {
+		// An expired record still holds the last sequence number: a
+		// clock set back must not make the new record look older.
+		if old, err := manifest.DecodeRecord(raw, time.Now()); old != nil && (err == nil || errors.Is(err, manifest.ErrExpired)) && old.Seq >= seq {
 			seq = old.Seq + 1
 		}
 	}

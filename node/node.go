@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	guard := protocol.NewGuard(h, cfg.Logger)
 	upLimit := newLimiter(cfg.BandwidthUp)
 	served := paceReads(st.Blockstore(), upLimit)
-	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard})
+	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
 	n = &Node{
 		cfg:       cfg,
@@ -131,6 +131,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		downLimit: newLimiter(cfg.BandwidthDown),
 	}
 	n.bulk = newBulkService(h, served, cfg.Logger)
+	n.bulk.guard = guard
 	n.guard = guard
 	n.routing = rt
 	if err := n.startModels(ctx); err != nil {

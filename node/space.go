@@ -42,6 +42,13 @@ func (n *Node) checkSpace(ctx context.Context, root cid.Cid, out string, timeout
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
+	if _, isFile := fileSize(nd); isFile && !n.cfg.FetchCopy {
+		// The output file holds the leaves; the store keeps the inner
+		// nodes, about 1/300 of a file cut into 1 MiB raw leaves. Leaves
+		// that come over bitswap are stored as well, and a disk that
+		// fills because of them fails the fetch cleanly.
+		storeNeed = min(storeNeed, size/256+1<<20)
+	}
 	return needSpace(root, filepath.Dir(out), size, n.store.Dir(), storeNeed)
 }
 

@@ -5,9 +5,11 @@ package protocol
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
+	bsnetwork "github.com/ipfs/boxo/bitswap/network"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -42,6 +44,11 @@ type BitswapConfig struct {
 	SendAllowance int
 	// Guard, if set, counts corrupt blocks per peer and cuts liars off.
 	Guard *Guard
+	// Log gets the corrections of bitswap's view of connected peers (see
+	// resyncNetwork); nil means slog's default logger.
+	Log *slog.Logger
+	// PeerResync is how often that view is checked (PeerResyncInterval).
+	PeerResync time.Duration
 }
 
 // NewBitswap starts a bitswap client and server on h, serving blocks from
@@ -53,7 +60,11 @@ func NewBitswap(ctx context.Context, h host.Host, router routing.ContentDiscover
 	if allowance <= 0 {
 		allowance = DefaultSendAllowance
 	}
-	net := bsnet.NewFromIpfsHost(h)
+	resync := newResyncNetwork(h, bsnet.NewFromIpfsHost(h), cfg.Log)
+	if cfg.PeerResync > 0 {
+		resync.interval = cfg.PeerResync
+	}
+	var net bsnetwork.BitSwapNetwork = resync
 	if cfg.Guard != nil {
 		net = cfg.Guard.Wrap(net)
 	}

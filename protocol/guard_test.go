@@ -3,6 +3,7 @@ package protocol
 import (
 	"log/slog"
 	"testing"
+	"time"
 
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	pb "github.com/ipfs/boxo/bitswap/message/pb"
@@ -55,5 +56,94 @@ func TestGuardCutsOffLiars(t *testing.T) {
 	}
 	if st := g.Stats(); st.BadBlocks != MaxBadBlocks+1 || st.Banned != 1 {
 		t.Errorf("stats = %+v, want %d bad blocks and 1 banned peer", st, MaxBadBlocks+1)
+	}
+}
+
+func TestGuardCountsPerProtocol(t *testing.T) {
+	h, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	g := NewGuard(h, slog.New(slog.DiscardHandler))
+	liar, staller := peer.ID("liar"), peer.ID("staller")
+
+	// step is one report; report returns whether the peer is banned.
+	type step struct {
+		name   string
+		report func() bool
+		banned bool
+	}
+	tests := []step{
+		{"a stall is counted, never a strike", func() bool { g.ReportStall(staller, GuardBulk); return g.IsBanned(staller) }, false},
+		{"a corrupt bulk block is a strike", func() bool { return g.ReportBulk(liar, 100) }, false},
+	}
+	for i := range MaxBadBlocks - 1 {
+		bad := blocks.NewBlock([]byte{byte(i)})
+		tests = append(tests, step{"bitswap strikes add to bulk ones", func() bool {
+			msg := bsmsg.New(false)
+			msg.AddBlock(bad)
+			return g.checkBlocks(liar, msg)
+		}, false})
+	}
+	tests = append(tests, step{"the strike past MaxBadBlocks bans, whatever the protocol", func() bool { return g.ReportBulk(liar, 100) }, true})
+	for _, tt := range tests {
+		if got := tt.report(); got != tt.banned {
+			t.Errorf("%s: banned = %v, want %v", tt.name, got, tt.banned)
+		}
+	}
+	st := g.Stats()
+	if st.Bulk.BadBlocks != 2 || st.Bulk.BadBytes != 200 || st.Bitswap.BadBlocks != MaxBadBlocks-1 || st.Bulk.Stalls != 1 {
+		t.Errorf("per protocol = bitswap %+v, bulk %+v", st.Bitswap, st.Bulk)
+	}
+	if st.BadBlocks != MaxBadBlocks+1 || st.Bans != 1 || st.Banned != 1 {
+		t.Errorf("totals = %+v, want %d bad blocks and 1 ban", st, MaxBadBlocks+1)
+	}
+}
+
+// TestGuardDemotesStallers checks that a peer reported stalling has its
+// pending want-blocks handed on at once and its HAVEs read as DONT_HAVE
+// until it sends a block.
+func TestGuardDemotesStallers(t *testing.T) {
+	h, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	g := NewGuard(h, slog.New(slog.DiscardHandler))
+	staller, honest := peer.ID("staller"), peer.ID("honest")
+	held := blocks.NewBlock([]byte("held"))
+	want := bsmsg.New(false)
+	want.AddEntry(held.Cid(), 1, pb.Message_Wantlist_Block, true)
+	g.noteSent(staller, want)
+	if got := g.stalled(time.Now()); len(got) != 0 {
+		t.Fatalf("stalled = %v before BitswapStallAfter", got)
+	}
+	g.ReportStall(staller, GuardBulk)
+	if got := g.stalled(time.Now()); len(got[staller]) != 1 {
+		t.Fatalf("stalled = %v, want the reported staller's want-block handed on at once", got)
+	}
+
+	tests := []struct {
+		name     string
+		from     peer.ID
+		block    bool // the message carries a block too
+		wantHave bool // the HAVE survives
+	}{
+		{"an honest peer's HAVE passes", honest, false, true},
+		{"a staller's HAVE becomes DONT_HAVE", staller, false, false},
+		{"a block from the staller ends its demotion", staller, true, true},
+		{"and its HAVEs pass again", staller, false, true},
+	}
+	for _, tt := range tests {
+		msg := bsmsg.New(false)
+		msg.AddHave(held.Cid())
+		if tt.block {
+			msg.AddBlock(blocks.NewBlock([]byte("other")))
+		}
+		g.demote(tt.from, msg)
+		if got := len(msg.Haves()) == 1; got != tt.wantHave {
+			t.Errorf("%s: HAVE kept = %v, want %v (don't-haves %v)", tt.name, got, tt.wantHave, msg.DontHaves())
+		}
 	}
 }

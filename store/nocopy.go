@@ -1,10 +1,23 @@
 package store
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/filestore"
+	posinfo "github.com/ipfs/boxo/filestore/posinfo"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
+	ipld "github.com/ipfs/go-ipld-format"
 )
 
 // filestoreNamespace is where no-copy references (file path, offset and
@@ -12,14 +25,143 @@ import (
 const filestoreNamespace = "/filestore"
 
 // newFilestore puts boxo's filestore in front of bs: leaf blocks imported
-// with no-copy (posinfo.FilestoreNode, see package manifest) are kept as
-// references to the file they came from instead of a second copy; every
-// read of such a block re-reads and re-hashes the file region, so a file
-// changed or removed on disk makes reads fail cleanly (and the node stops
-// serving that block) rather than handing out wrong bytes. Other blocks go
-// to bs unchanged.
-func newFilestore(bs blockstore.Blockstore, meta datastore.Batching) blockstore.Blockstore {
+// with no-copy (posinfo.FilestoreNode, see package manifest) or fetched into
+// a file (PutFileRefs) are kept as references to the file that holds them
+// instead of a second copy. Every read of such a block re-reads and
+// re-hashes the file region, so a file changed or removed on disk makes the
+// read fail cleanly rather than hand out wrong bytes. Other blocks go to bs
+// unchanged.
+func newFilestore(bs blockstore.Blockstore, meta datastore.Batching) *filestore.Filestore {
 	fm := filestore.NewFileManager(namespace.Wrap(meta, datastore.NewKey(filestoreNamespace)), "/")
 	fm.AllowFiles = true
 	return filestore.NewFilestore(bs, fm, nil)
+}
+
+// refReads turns a failed read of a file-backed block (the file was moved,
+// truncated or changed since the block was recorded) into "not found", so
+// the node fetches the block from peers instead of failing, and counts it.
+// The reference stays: a disk that is only unmounted for a while must not
+// cost the node its imports.
+type refReads struct {
+	*filestore.Filestore
+	log    *slog.Logger
+	broken atomic.Uint64
+}
+
+// Get returns the block for c, from the block store or the file that holds
+// it; a block whose file no longer matches is reported as not found.
+func (r *refReads) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	b, err := r.Filestore.Get(ctx, c)
+	var cre *filestore.CorruptReferenceError
+	if errors.As(err, &cre) {
+		r.broken.Add(1)
+		r.log.Debug("file-backed block unreadable; its file was moved or changed", "cid", c.String(), "err", err)
+		return nil, ipld.ErrNotFound{Cid: c}
+	}
+	return b, err
+}
+
+// Put stores b. A file-backed leaf (posinfo.FilestoreNode) is recorded as
+// a reference; any other block goes to the block store even when a
+// reference for it exists, since that reference may be broken (a repair or
+// a fetch brings the block because the file no longer holds it).
+func (r *refReads) Put(ctx context.Context, b blocks.Block) error {
+	if _, ok := b.(*posinfo.FilestoreNode); ok {
+		return r.Filestore.Put(ctx, b)
+	}
+	main := r.MainBlockstore()
+	if has, err := main.Has(ctx, b.Cid()); err != nil || has {
+		return err
+	}
+	return main.Put(ctx, b)
+}
+
+// PutMany stores bs as Put does.
+func (r *refReads) PutMany(ctx context.Context, bs []blocks.Block) error {
+	for _, b := range bs {
+		if err := r.Put(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FileRef locates one leaf block's bytes inside a file outside the block
+// store.
+type FileRef struct {
+	CID    cid.Cid
+	Offset uint64
+	Size   int
+}
+
+// PutFileRefs records that the blocks in refs are held in the file at path
+// (absolute), at their offsets, instead of copying them into the block
+// store. The caller has verified the bytes and written them there. A
+// reference already recorded for a CID is replaced, which is how a file
+// that was renamed keeps its blocks. Callers that will pin the blocks hold
+// PinLock while they do this.
+func (s *Store) PutFileRefs(ctx context.Context, path string, refs []FileRef) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	maxSize := 0
+	for _, r := range refs {
+		maxSize = max(maxSize, r.Size)
+	}
+	// The file manager records len(RawData()) as the size and never reads
+	// the data, so every node shares one zero buffer.
+	zeros := make([]byte, maxSize)
+	nodes := make([]*posinfo.FilestoreNode, len(refs))
+	for i, r := range refs {
+		b, err := blocks.NewBlockWithCid(zeros[:r.Size], r.CID)
+		if err != nil {
+			return fmt.Errorf("record %s in %s: %w", r.CID, path, err)
+		}
+		nodes[i] = &posinfo.FilestoreNode{
+			Node:    &merkledag.RawNode{Block: b},
+			PosInfo: &posinfo.PosInfo{Offset: r.Offset, FullPath: path},
+		}
+	}
+	if err := s.fs.FileManager().PutMany(ctx, nodes); err != nil {
+		return fmt.Errorf("record blocks held in %s: %w", path, classifyWriteErr(err))
+	}
+	return nil
+}
+
+// BrokenFileReads counts reads of file-backed blocks that failed because
+// the file had changed or gone since the store opened.
+func (s *Store) BrokenFileReads() uint64 { return s.refs.broken.Load() }
+
+// MoveFileRefs re-points the blocks recorded as held in the file from, or
+// in any file below the directory from, at the same place under to: a
+// caller that renames a file or directory holding blocks calls it first,
+// so no reference is left pointing at a name that is gone. It returns how
+// many references moved. It reads every reference once.
+func (s *Store) MoveFileRefs(ctx context.Context, from, to string) (int, error) {
+	from, to = filepath.Clean(from), filepath.Clean(to)
+	next, err := filestore.ListAll(ctx, s.fs, false)
+	if err != nil {
+		return 0, fmt.Errorf("move file references from %s: %w", from, err)
+	}
+	moved := map[string][]FileRef{}
+	n := 0
+	for r := next(ctx); r != nil; r = next(ctx) {
+		if r.Status != filestore.StatusOk {
+			continue
+		}
+		p := filepath.Join("/", filepath.FromSlash(r.FilePath))
+		rel, err := filepath.Rel(from, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			continue
+		}
+		dest := filepath.Join(to, rel)
+		moved[dest] = append(moved[dest], FileRef{CID: r.Key, Offset: r.Offset, Size: int(r.Size)})
+		n++
+	}
+	for dest, refs := range moved {
+		if err := s.PutFileRefs(ctx, dest, refs); err != nil {
+			return 0, fmt.Errorf("move file references from %s: %w", from, err)
+		}
+	}
+	return n, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/filestore"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	pinner "github.com/ipfs/boxo/pinning/pinner"
@@ -70,6 +71,8 @@ type Store struct {
 	meta   *pebbleds.Datastore
 	bs     blockstore.GCBlockstore
 	vbs    *verifyingBlockstore
+	fs     *filestore.Filestore
+	refs   *refReads
 	dag    ipld.DAGService
 	pins   pinner.Pinner
 }
@@ -110,20 +113,25 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		blocks.Close()
 		return nil, fmt.Errorf("open metadata store: %w", err)
 	}
-	// Every read is re-hashed (see verifyingBlockstore): a block that
-	// rotted on disk is quarantined, never served or exported.
-	vbs := newVerifyingBlockstore(
-		newFilestore(blockstore.NewBlockstore(blocks, blockstore.NoPrefix(), blockstore.WriteThrough(true)), meta),
-		dir, opts.Logger)
-	bs := blockstore.NewGCBlockstore(vbs, blockstore.NewGCLocker())
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	// Every read is re-hashed: a block in the block store by
+	// verifyingBlockstore, which quarantines one that rotted on disk; a
+	// file-backed block by the filestore, which reports a changed file.
+	vbs := newVerifyingBlockstore(blockstore.NewBlockstore(blocks, blockstore.NoPrefix(), blockstore.WriteThrough(true)), dir, log)
+	fs := newFilestore(vbs, meta)
+	refs := &refReads{Filestore: fs, log: log}
+	bs := blockstore.NewGCBlockstore(refs, blockstore.NewGCLocker())
 	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
-	pins, err := dspinner.New(ctx, meta, dag)
+	pins, err := dspinner.New(ctx, meta, pinWalkDAG{DAGService: dag, bs: bs})
 	if err != nil {
 		meta.Close()
 		blocks.Close()
 		return nil, fmt.Errorf("open pins: %w", err)
 	}
-	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, vbs: vbs, dag: dag, pins: pins}, nil
+	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, vbs: vbs, fs: fs, refs: refs, dag: dag, pins: pins}, nil
 }
 
 // Close flushes and closes the store.

@@ -56,7 +56,7 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 
 // scanBlocks re-hashes every held block.
 func (s *Store) scanBlocks(ctx context.Context, rep *VerifyReport) error {
-	keys, err := s.vbs.Blockstore.AllKeysChan(ctx)
+	keys, err := s.fs.AllKeysChan(ctx)
 	if err != nil {
 		return fmt.Errorf("list blocks: %w", err)
 	}
@@ -93,7 +93,16 @@ func (s *Store) scanBlocks(ctx context.Context, rep *VerifyReport) error {
 func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt bool, err error) {
 	b, err := s.vbs.Blockstore.Get(ctx, c)
 	if ipld.IsNotFound(err) {
-		return 0, false, nil
+		// Not in the block store: a file-backed block, which the file
+		// manager re-hashes itself, or one deleted meanwhile.
+		b, err = s.fs.FileManager().Get(ctx, c)
+		if ipld.IsNotFound(err) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("file-backed block %s: %w", c, err)
+		}
+		return len(b.RawData()), false, nil
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("read %s: %w", c, err)

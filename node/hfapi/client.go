@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,6 +26,24 @@ const (
 	MaxFiles = 100_000
 )
 
+// Timeouts of the default HTTP client (NewClient with nil). There is no
+// overall timeout, since a download of many gigabytes may rightly take
+// hours; callers bound a transfer that stops making progress themselves
+// (the mirror's mirror.stall_timeout).
+const (
+	// DialTimeout bounds a TCP connect to the upstream.
+	DialTimeout = 30 * time.Second
+	// TLSHandshakeTimeout bounds the TLS handshake.
+	TLSHandshakeTimeout = 15 * time.Second
+	// ResponseHeaderTimeout bounds the wait for the response headers once
+	// the request is sent.
+	ResponseHeaderTimeout = time.Minute
+	// IdleConnTimeout closes pooled connections unused for this long.
+	IdleConnTimeout = 90 * time.Second
+	// InfoTimeout bounds a whole repository info request.
+	InfoTimeout = 2 * time.Minute
+)
+
 // ErrMismatch means downloaded bytes do not match what the upstream
 // declared (size, sha256 or git blob sha1).
 var ErrMismatch = errors.New("content does not match the declared hash")
@@ -37,11 +56,28 @@ type Client struct {
 }
 
 // NewClient returns a client for endpoint, e.g. https://huggingface.co.
+// With hc nil it uses an HTTP client with the connect, TLS and response
+// header timeouts above.
 func NewClient(endpoint string, hc *http.Client) *Client {
 	if hc == nil {
-		hc = &http.Client{}
+		hc = &http.Client{Transport: newTransport()}
 	}
 	return &Client{endpoint: strings.TrimRight(endpoint, "/"), http: hc}
+}
+
+// newTransport is http.DefaultTransport's setup with bounded connect, TLS
+// and response header waits.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       IdleConnTimeout,
+		TLSHandshakeTimeout:   TLSHandshakeTimeout,
+		ResponseHeaderTimeout: ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
 }
 
 func kindPlural(k Kind) string {
@@ -54,6 +90,8 @@ func kindPlural(k Kind) string {
 // Repo fetches the info of a repository revision, with file sizes and LFS
 // hashes.
 func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, error) {
+	ctx, cancel := context.WithTimeout(ctx, InfoTimeout)
+	defer cancel()
 	u := fmt.Sprintf("%s/api/%s/%s/revision/%s?blobs=true", c.endpoint, kindPlural(kind), name, url.PathEscape(normRev(rev)))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -95,8 +133,14 @@ func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, 
 		f := File{Path: s.RFilename, Size: s.Size}
 		if s.LFS != nil {
 			f.SHA256, f.Size = strings.ToLower(s.LFS.SHA256), s.LFS.Size
+			if !manifest.IsSHA256(f.SHA256) {
+				return nil, fmt.Errorf("upstream %s: %s: sha256 %q is not 64 hex digits", name, s.RFilename, s.LFS.SHA256)
+			}
 		} else {
 			f.BlobSHA1 = strings.ToLower(s.BlobID)
+			if !isCommitID(f.BlobSHA1) {
+				return nil, fmt.Errorf("upstream %s: %s: blob id %q is not 40 hex digits", name, s.RFilename, s.BlobID)
+			}
 		}
 		repo.Files = append(repo.Files, f)
 	}

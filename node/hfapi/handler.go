@@ -96,6 +96,12 @@ func (s *server) fail(w http.ResponseWriter, err error, commit string) {
 		status, code = http.StatusNotFound, "RevisionNotFound"
 	case errors.Is(err, ErrEntryNotFound):
 		status, code = http.StatusNotFound, "EntryNotFound"
+	case errors.Is(err, ErrUpstreamTimeout):
+		status = http.StatusGatewayTimeout
+		s.log.Warn("hub API request failed", "err", err)
+	case errors.Is(err, ErrUpstream), errors.Is(err, ErrMismatch):
+		status = http.StatusBadGateway
+		s.log.Warn("hub API request failed", "err", err)
 	default:
 		s.log.Warn("hub API request failed", "err", err)
 	}

@@ -35,6 +35,13 @@ var (
 	ErrRevisionNotFound = errors.New("revision not found")
 	// ErrEntryNotFound: the revision has no such file.
 	ErrEntryNotFound = errors.New("entry not found")
+	// ErrUpstream: the server this one fills from failed, could not be
+	// reached or sent other bytes than it declared (502 Bad Gateway). A
+	// later request tries again.
+	ErrUpstream = errors.New("upstream failed")
+	// ErrUpstreamTimeout: the server this one fills from stopped sending
+	// (504 Gateway Timeout). A later request tries again.
+	ErrUpstreamTimeout = errors.New("upstream stalled")
 )
 
 // Repo is one revision of a repository.

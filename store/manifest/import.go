@@ -16,9 +16,9 @@ import (
 	"github.com/allmende/allmende/store/format"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/files"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
 
@@ -46,6 +46,11 @@ type ImportOptions struct {
 	NoCopy bool
 	// Progress, if set, is called with the file bytes read.
 	Progress func(n int64)
+	// Verified, if set, is called for each file imported with NoCopy once
+	// its content was read and hashed, with the root of its DAG and the
+	// file's state from before the read; store.Store.MarkVerified keeps
+	// it, so the file can be served as it lies on disk while unchanged.
+	Verified func(ctx context.Context, root cid.Cid, before store.FileState)
 }
 
 // Import reads every file below dir once, building its UnixFS DAG in dag
@@ -187,6 +192,7 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 		return nil, fmt.Errorf("import %s: %w", real, err)
 	}
 	defer f.Close()
+	before, stateErr := store.FileStateOf(real, f)
 	s256 := sha256.New()
 	hashes := []io.Writer{s256}
 	var s1 hash.Hash
@@ -194,8 +200,10 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 		s1 = NewBlobHash(uint64(size))
 		hashes = append(hashes, s1)
 	}
-	cr := &countReader{r: io.TeeReader(f, io.MultiWriter(hashes...)), progress: im.opts.Progress}
+	pipe := newHashPipe(io.MultiWriter(hashes...))
+	cr := &countReader{r: io.TeeReader(f, pipe), progress: im.opts.Progress}
 	nd, err := im.build(ctx, real, cr)
+	pipe.Close()
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", real, err)
 	}
@@ -211,6 +219,9 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 	}
 	if fe.Header, err = im.header(f, rel, size); err != nil {
 		return nil, err
+	}
+	if im.opts.NoCopy && im.opts.Verified != nil && stateErr == nil {
+		im.opts.Verified(ctx, nd.Cid(), before)
 	}
 	im.m.Files = append(im.m.Files, fe)
 	return nd, nil
@@ -230,18 +241,16 @@ func (im *importer) build(ctx context.Context, real string, r io.Reader) (ipld.N
 	if err != nil {
 		return nil, err
 	}
-	params := helpers.DagBuilderParams{
-		Dagserv:    im.dag,
-		Maxlinks:   store.LinksPerNode,
-		RawLeaves:  true,
-		CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
-		NoCopy:     true,
-	}
-	db, err := params.New(chunker.NewSizeSplitter(rf, store.ChunkSize))
-	if err != nil {
-		return nil, err
-	}
-	return balanced.Layout(db)
+	return store.BuildLayout(ctx, im.dag, func(dag ipld.DAGService) (*helpers.DagBuilderHelper, error) {
+		params := helpers.DagBuilderParams{
+			Dagserv:    dag,
+			Maxlinks:   store.LinksPerNode,
+			RawLeaves:  true,
+			CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
+			NoCopy:     true,
+		}
+		return params.New(chunker.NewSizeSplitter(rf, store.ChunkSize))
+	})
 }
 
 // header checks a safetensors or GGUF file's header and records its span.

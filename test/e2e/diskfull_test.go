@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +12,9 @@ import (
 	"github.com/allmende/allmende/test/harness"
 )
 
-// Sizes for the full-disk test: the store lives on a diskSize tmpfs that a
-// filler file shrinks so each of two files fits alone but not both.
+// Sizes for the full-disk test: the store (and the outputs, unless the
+// store keeps copies) live on a diskSize tmpfs that a filler file shrinks
+// so each of two files fits alone but not both.
 const (
 	diskSize   = "64m"
 	tooBig     = 96 << 20
@@ -22,8 +24,11 @@ const (
 	noSpace = "no space left on device"
 )
 
+// TestDiskFull runs the full-disk scenarios for both ways a fetch keeps a
+// file: held once in the output file (the default; the output and the
+// store share the small disk) and copied into the store (fetch.copy; the
+// outputs live elsewhere, so the store is what fills up).
 func TestDiskFull(t *testing.T) {
-	disk := harness.MountTmpfs(t, diskSize)
 	dir := t.TempDir()
 	seeder := harness.NewNode(t)
 	seeder.Start()
@@ -37,15 +42,36 @@ func TestDiskFull(t *testing.T) {
 		harness.WriteRandomFile(t, p, file.size, uint64(100+i)) // distinct content
 		roots[file.name] = seeder.Add(p)
 	}
-	f := harness.NewNode(t, "ALLMENDE_STORE_PATH="+filepath.Join(disk, "store"))
-	f.Start()
-	f.MustRun("connect", seeder.TCPAddr())
+	for _, tc := range []struct {
+		name string
+		copy bool
+	}{
+		{"output holds the bytes, on the full disk", false},
+		{"store holds a copy (fetch.copy)", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := harness.MountTmpfs(t, diskSize)
+			outDir := disk
+			if tc.copy {
+				outDir = t.TempDir()
+			}
+			f := harness.NewNode(t, "ALLMENDE_STORE_PATH="+filepath.Join(disk, "store"), fmt.Sprintf("ALLMENDE_FETCH_COPY=%t", tc.copy))
+			f.Start()
+			f.MustRun("connect", seeder.TCPAddr())
+			fullDisk(t, f, disk, outDir, dir, roots)
+		})
+	}
+}
 
+// fullDisk fetches into node f, whose store is on the small tmpfs disk,
+// writing outputs to outDir; src holds the original files named as in
+// roots.
+func fullDisk(t *testing.T, f *harness.Node, disk, outDir, src string, roots map[string]string) {
 	t.Run("a fetch that cannot fit is refused up front with the space needed", func(t *testing.T) {
-		out := filepath.Join(t.TempDir(), "big")
+		out := filepath.Join(outDir, "big")
 		r := f.Run("fetch", roots["big"], "-o", out)
 		if r.Code != 1 || !strings.Contains(r.Stderr, noSpace) || !strings.Contains(r.Stderr, "needs") {
-			t.Errorf("fetch of %d bytes into a %s store: exit %d, stderr %q", tooBig, diskSize, r.Code, r.Stderr)
+			t.Errorf("fetch of %d bytes into a %s disk: exit %d, stderr %q", tooBig, diskSize, r.Code, r.Stderr)
 		}
 		harness.AssertAbsent(t, out)
 		if s, _ := f.Stats(); s.BytesReceived > 1<<20 {
@@ -61,7 +87,7 @@ func TestDiskFull(t *testing.T) {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, name := range []string{"a", "b"} {
-			out := filepath.Join(t.TempDir(), name)
+			out := filepath.Join(outDir, name)
 			outs[name] = out
 			wg.Add(1)
 			go func() {
@@ -77,7 +103,7 @@ func TestDiskFull(t *testing.T) {
 		for name, r := range results {
 			switch {
 			case r.Code == 0:
-				if same, _ := harness.FilesEqual(filepath.Join(dir, name), outs[name]); !same {
+				if same, _ := harness.FilesEqual(filepath.Join(src, name), outs[name]); !same {
 					t.Errorf("%s: fetched bytes differ", name)
 				}
 			case r.Code == 1 && strings.Contains(r.Stderr, noSpace):
@@ -101,7 +127,7 @@ func TestDiskFull(t *testing.T) {
 		}
 		for _, name := range failed {
 			f.MustRun("fetch", roots[name], "-o", outs[name])
-			if same, _ := harness.FilesEqual(filepath.Join(dir, name), outs[name]); !same {
+			if same, _ := harness.FilesEqual(filepath.Join(src, name), outs[name]); !same {
 				t.Errorf("%s: fetched bytes differ after recovery", name)
 			}
 		}

@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multihash"
 
+	"github.com/allmende/allmende/node"
 	"github.com/allmende/allmende/test/harness"
 )
 
@@ -211,4 +215,110 @@ func connectEventually(t *testing.T, n *harness.Node, addr string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Errorf("a new peer cannot connect after the flood ended: %s", r.Stderr)
+}
+
+// floodFrom opens n raw TCP connections to hp from each of the local
+// addresses srcs, none of which ever starts a handshake. It returns them
+// once the seeder has had time to refuse what it refuses, with how many
+// it still holds open.
+func floodFrom(t *testing.T, hp string, srcs []string, n int) (conns []net.Conn, held int) {
+	t.Helper()
+	for _, src := range srcs {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		for range n {
+			if c, err := d.Dial("tcp", hp); err == nil {
+				conns = append(conns, c)
+			}
+		}
+	}
+	// A refused connection is closed at once; a held one waits for the
+	// handshake after its multistream header.
+	time.Sleep(500 * time.Millisecond)
+	buf := make([]byte, 1024)
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		var err error
+		for err == nil {
+			_, err = c.Read(buf)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			held++
+		}
+	}
+	return conns, held
+}
+
+// TestFloodAllowListed floods a seeder from networks in resources.allow,
+// which libp2p exempts from its per-address limits (a LAN mirror must let
+// a classroom in): the finite limits for allowed networks keep the
+// flooders from taking every inbound slot, so an honest fetch completes
+// and a new peer connects while the flood holds its connections.
+func TestFloodAllowListed(t *testing.T) {
+	cases := []struct {
+		why      string
+		allow    string // resources.allow; loopback 127.0.0.1 is in it or not
+		flooders int    // addresses 127.0.1.1, 127.0.1.2, ... each sending its share
+	}{
+		{"one LAN machine floods; another LAN machine still connects", "/ip4/127.0.0.0/ipcidr/8", 1},
+		{"the whole LAN floods; a peer outside the LAN still connects", "/ip4/127.0.1.0/ipcidr/24", 50},
+	}
+	src := filepath.Join(t.TempDir(), "weights.bin")
+	harness.WriteRandomFile(t, src, floodFileSize, 43)
+	for _, tc := range cases {
+		t.Run(tc.why, func(t *testing.T) {
+			seeder := harness.NewNode(t, "ALLMENDE_RESOURCES_ALLOW="+tc.allow)
+			seeder.Start()
+			root := seeder.Add(src)
+			addr := seeder.TCPAddr()
+			idle, _ := seeder.RSS()
+			fetcher := harness.NewNode(t)
+			fetcher.Start()
+			fetcher.MustRun("connect", addr)
+
+			var srcs []string
+			for i := range tc.flooders {
+				srcs = append(srcs, fmt.Sprintf("127.0.1.%d", i+1))
+			}
+			conns, held := floodFrom(t, tcpHostPort(t, addr), srcs, floodConns/tc.flooders)
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			var peak uint64
+			if rss, err := seeder.RSS(); err == nil {
+				peak = rss
+			}
+
+			// While the flood holds its connections (libp2p's accept
+			// timeout is 15 s): a new peer connects, and the honest peer
+			// fetches.
+			start := time.Now()
+			late := harness.NewNode(t)
+			late.Start()
+			r := late.Run("connect", addr)
+			connectTook := time.Since(start)
+			out := filepath.Join(t.TempDir(), "out")
+			fr := fetcher.Run("fetch", root, "-o", out)
+			if rss, err := seeder.RSS(); err == nil {
+				peak = max(peak, rss)
+			}
+			t.Logf("%d flood connections from %d address(es): the seeder held %d open; a new peer connected: %v (%s); honest fetch of %d MiB completed: %v; seeder RSS %d MiB idle, %d MiB peak",
+				len(conns), tc.flooders, held, r.Code == 0, connectTook.Round(time.Millisecond), floodFileSize>>20, fr.Code == 0, idle>>20, peak>>20)
+			if r.Code != 0 {
+				t.Errorf("a new peer could not connect during the flood: %s", r.Stderr)
+			}
+			if fr.Code != 0 {
+				t.Errorf("honest fetch during the flood failed: %s", fr.Stderr)
+			} else if same, err := harness.FilesEqual(src, out); err != nil || !same {
+				t.Errorf("fetch under flood: bytes differ (%v)", err)
+			}
+			if held > node.AllowedHandshakes {
+				t.Errorf("the seeder held %d handshakes from allowed networks, more than node.AllowedHandshakes (%d)", held, node.AllowedHandshakes)
+			}
+			if peak > rssBudget {
+				t.Errorf("seeder RSS peaked at %d MiB, over the %d MiB budget", peak>>20, rssBudget>>20)
+			}
+		})
+	}
 }

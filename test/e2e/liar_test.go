@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,37 +19,10 @@ import (
 // liarSize is the file liars and honest seeders serve: several blocks.
 const liarSize = 16<<20 + 7
 
-var (
-	liarOnce sync.Once
-	liarBin  string
-	liarErr  error
-)
-
 // liarBinary builds test/liar once per test process.
 func liarBinary(t *testing.T) string {
 	t.Helper()
-	liarOnce.Do(func() {
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			liarErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "allmende-liar-") // outlives the first test
-		if err != nil {
-			liarErr = err
-			return
-		}
-		liarBin = filepath.Join(dir, "liar")
-		cmd := exec.Command("go", "build", "-o", liarBin, "./test/liar")
-		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			liarErr = fmt.Errorf("go build liar: %v\n%s", err, out)
-		}
-	})
-	if liarErr != nil {
-		t.Fatal(liarErr)
-	}
-	return liarBin
+	return harness.Program(t, "./test/liar")
 }
 
 // guardStats are the fetcher's liar counters from the stats API.
@@ -85,11 +57,12 @@ type liar struct {
 	ended bool
 }
 
-// startLiar runs a liar serving path with the given mode; it is stopped
-// when the test ends.
-func startLiar(t *testing.T, mode, path string) *liar {
+// startLiar runs a liar serving path with the given mode and extra flags
+// (such as -bulk); it is stopped when the test ends.
+func startLiar(t *testing.T, mode, path string, flags ...string) *liar {
 	t.Helper()
-	cmd := exec.Command(liarBinary(t), "-mode", mode, path)
+	args := append([]string{"-mode", mode}, flags...)
+	cmd := exec.Command(liarBinary(t), append(args, path)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +130,7 @@ func TestLyingPeers(t *testing.T) {
 	for _, mode := range []string{"flip", "truncate", "pad"} {
 		t.Run("a liar ("+mode+") beside an honest seeder: the fetch completes right", func(t *testing.T) {
 			l := startLiar(t, mode, src)
-			n := harness.NewNode(t)
+			n := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0") // for /metrics
 			n.Start()
 			n.MustRun("connect", l.Addr)
 			out := filepath.Join(t.TempDir(), "out")
@@ -175,6 +148,11 @@ func TestLyingPeers(t *testing.T) {
 			if st.BannedPeers != 1 {
 				t.Errorf("the liar was not cut off: %+v", st)
 			}
+			m := scrapeMetrics(t, n)
+			t.Logf("metrics: bad blocks (bitswap) %v, peers banned %v", m[`allmende_guard_bad_blocks_total{protocol="bitswap"}`], m["allmende_guard_peers_banned_total"])
+			if m[`allmende_guard_bad_blocks_total{protocol="bitswap"}`] < 1 || m["allmende_guard_peers_banned_total"] != 1 {
+				t.Errorf("/metrics does not show the liar: %v", m)
+			}
 			if same, err := harness.FilesEqual(src, out); err != nil || !same {
 				t.Errorf("fetched bytes differ from the source (%v)", err)
 			}
@@ -185,4 +163,26 @@ func TestLyingPeers(t *testing.T) {
 			t.Logf("the liar sent %d wrong blocks (%d bytes); 0 bad bytes written", lies, bytes)
 		})
 	}
+}
+
+// scrapeMetrics reads n's Prometheus /metrics (on its mirror) into a map
+// from series (name and labels as printed) to value, allmende_ series only.
+func scrapeMetrics(t *testing.T, n *harness.Node) map[string]float64 {
+	t.Helper()
+	code, _, body := httpGet(t, mirrorURL(t, n)+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: status %d", code)
+	}
+	out := make(map[string]float64)
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "allmende_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }

@@ -1,20 +1,25 @@
 // Command liar is a test peer that lies: it imports a file or directory
 // into a throwaway store and serves it over bitswap, but every leaf block
-// it sends is wrong (bytes flipped, truncated or padded). End-to-end tests run
-// it beside honest daemons to show that no wrong byte is ever written.
+// it sends is wrong (bytes flipped, truncated or padded), or, in stall mode,
+// it says it has every leaf and never sends one. With -bulk it serves
+// allmende's bulk protocol the same way. End-to-end tests run it beside
+// honest daemons to show that no wrong byte is ever written and that no
+// liar holds a fetch up.
 //
 // It listens on 127.0.0.1 only, prints one line
 //
 //	LIAR <multiaddr with /p2p/id> <root cid>
 //
 // when ready, and on SIGTERM or SIGINT prints "LIES <blocks> <bytes>" (the
-// wrong blocks it handed out) and exits.
+// wrong blocks it handed out, or in stall mode the reads it held up) and
+// exits.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,23 +40,25 @@ const (
 	modeFlip     = "flip"     // same length, one byte changed
 	modeTruncate = "truncate" // the first half only
 	modePad      = "pad"      // the block and then padding
+	modeStall    = "stall"    // claims the block (HAVE, bulk request taken), never sends it
 	padBytes     = 4096
 )
 
 func main() {
-	mode := flag.String("mode", modeFlip, "how to lie: flip, truncate or pad")
+	mode := flag.String("mode", modeFlip, "how to lie: flip, truncate, pad or stall")
+	bulk := flag.Bool("bulk", false, "also serve allmende's bulk protocol, lying the same way")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: liar [-mode flip|truncate|pad] <path>")
+		fmt.Fprintln(os.Stderr, "usage: liar [-mode flip|truncate|pad|stall] [-bulk] <path>")
 		os.Exit(2)
 	}
-	if err := run(*mode, flag.Arg(0)); err != nil {
+	if err := run(*mode, *bulk, flag.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "liar:", err)
 		os.Exit(1)
 	}
 }
 
-func run(mode, path string) error {
+func run(mode string, bulk bool, path string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	abs, err := filepath.Abs(path)
@@ -80,9 +87,12 @@ func run(mode, path string) error {
 		return err
 	}
 	defer h.Close()
-	lies := &lyingBlockstore{Blockstore: st.Blockstore(), mode: mode}
+	lies := &lyingBlockstore{Blockstore: st.Blockstore(), mode: mode, done: ctx.Done()}
 	bs := protocol.NewBitswap(ctx, h, nil, lies, protocol.BitswapConfig{})
 	defer bs.Close()
+	if bulk {
+		protocol.NewBulkServer(h, lies, slog.Default())
+	}
 	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
 	if err != nil {
 		return err
@@ -94,11 +104,15 @@ func run(mode, path string) error {
 }
 
 // lyingBlockstore serves every leaf (raw block) with wrong content under
-// its CID. It tells the truth about the DAG's inner nodes, so a fetcher
-// learns which leaves to want and asks the liar for them.
+// its CID, or in stall mode holds every read of a leaf until done closes
+// while Has and GetSize answer truthfully (so bitswap says HAVE). It tells
+// the truth about the DAG's inner nodes, so a fetcher learns which leaves
+// to want and asks the liar for them.
 type lyingBlockstore struct {
 	blockstore.Blockstore
-	mode          string
+	mode string
+	// done ends stalled reads when the liar exits.
+	done          <-chan struct{}
 	blocks, bytes atomic.Uint64
 }
 
@@ -106,6 +120,15 @@ func (l *lyingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, err
 	b, err := l.Blockstore.Get(ctx, c)
 	if err != nil || c.Prefix().Codec != cid.Raw {
 		return b, err
+	}
+	if l.mode == modeStall {
+		l.blocks.Add(1) // a block promised and withheld
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-l.done:
+			return nil, context.Canceled
+		}
 	}
 	data := append([]byte(nil), b.RawData()...)
 	switch l.mode {
