@@ -4,7 +4,8 @@
 #   fetch:  allmende daemon -> daemon, curl from nginx, Kubo two-node `ipfs get`
 #   http:   curl of a CAR from allmende's mirror (trustless gateway), curl of a
 #           held file (imported in place) from the mirror's hub API /resolve
-#   import: allmende add, allmende import (no-copy), sha256sum, ipfs add
+#   import: allmende add, allmende import (no-copy), sha256sum, Go's
+#           crypto/sha256 (bench/gosha256), ipfs add
 #
 # of the same random file, with wall time, MB/s, CPU seconds and peak RSS of
 # every process involved, and the ratios issue 7 asks for. Everything runs
@@ -145,7 +146,7 @@ bench_allmende() {
 	local s0 t0 t1 s1 out
 	s0=$(cpu_ticks "$PID_seed"); reset_hwm "$PID_seed"
 	t0=$(now)
-	CID=$(am seed add "$DATA" 2>/dev/null | tail -n1)
+	CID=$(am seed add "$DATA" 2>"$WORK/add.log" | tail -n1) || { log "allmende add failed:"; cat "$WORK/add.log" >&2; exit 1; }
 	t1=$(now)
 	row import "allmende add" "$(elapsed "$t0" "$t1")" \
 		"daemon $(ticks_s $(($(cpu_ticks "$PID_seed") - s0)))" "daemon $(hwm_mb "$PID_seed")"
@@ -283,6 +284,9 @@ bench_sha256sum() {
 	timed r sha256sum "$DATA" >/dev/null
 	read -r wall cpu rss <<<"$r"
 	row import "sha256sum" "$wall" "$cpu" "$rss"
+	timed r "$WORK/gosha256" "$DATA" >/dev/null
+	read -r wall cpu rss <<<"$r"
+	row import "Go crypto/sha256" "$wall" "$cpu" "$rss"
 }
 
 # --- Kubo -------------------------------------------------------------------
@@ -374,6 +378,7 @@ print_table() {
 	ratio "fetch: allmende / Kubo" "allmende fetch" "ipfs get (Kubo)"
 	ratio "import: allmende add / sha256sum" "allmende add" "sha256sum"
 	ratio "import: allmende add / ipfs add" "allmende add" "ipfs add"
+	ratio "import: in place / Go sha256" "allmende import" "Go crypto/sha256"
 	ratio "http: mirror CAR / nginx" "curl <- mirror (CAR)" "curl <- nginx"
 	ratio "http: mirror /resolve / nginx" "curl <- mirror /resolve" "curl <- nginx"
 }
@@ -384,7 +389,7 @@ main() {
 		IPFS=$("$REPO/bench/build-kubo.sh") || { log "Kubo build failed; continuing without it (--no-kubo)"; KUBO=0; }
 	fi
 	log "building allmende"
-	(cd "$REPO" && go build -o "$BIN" ./cmd/allmende)
+	(cd "$REPO" && go build -o "$BIN" ./cmd/allmende && go build -o "$WORK/gosha256" ./bench/gosha256)
 	BYTES=$((SIZE_MIB << 20))
 	PROFILE_SECONDS=$((SIZE_MIB / 100 + 3))
 	DATA="$WORK/data.bin"

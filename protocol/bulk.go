@@ -182,7 +182,9 @@ func readRequest(r *bufio.Reader) ([]cid.Cid, error) {
 
 // BulkGet asks peer p for cids on one stream and calls fn with each block,
 // in order, once it matches its CID. fn is called from the caller's
-// goroutine and may keep the block. It returns the CIDs the peer does not
+// goroutine. The block's data is only valid until fn returns (one buffer
+// serves the whole stream, so a fetch makes no garbage per block): fn
+// writes it somewhere or copies it. It returns the CIDs the peer does not
 // hold (to be fetched elsewhere). On an error, blocks not yet passed to fn
 // were not received; errors.Is(err, ErrBulkCorrupt) means p misbehaved.
 func BulkGet(ctx context.Context, h host.Host, p peer.ID, cids []cid.Cid, fn func(blocks.Block) error) (missing []cid.Cid, err error) {
@@ -205,9 +207,10 @@ func BulkGet(ctx context.Context, h host.Host, p peer.ID, cids []cid.Cid, fn fun
 		return nil, fmt.Errorf("bulk: send request to %s: %w", p, err)
 	}
 	r := bufio.NewReaderSize(st, bulkBufferSize)
+	var buf []byte
 	for i, c := range cids {
 		st.SetReadDeadline(time.Now().Add(BulkIdleTimeout))
-		b, err := readBlock(r, c)
+		b, err := readBlock(r, c, &buf)
 		if err != nil {
 			st.Reset()
 			if ctx.Err() != nil {
@@ -228,8 +231,9 @@ func BulkGet(ctx context.Context, h host.Host, p peer.ID, cids []cid.Cid, fn fun
 }
 
 // readBlock reads one answer for c: the verified block, or nil if the peer
-// does not hold it.
-func readBlock(r *bufio.Reader, c cid.Cid) (blocks.Block, error) {
+// does not hold it. The block's data is read into *buf, which grows as
+// needed.
+func readBlock(r *bufio.Reader, c cid.Cid, buf *[]byte) (blocks.Block, error) {
 	status, err := r.ReadByte()
 	if err != nil {
 		return nil, err
@@ -248,7 +252,10 @@ func readBlock(r *bufio.Reader, c cid.Cid) (blocks.Block, error) {
 	if n > MaxBulkBlockSize {
 		return nil, fmt.Errorf("%w: block of %d bytes", ErrBulkCorrupt, n)
 	}
-	data := make([]byte, n)
+	if uint64(cap(*buf)) < n {
+		*buf = make([]byte, n)
+	}
+	data := (*buf)[:n]
 	if _, err := io.ReadFull(r, data); err != nil {
 		return nil, err
 	}

@@ -92,8 +92,10 @@ func TestBulkGet(t *testing.T) {
 			defer cancel()
 			var got []blocks.Block
 			missing, err := BulkGet(ctx, client, server.ID(), cidsOf(tc.ask), func(b blocks.Block) error {
-				got = append(got, b)
-				return nil
+				// The data is only valid during the call: keep a copy.
+				kept, err := blocks.NewBlockWithCid(bytes.Clone(b.RawData()), b.Cid())
+				got = append(got, kept)
+				return err
 			})
 			if err != nil {
 				t.Fatal(err)

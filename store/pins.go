@@ -24,10 +24,12 @@ type Pin struct {
 }
 
 // Pin keeps root and every block below it, all of which must be local. name
-// is a label for people (a file name, a model name).
+// is a label for people (a file name, a model name). The caller holds
+// Blockstore().PinLock from before it wrote the blocks until Pin returns,
+// so GC cannot take them in between. Pin does not take the lock itself:
+// the lock is a read lock, and taking it again while a GC waits for it
+// would deadlock.
 func (s *Store) Pin(ctx context.Context, root cid.Cid, name string) error {
-	unlock := s.bs.PinLock(ctx)
-	defer unlock.Unlock(ctx)
 	nd, err := s.dag.Get(ctx, root)
 	if err != nil {
 		return fmt.Errorf("pin %s: %w", root, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func openTestStore(t *testing.T) *Store {
@@ -337,5 +338,40 @@ func TestPinsSurviveReopen(t *testing.T) {
 	ok, err := s.IsPinned(ctx, nd.Cid())
 	if err != nil || !ok {
 		t.Fatalf("pin lost across reopen: %v %v", ok, err)
+	}
+}
+
+// TestPinWhileGCWaits checks the locking order every writer follows: hold
+// PinLock, write blocks, Pin, unlock, while a GC waits for its lock. Pin
+// must not take the (read) lock again: with a GC waiting, that deadlocked.
+func TestPinWhileGCWaits(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	src := filepath.Join(t.TempDir(), "f")
+	writeTree(t, filepath.Dir(src), map[string][]byte{"f": randomBytes(6, ChunkSize+1)})
+	unlock := s.Blockstore().PinLock(ctx)
+	nd, err := Import(ctx, s.DAG(), src, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcDone := make(chan error, 1)
+	go func() { _, err := s.GC(ctx); gcDone <- err }()
+	time.Sleep(50 * time.Millisecond) // let GC block on its lock
+	pinned := make(chan error, 1)
+	go func() { pinned <- s.Pin(ctx, nd.Cid(), "f") }()
+	select {
+	case err := <-pinned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Pin blocked behind a waiting GC while its caller held PinLock")
+	}
+	unlock.Unlock(ctx)
+	if err := <-gcDone; err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.IsPinned(ctx, nd.Cid()); !ok {
+		t.Error("the pin did not survive the GC")
 	}
 }
