@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 )
@@ -21,6 +22,12 @@ const (
 	// both peers dial each other at once as they start.
 	mdnsDialAttempts = 5
 	mdnsRetryBase    = 500 * time.Millisecond
+	// mdnsYield is how long the peer with the greater ID waits for the
+	// other to dial before it dials itself. When two peers find each other
+	// at once and both dial, the crossing handshakes fail ("noise: message
+	// is too short") and the dial backoff then delays the retries by 5 s
+	// or more.
+	mdnsYield = 2 * time.Second
 	// lanPeerTag marks peers found on the LAN in the connection manager,
 	// so they are the last to be trimmed: LAN peers are preferred.
 	lanPeerTag = "allmende-lan"
@@ -44,13 +51,25 @@ func (m *mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
 	go m.connect(pi)
 }
 
-// connect dials pi, retrying with backoff, and marks it as a LAN peer.
+// connect dials pi, retrying with backoff, and marks it as a LAN peer. Of
+// two peers the one with the lower ID dials; the other waits mdnsYield
+// for that and dials only if no connection came.
 func (m *mdnsNotifee) connect(pi peer.AddrInfo) {
+	if m.h.ID() > pi.ID {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(mdnsYield):
+		}
+	}
 	pause := mdnsRetryBase
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(m.ctx, mdnsConnectTimeout)
-		err := m.h.Connect(ctx, pi)
-		cancel()
+		err := error(nil)
+		if m.h.Network().Connectedness(pi.ID) != network.Connected {
+			ctx, cancel := context.WithTimeout(m.ctx, mdnsConnectTimeout)
+			err = m.h.Connect(ctx, pi)
+			cancel()
+		}
 		if err == nil {
 			m.h.ConnManager().TagPeer(pi.ID, lanPeerTag, lanPeerWeight)
 			m.log.Info("lan peer connected", "peer", pi.ID.String())
