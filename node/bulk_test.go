@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/internal/p2ptest"
 	"github.com/allmende/allmende/protocol"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
@@ -15,7 +15,6 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	ipld "github.com/ipfs/go-ipld-format"
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -23,42 +22,22 @@ import (
 // bulkTestTimeout bounds each exchange so a broken test fails, not hangs.
 const bulkTestTimeout = 30 * time.Second
 
-func bulkTestHost(t *testing.T) host.Host {
-	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
-
-func rawBlocks(n int) []blocks.Block {
-	out := make([]blocks.Block, n)
-	for i := range out {
-		data := []byte(fmt.Sprintf("leaf %d of a test file", i))
-		c, _ := cid.V1Builder{Codec: cid.Raw, MhType: 0x12}.Sum(data)
-		out[i], _ = blocks.NewBlockWithCid(data, c)
-	}
-	return out
-}
-
 // TestBulkFetcherSpreadsAndFallsBack: of two bulk peers, one holds the
 // blocks and one holds none. Every block must arrive verified from the
 // holder or be handed back for bitswap, and a peer found empty is dropped.
 func TestBulkFetcherSpreadsAndFallsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bulkTestTimeout)
 	defer cancel()
-	want := rawBlocks(fetchBatch)
+	want := p2ptest.RawBlocks(fetchBatch, 64)
 	full := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
 	if err := full.PutMany(ctx, want); err != nil {
 		t.Fatal(err)
 	}
 	empty := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
 
-	client := bulkTestHost(t)
+	client := p2ptest.Host(t)
 	svc := newBulkService(client, empty, slog.Default())
-	holder, lacker := bulkTestHost(t), bulkTestHost(t)
+	holder, lacker := p2ptest.Host(t), p2ptest.Host(t)
 	protocol.NewBulkServer(holder, full, slog.Default())
 	protocol.NewBulkServer(lacker, empty, slog.Default())
 	for _, h := range []host.Host{holder, lacker} {

@@ -6,17 +6,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/internal/p2ptest"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -25,20 +24,10 @@ import (
 // testTimeout bounds each exchange so a broken test fails instead of hanging.
 const testTimeout = 30 * time.Second
 
-func newTestHost(t *testing.T) host.Host {
-	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
-
 // connectedPair returns a client host connected to a server host.
 func connectedPair(t *testing.T) (client, server host.Host) {
 	t.Helper()
-	client, server = newTestHost(t), newTestHost(t)
+	client, server = p2ptest.Host(t), p2ptest.Host(t)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := client.Connect(ctx, peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
@@ -48,16 +37,6 @@ func connectedPair(t *testing.T) (client, server host.Host) {
 }
 
 // testBlocks makes n distinct blocks of about size bytes each.
-func testBlocks(n, size int) []blocks.Block {
-	out := make([]blocks.Block, n)
-	for i := range out {
-		data := bytes.Repeat([]byte(fmt.Sprintf("block %d ", i)), size/8)
-		c, _ := cid.V1Builder{Codec: cid.Raw, MhType: 0x12}.Sum(data)
-		out[i], _ = blocks.NewBlockWithCid(data, c)
-	}
-	return out
-}
-
 func cidsOf(bs []blocks.Block) []cid.Cid {
 	out := make([]cid.Cid, len(bs))
 	for i, b := range bs {
@@ -69,7 +48,7 @@ func cidsOf(bs []blocks.Block) []cid.Cid {
 func TestBulkGet(t *testing.T) {
 	client, server := connectedPair(t)
 	store := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
-	bs := testBlocks(20, 256<<10)
+	bs := p2ptest.RawBlocks(20, 256<<10)
 	held, notHeld := bs[:15], bs[15:]
 	if err := store.PutMany(context.Background(), held); err != nil {
 		t.Fatal(err)
@@ -126,7 +105,7 @@ func TestBulkGet(t *testing.T) {
 // bytes: the client must refuse them and say the peer misbehaved.
 func TestBulkGetRejectsBadPeer(t *testing.T) {
 	client, server := connectedPair(t)
-	bs := testBlocks(2, 1024)
+	bs := p2ptest.RawBlocks(2, 1024)
 	server.SetStreamHandler(BulkID, func(st network.Stream) {
 		defer st.Close()
 		if _, err := readRequest(bufio.NewReader(st)); err != nil {
@@ -153,7 +132,7 @@ func TestBulkGetRejectsBadPeer(t *testing.T) {
 }
 
 func TestReadRequestLimits(t *testing.T) {
-	good := cidsOf(testBlocks(3, 64))
+	good := cidsOf(p2ptest.RawBlocks(3, 64))
 	cases := []struct {
 		name string
 		wire []byte
@@ -188,7 +167,7 @@ func encodeRequest(cids []cid.Cid) []byte {
 // FuzzReadRequest: no input may panic the decoder or make it allocate
 // beyond its limits.
 func FuzzReadRequest(f *testing.F) {
-	f.Add(encodeRequest(cidsOf(testBlocks(2, 64))))
+	f.Add(encodeRequest(cidsOf(p2ptest.RawBlocks(2, 64))))
 	f.Add([]byte{0})
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		cids, err := readRequest(bufio.NewReader(bytes.NewReader(wire)))

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/internal/p2ptest"
 	bsnetwork "github.com/ipfs/boxo/bitswap/network"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockstore"
@@ -61,7 +62,7 @@ func TestResyncNetwork(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			local, remote := newTestHost(t), newTestHost(t)
+			local, remote := p2ptest.Host(t), p2ptest.Host(t)
 			if tt.bitswap {
 				remote.SetStreamHandler(bsnet.ProtocolBitswap, func(s network.Stream) { s.Reset() })
 			}
@@ -120,7 +121,7 @@ func TestBitswapFetchesFromPeerMarkedUnresponsive(t *testing.T) {
 	fbs := NewBitswap(ctx, fetcher, nil, blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore())), cfg)
 	defer fbs.Close()
 
-	blk := testBlocks(1, 1024)[0]
+	blk := p2ptest.RawBlocks(1, 1024)[0]
 	got := make(chan error, 1)
 	go func() {
 		_, err := fbs.GetBlock(ctx, blk.Cid())

@@ -28,6 +28,7 @@ import (
 
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/test/testpeer"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -65,19 +66,11 @@ func run(mode string, bulk bool, path string) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "liar-store-")
+	st, done, err := testpeer.TempStore(ctx, "liar-store-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := store.Init(dir); err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, dir, store.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	root, err := store.Import(ctx, st.DAG(), abs, store.ImportOptions{})
 	if err != nil {
 		return err

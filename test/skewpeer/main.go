@@ -40,6 +40,7 @@ import (
 
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/test/testpeer"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
@@ -109,19 +110,11 @@ func run(skew time.Duration, security, serve, connect, fetch, out string) error 
 	}
 	defer h.Close()
 
-	dir, err := os.MkdirTemp("", "skewpeer-store-")
+	st, done, err := testpeer.TempStore(ctx, "skewpeer-store-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := store.Init(dir); err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, dir, store.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	bs := protocol.NewBitswap(ctx, h, nil, st.Blockstore(), protocol.BitswapConfig{})
 	defer bs.Close()
 
