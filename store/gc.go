@@ -12,7 +12,8 @@ import (
 type GCResult struct {
 	// Removed is the number of blocks deleted.
 	Removed int `json:"removed"`
-	// Freed is the number of block bytes deleted.
+	// Freed is the number of block store bytes deleted. Blocks held as
+	// references into files (no-copy) free nothing and count as removed.
 	Freed uint64 `json:"freed"`
 	// Kept is the number of blocks still held.
 	Kept int `json:"kept"`
@@ -39,9 +40,15 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 			res.Kept++
 			continue
 		}
-		size, err := s.bs.GetSize(ctx, k)
-		if err != nil {
+		// Only a copy in the block store frees disk; a reference into a
+		// file (no-copy import, fetched file) is just forgotten.
+		var size int
+		if copied, err := s.vbs.Has(ctx, k); err != nil {
 			return res, fmt.Errorf("gc: %s: %w", k, err)
+		} else if copied {
+			if size, err = s.vbs.GetSize(ctx, k); err != nil {
+				return res, fmt.Errorf("gc: %s: %w", k, err)
+			}
 		}
 		if err := s.bs.DeleteBlock(ctx, k); err != nil {
 			return res, fmt.Errorf("gc: delete %s: %w", k, err)

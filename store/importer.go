@@ -102,43 +102,17 @@ func (im *importer) importFile(ctx context.Context, path string) (ipld.Node, err
 // BuildFile chunks r into a balanced UnixFS file DAG in dag, following the
 // unixfs-v1-2025 profile, and returns its root.
 func BuildFile(ctx context.Context, dag ipld.DAGService, r io.Reader) (ipld.Node, error) {
-	return BuildLayout(ctx, dag, func(dag ipld.DAGService) (*helpers.DagBuilderHelper, error) {
-		params := helpers.DagBuilderParams{
-			Dagserv:    dag,
-			Maxlinks:   LinksPerNode,
-			RawLeaves:  true,
-			CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
-		}
-		return params.New(chunker.NewSizeSplitter(r, ChunkSize))
-	})
-}
-
-// Batches of blocks an import writes in the background while it reads and
-// hashes on: at most importBatchBytes each, a few at once (boxo's
-// ParallelBatchCommits), so memory stays at a few dozen MiB.
-const (
-	importBatchBytes = 8 << 20
-	importBatchNodes = 64
-)
-
-// BuildLayout lays out a balanced DAG with the builder that newBuilder
-// makes over a buffered view of dag: blocks are stored in batches on other
-// goroutines while the builder reads and hashes the next ones. Every block
-// is stored when it returns.
-func BuildLayout(ctx context.Context, dag ipld.DAGService, newBuilder func(ipld.DAGService) (*helpers.DagBuilderHelper, error)) (ipld.Node, error) {
-	bd := ipld.NewBufferedDAG(ctx, dag, ipld.MaxSizeBatchOption(importBatchBytes), ipld.MaxNodesBatchOption(importBatchNodes))
-	db, err := newBuilder(bd)
+	params := helpers.DagBuilderParams{
+		Dagserv:    dag,
+		Maxlinks:   LinksPerNode,
+		RawLeaves:  true,
+		CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
+	}
+	db, err := params.New(chunker.NewSizeSplitter(r, ChunkSize))
 	if err != nil {
 		return nil, err
 	}
-	nd, err := balanced.Layout(db)
-	if cerr := bd.Commit(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	return nd, nil
+	return balanced.Layout(db)
 }
 
 func (im *importer) importDir(ctx context.Context, path string) (ipld.Node, error) {

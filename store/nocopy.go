@@ -16,13 +16,8 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
-	"github.com/ipfs/go-datastore/namespace"
 	ipld "github.com/ipfs/go-ipld-format"
 )
-
-// filestoreNamespace is where no-copy references (file path, offset and
-// size of a leaf block) live in the metadata datastore.
-const filestoreNamespace = "/filestore"
 
 // newFilestore puts boxo's filestore in front of bs: leaf blocks imported
 // with no-copy (posinfo.FilestoreNode, see package manifest) or fetched into
@@ -31,8 +26,14 @@ const filestoreNamespace = "/filestore"
 // re-hashes the file region, so a file changed or removed on disk makes the
 // read fail cleanly rather than hand out wrong bytes. Other blocks go to bs
 // unchanged.
+//
+// The file manager keeps its references (file path, offset and size of a
+// leaf) in meta under its own prefix, filestore.FilestorePrefix. It must
+// get meta itself: wrapped in a second namespace, writes and reads still
+// met but queries found nothing, so GC and MoveFileRefs missed every
+// reference.
 func newFilestore(bs blockstore.Blockstore, meta datastore.Batching) *filestore.Filestore {
-	fm := filestore.NewFileManager(namespace.Wrap(meta, datastore.NewKey(filestoreNamespace)), "/")
+	fm := filestore.NewFileManager(meta, "/")
 	fm.AllowFiles = true
 	return filestore.NewFilestore(bs, fm, nil)
 }

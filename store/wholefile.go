@@ -281,7 +281,7 @@ type wholeFileLayout struct {
 // by their no-copy references, without reading them) and checks that the
 // leaves cover one file in order from offset 0.
 func (s *Store) wholeLayout(ctx context.Context, root cid.Cid) (*wholeFileLayout, error) {
-	refs := namespace.Wrap(s.meta, datastore.NewKey(filestoreNamespace))
+	refs := namespace.Wrap(s.meta, filestore.FilestorePrefix)
 	w := &layoutWalker{s: s, refs: refs, layout: &wholeFileLayout{}}
 	if err := w.visit(ctx, root); err != nil {
 		return nil, fmt.Errorf("layout of %s: %w", root, err)

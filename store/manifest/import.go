@@ -16,6 +16,7 @@ import (
 	"github.com/allmende/allmende/store/format"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
@@ -241,16 +242,18 @@ func (im *importer) build(ctx context.Context, real string, r io.Reader) (ipld.N
 	if err != nil {
 		return nil, err
 	}
-	return store.BuildLayout(ctx, im.dag, func(dag ipld.DAGService) (*helpers.DagBuilderHelper, error) {
-		params := helpers.DagBuilderParams{
-			Dagserv:    dag,
-			Maxlinks:   store.LinksPerNode,
-			RawLeaves:  true,
-			CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
-			NoCopy:     true,
-		}
-		return params.New(chunker.NewSizeSplitter(rf, store.ChunkSize))
-	})
+	params := helpers.DagBuilderParams{
+		Dagserv:    im.dag,
+		Maxlinks:   store.LinksPerNode,
+		RawLeaves:  true,
+		CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
+		NoCopy:     true,
+	}
+	db, err := params.New(chunker.NewSizeSplitter(rf, store.ChunkSize))
+	if err != nil {
+		return nil, err
+	}
+	return balanced.Layout(db)
 }
 
 // header checks a safetensors or GGUF file's header and records its span.

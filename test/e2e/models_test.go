@@ -85,6 +85,11 @@ func TestModelsBetweenDaemons(t *testing.T) {
 			t.Errorf("fetch output %q does not say who signed", stdout)
 		}
 		harness.AssertSameTree(t, src, out)
+		// The fetched files hold the blocks, at their final paths: the
+		// tree was assembled in a partial directory and renamed.
+		if rep, code := runVerify(t, b); code != 0 {
+			t.Errorf("verify after fetching a model tree: exit %d, %+v", code, rep)
+		}
 	})
 
 	t.Run("include selects one quantisation", func(t *testing.T) {
