@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh is allmende's benchmark harness (issue 7). One run prints one table:
 #
-#   fetch:  allmende daemon -> daemon, curl from nginx, Kubo two-node `ipfs get`
+#   fetch:  allmende daemon -> daemon (from a store copy, and from a file
+#           imported in place), curl from nginx, Kubo two-node `ipfs get`
 #   http:   curl of a CAR from allmende's mirror (trustless gateway), curl of a
 #           held file (imported in place) from the mirror's hub API /resolve
 #   import: allmende add, allmende import (no-copy), sha256sum, Go's
@@ -157,7 +158,7 @@ bench_allmende() {
 		addr=$(am seed id --json | grep -o '/ip4/127.0.0.1/tcp/[^"]*' | head -n1)
 		am leech connect "$addr" >/dev/null
 		for ((rep = 0; rep < REPEAT; rep++)); do
-			fetch_allmende "$rep"
+			fetch_allmende "$rep" seed leech "allmende fetch"
 		done
 	fi
 
@@ -206,28 +207,40 @@ bench_resolve() {
 		cmp -s "$DATA" "$WORK/fetched.resolve" || { log "mirror /resolve output differs"; exit 1; }
 		rm -f "$WORK/fetched.resolve"
 	done
+	[[ "$PART" == all ]] || return 0
+	# The same fetch from a seeder that imported the file in place: it
+	# serves the verified file's leaves without hashing them again.
+	local addr
+	start_allmende leech2
+	addr=$(am held id --json | grep -o '/ip4/127.0.0.1/tcp/[^"]*' | head -n1)
+	am leech2 connect "$addr" >/dev/null
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		fetch_allmende "$rep" held leech2 "allmende fetch (in place)"
+	done
 }
 
-# fetch_allmende REP: one fetch from seed to an emptied leech store.
+# fetch_allmende REP SEED LEECH LABEL: one fetch from daemon SEED to the
+# emptied store of daemon LEECH, as row LABEL.
 fetch_allmende() {
-	local s0 l0 t0 t1 out prof_pid=""
-	am leech rm "$CID" >/dev/null 2>&1 || true
-	am leech gc >/dev/null
-	s0=$(cpu_ticks "$PID_seed"); l0=$(cpu_ticks "$PID_leech")
-	reset_hwm "$PID_seed"; reset_hwm "$PID_leech"
-	if [[ -n "$PPROF" && "$1" == 0 ]]; then
-		curl -s -o "$PPROF" "$(cat "$WORK/leech/api")/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+	local rep="$1" seed="$2" leech="$3" label="$4" s0 l0 t0 t1 out prof_pid=""
+	local spid="PID_$seed" lpid="PID_$leech"
+	am "$leech" rm "$CID" >/dev/null 2>&1 || true
+	am "$leech" gc >/dev/null
+	s0=$(cpu_ticks "${!spid}"); l0=$(cpu_ticks "${!lpid}")
+	reset_hwm "${!spid}"; reset_hwm "${!lpid}"
+	if [[ -n "$PPROF" && "$rep" == 0 && "$leech" == leech ]]; then
+		curl -s -o "$PPROF" "$(cat "$WORK/$leech/api")/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
 		prof_pid=$!
 	fi
 	out="$WORK/fetched.allmende"
 	settle
 	t0=$(now)
-	am leech fetch "$CID" -o "$out" >/dev/null
+	am "$leech" fetch "$CID" -o "$out" >/dev/null
 	t1=$(now)
 	[[ -n "$prof_pid" ]] && wait "$prof_pid"
-	row fetch "allmende fetch" "$(elapsed "$t0" "$t1")" \
-		"seed $(ticks_s $(($(cpu_ticks "$PID_seed") - s0))) + leech $(ticks_s $(($(cpu_ticks "$PID_leech") - l0)))" \
-		"seed $(hwm_mb "$PID_seed") leech $(hwm_mb "$PID_leech")"
+	row fetch "$label" "$(elapsed "$t0" "$t1")" \
+		"seed $(ticks_s $(($(cpu_ticks "${!spid}") - s0))) + leech $(ticks_s $(($(cpu_ticks "${!lpid}") - l0)))" \
+		"seed $(hwm_mb "${!spid}") leech $(hwm_mb "${!lpid}")"
 	cmp -s "$DATA" "$out" || { log "allmende fetch output differs"; exit 1; }
 	rm -f "$out"
 }
@@ -364,18 +377,19 @@ ratio() { # NAME NUM_TOOL DEN_TOOL: speed of NUM relative to DEN
 print_table() {
 	echo
 	echo "allmende benchmark: $SIZE_MIB MiB random file, fetches best of $REPEAT, loopback, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)+worktree"
-	printf '%-7s %-22s %8s %8s  %-32s %s\n' phase tool seconds MB/s "CPU seconds" "peak RSS MB"
+	printf '%-7s %-26s %8s %8s  %-32s %s\n' phase tool seconds MB/s "CPU seconds" "peak RSS MB"
 	local r want phase tool secs cpu rss
 	for want in fetch http import; do
 		for r in "${ROWS[@]}"; do
 			IFS='|' read -r phase tool secs cpu rss <<<"$r"
 			[[ "$phase" == "$want" ]] || continue
-			printf '%-7s %-22s %8.2f %8s  %-32s %s\n' "$phase" "$tool" "$secs" "$(rate "$secs")" "$cpu" "$rss"
+			printf '%-7s %-26s %8.2f %8s  %-32s %s\n' "$phase" "$tool" "$secs" "$(rate "$secs")" "$cpu" "$rss"
 		done
 	done
 	echo "ratios (speed, >1 means allmende is faster):"
 	ratio "fetch: allmende / curl<-nginx" "allmende fetch" "curl <- nginx"
 	ratio "fetch: allmende / Kubo" "allmende fetch" "ipfs get (Kubo)"
+	ratio "fetch: in-place seeder / Kubo" "allmende fetch (in place)" "ipfs get (Kubo)"
 	ratio "import: allmende add / sha256sum" "allmende add" "sha256sum"
 	ratio "import: allmende add / ipfs add" "allmende add" "ipfs add"
 	ratio "import: in place / Go sha256" "allmende import" "Go crypto/sha256"

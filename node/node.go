@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	guard := protocol.NewGuard(h, cfg.Logger)
 	upLimit := newLimiter(cfg.BandwidthUp)
-	served := paceReads(st.Blockstore(), upLimit)
+	served := paceReads(st.Serving(), upLimit)
 	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
 	n = &Node{

@@ -1,12 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 )
 
 // heldFile imports data as a file (copying its blocks), then turns every
@@ -87,4 +91,75 @@ func TestFileRefsAreCollected(t *testing.T) {
 	if err := Export(ctx, s.DAG(), keep, out); err != nil {
 		t.Fatalf("pinned file-backed content unreadable after rename and gc: %v", err)
 	}
+}
+
+// TestServingTrustsOnlyVerifiedLeaves checks when Serving skips the
+// re-hash: only for a leaf that a verification of its file covered, while
+// the file is unchanged. A reference left from before the file was
+// rewritten in place must never hand out the new bytes under the old CID.
+func TestServingTrustsOnlyVerifiedLeaves(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	path := filepath.Join(t.TempDir(), "model.bin")
+	v1 := randomBytes(9, 2*ChunkSize+5)
+	old := heldFile(t, s, path, v1)
+	oldLeaf := mustNode(t, s, old).Links()[0].Cid
+	v2 := randomBytes(10, 2*ChunkSize+5) // the file rewritten in place
+	cur := heldFile(t, s, path, v2)
+	curLeaf := mustNode(t, s, cur).Links()[0].Cid
+	serving := s.Serving()
+
+	tests := []struct {
+		name    string
+		prepare func()
+		leaf    cid.Cid
+		want    []byte // nil: not served
+		trusted bool
+	}{
+		{"not verified yet: re-hashed", func() {}, curLeaf, v2[:ChunkSize], false},
+		{"verified: read without hashing", func() {
+			time.Sleep(2 * racyWindow) // a state taken right after a write is not trusted
+			if err := s.VerifyWholeFile(ctx, cur); err != nil {
+				t.Fatal(err)
+			}
+		}, curLeaf, v2[:ChunkSize], true},
+		{"a stale reference into the verified file is not trusted", func() {}, oldLeaf, nil, false},
+		{"distrusted (verify found a leaf gone bad in it): re-hashed", func() {
+			s.distrust(ctx, path)
+			if f, err := s.OpenWholeFile(ctx, cur); !errors.Is(err, ErrUnverified) {
+				if f != nil {
+					f.Close()
+				}
+				t.Errorf("OpenWholeFile after distrust: %v, want ErrUnverified", err)
+			}
+		}, curLeaf, v2[:ChunkSize], false},
+		{"changed after verification: re-hashed, refused", func() {
+			if err := os.WriteFile(path, v1, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, curLeaf, nil, false},
+	}
+	for _, tt := range tests {
+		tt.prepare()
+		before := s.TrustedReads()
+		b, err := serving.Get(ctx, tt.leaf)
+		switch {
+		case tt.want == nil && err == nil:
+			t.Errorf("%s: served %d bytes, want none", tt.name, len(b.RawData()))
+		case tt.want != nil && (err != nil || !bytes.Equal(b.RawData(), tt.want)):
+			t.Errorf("%s: got %v, want the leaf's bytes", tt.name, err)
+		}
+		if got := s.TrustedReads() > before; got != tt.trusted {
+			t.Errorf("%s: read without hashing = %v, want %v", tt.name, got, tt.trusted)
+		}
+	}
+}
+
+func mustNode(t *testing.T, s *Store, c cid.Cid) ipld.Node {
+	t.Helper()
+	nd, err := s.DAG().Get(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nd
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -73,8 +74,11 @@ type Store struct {
 	vbs    *verifyingBlockstore
 	fs     *filestore.Filestore
 	refs   *refReads
-	dag    ipld.DAGService
-	pins   pinner.Pinner
+	// verified are the files verified whole, for Serving.
+	verified     verifiedFiles
+	trustedReads atomic.Uint64
+	dag          ipld.DAGService
+	pins         pinner.Pinner
 }
 
 // Init creates a store at dir if none is there. It is idempotent.

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 
+	"github.com/ipfs/boxo/filestore"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -100,6 +102,11 @@ func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt boo
 			return 0, false, nil
 		}
 		if err != nil {
+			// Its file no longer holds it: stop serving that file's
+			// leaves unhashed (Serving), even if its state looks the same.
+			if ref := filestore.List(ctx, s.fs, c); ref.Status != filestore.StatusKeyNotFound {
+				s.distrust(ctx, filepath.Join("/", filepath.FromSlash(ref.FilePath)))
+			}
 			return 0, false, fmt.Errorf("file-backed block %s: %w", c, err)
 		}
 		return len(b.RawData()), false, nil

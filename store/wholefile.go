@@ -147,6 +147,7 @@ func (s *Store) markWhole(ctx context.Context, root cid.Cid, before FileState, o
 	if err := s.wholeStates().Put(ctx, datastore.NewKey(root.String()), data); err != nil {
 		return fmt.Errorf("mark %s: %w", root, err)
 	}
+	s.verified.note(ctx, s, root, before, ok)
 	return nil
 }
 

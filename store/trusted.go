@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/filestore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
+)
+
+// Serving a leaf that a file holds by reference costs a SHA-256 of the
+// leaf on every read, which is most of a seeder's CPU. While the file is in
+// a state whose whole content was verified (the rule OpenWholeFile applies
+// before the mirror sends a file with sendfile), its bytes are the verified
+// ones, and the hash can be skipped. Peers verify every block they receive
+// anyway; the re-hash is there for bit rot, which `allmende verify` finds.
+
+// verifiedFiles maps the path of each file verified whole to the state it
+// was verified in and the leaves that verification covered (CID and
+// offset). Only those are trusted: a reference left from an earlier
+// import of the file, before it was changed in place, points at bytes that
+// are no longer its own.
+type verifiedFiles struct {
+	mu     sync.Mutex
+	loaded bool
+	files  map[string]verifiedFile
+}
+
+type verifiedFile struct {
+	state  FileState
+	leaves map[cid.Cid]uint64 // leaf → offset
+}
+
+// trusts reports whether the leaf c at offset in the file at path may be
+// read without hashing: the file was verified whole with c at offset and
+// is in state now. It loads the records kept in the store on first use.
+func (v *verifiedFiles) trusts(ctx context.Context, s *Store, path string, c cid.Cid, offset uint64, now FileState) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.loaded {
+		v.load(ctx, s)
+	}
+	vf, ok := v.files[path]
+	if !ok || !vf.state.same(now) {
+		return false
+	}
+	off, ok := vf.leaves[c]
+	return ok && off == offset
+}
+
+// load reads the verified states kept in the store and the layouts of
+// their roots. v.mu is held.
+func (v *verifiedFiles) load(ctx context.Context, s *Store) {
+	v.loaded = true
+	v.files = make(map[string]verifiedFile)
+	res, err := s.wholeStates().Query(ctx, dsq.Query{})
+	if err != nil {
+		return
+	}
+	defer res.Close()
+	for e := range res.Next() {
+		var rec wholeRecord
+		if e.Error != nil || json.Unmarshal(e.Value, &rec) != nil || !rec.OK {
+			continue
+		}
+		root, err := cid.Decode(strings.TrimPrefix(e.Key, "/"))
+		if err != nil {
+			continue
+		}
+		v.addLocked(ctx, s, root, rec.State)
+	}
+}
+
+// note records (ok) or forgets the verified state of root's file.
+func (v *verifiedFiles) note(ctx context.Context, s *Store, root cid.Cid, st FileState, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.loaded {
+		return // the first lookup loads every record, this one too
+	}
+	if !ok {
+		delete(v.files, st.Path)
+		return
+	}
+	v.addLocked(ctx, s, root, st)
+}
+
+// distrust drops every verified state kept for the file at path, in
+// memory and in the store: until it is verified again, its leaves are
+// re-hashed whenever they are served and the mirror does not send it
+// whole.
+func (s *Store) distrust(ctx context.Context, path string) {
+	s.verified.mu.Lock()
+	delete(s.verified.files, path)
+	s.verified.mu.Unlock()
+	res, err := s.wholeStates().Query(ctx, dsq.Query{})
+	if err != nil {
+		return
+	}
+	entries, _ := res.Rest()
+	for _, e := range entries {
+		var rec wholeRecord
+		if json.Unmarshal(e.Value, &rec) == nil && rec.State.Path == path {
+			s.wholeStates().Delete(ctx, datastore.NewKey(e.Key))
+		}
+	}
+}
+
+// addLocked trusts the leaves of root's layout in the file in state st.
+func (v *verifiedFiles) addLocked(ctx context.Context, s *Store, root cid.Cid, st FileState) {
+	layout, err := s.wholeLayout(ctx, root)
+	if err != nil || layout.path != st.Path {
+		return
+	}
+	vf, ok := v.files[st.Path]
+	if !ok || !vf.state.same(st) {
+		vf = verifiedFile{state: st, leaves: make(map[cid.Cid]uint64, len(layout.leaves))}
+	}
+	for _, l := range layout.leaves {
+		vf.leaves[l.cid] = l.offset
+	}
+	v.files[st.Path] = vf
+}
+
+// servingBlockstore is the block store peers are served from: Get reads a
+// leaf held in a verified, unchanged file without hashing it again.
+type servingBlockstore struct {
+	blockstore.Blockstore
+	s *Store
+}
+
+// Serving returns the block store to serve peers from (bitswap and the
+// bulk protocol). It is Blockstore, except that a leaf held by reference
+// in a file verified whole, and unchanged since, is read without
+// re-hashing; every other block is re-hashed as Blockstore does.
+func (s *Store) Serving() blockstore.Blockstore {
+	return &servingBlockstore{Blockstore: s.bs, s: s}
+}
+
+// Get returns the block for c.
+func (b *servingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if c.Prefix().Codec == cid.Raw {
+		if blk, ok := b.s.readVerified(ctx, c); ok {
+			return blk, nil
+		}
+	}
+	return b.Blockstore.Get(ctx, c)
+}
+
+// readVerified reads the leaf c from the file that holds it, if that file
+// is in a state verified whole; ok is false otherwise (no reference, no
+// verified state, the file changed, a read error).
+func (s *Store) readVerified(ctx context.Context, c cid.Cid) (blocks.Block, bool) {
+	ref := filestore.List(ctx, s.fs, c)
+	if ref.Status != filestore.StatusOk {
+		return nil, false
+	}
+	path := filepath.Join("/", filepath.FromSlash(ref.FilePath))
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	// The state of the file opened, not of the path: a file renamed over
+	// it after a stat would go unnoticed.
+	now, err := FileStateOf(path, f)
+	if err != nil || !s.verified.trusts(ctx, s, path, c, ref.Offset, now) {
+		return nil, false
+	}
+	data := make([]byte, ref.Size)
+	if _, err := f.ReadAt(data, int64(ref.Offset)); err != nil {
+		return nil, false
+	}
+	blk, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		return nil, false // a hash mismatch, caught only in debug builds
+	}
+	s.trustedReads.Add(1)
+	return blk, true
+}
+
+// TrustedReads counts the leaves served from verified files without
+// re-hashing them.
+func (s *Store) TrustedReads() uint64 { return s.trustedReads.Load() }
