@@ -255,11 +255,12 @@ func (s *fileSink) moveRefs(ctx context.Context, dest string) error {
 	}
 }
 
-// abort closes the partial file. It removes it unless the store records
-// leaves as held in it and keep is set: then a later fetch resumes from it.
+// abort closes the partial file. It removes it unless keep is set and the
+// store may record leaves as held in it (this fetch put some there, or an
+// earlier one did): then a later fetch resumes from it.
 func (s *fileSink) abort(keep bool) {
 	s.f.Close()
-	if keep && len(s.held) > 0 {
+	if keep && (len(s.held) > 0 || s.reused) {
 		return
 	}
 	os.Remove(s.f.Name())
