@@ -28,6 +28,15 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 		return fmt.Errorf("api listen on %s: %w (set api.addr to a free address)", n.cfg.APIAddr, err)
 	}
 	url := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The mirror starts (and clears what a killed fill left) before HOME/api
+	// tells clients the daemon is ready.
+	mirrorDone, err := n.startMirror(ctx)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := WriteAPIFile(cfg.Home, url); err != nil {
 		ln.Close()
 		return err
@@ -40,12 +49,6 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 		defer func() { err = errors.Join(err, RemoveTokenFile(cfg.Home)) }()
 	}
 	n.log.Info("api listening", "addr", url)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	mirrorDone, err := n.startMirror(ctx)
-	if err != nil {
-		return err
-	}
 	if ready != nil {
 		ready(url)
 	}
@@ -70,6 +73,11 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror listen on %s: %w (set mirror.addr to a free address)", n.cfg.MirrorAddr, err)
 	}
+	h, hfb, err := n.newMirror(allow)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
 	url := "http://" + ln.Addr().String()
 	if err := store.WriteFileAtomic(filepath.Join(n.cfg.Home, MirrorFile), []byte(url+"\n"), 0o644); err != nil {
 		ln.Close()
@@ -77,7 +85,7 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 	}
 	n.log.Info("mirror listening", "addr", url)
 	go func() {
-		err := n.serveMirror(ctx, ln, allow)
+		err := n.serveMirror(ctx, ln, h, hfb)
 		os.Remove(filepath.Join(n.cfg.Home, MirrorFile))
 		done <- err
 	}()

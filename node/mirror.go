@@ -139,11 +139,12 @@ func clientAllowed(allow []netip.Prefix, remote string) bool {
 	return false
 }
 
-// serveMirror runs the mirror server on ln until ctx ends.
-func (n *Node) serveMirror(ctx context.Context, ln net.Listener, allow []netip.Prefix) error {
+// newMirror prepares the mirror: it opens the cache of filled models and
+// clears what fills cut short by a kill left, before any client can ask.
+func (n *Node) newMirror(allow []netip.Prefix) (http.Handler, *hfBackend, error) {
 	cache, err := openMirrorCache(n.cfg.Home)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var up *upstreamFiller
 	if n.cfg.MirrorUpstream != "" {
@@ -152,8 +153,14 @@ func (n *Node) serveMirror(ctx context.Context, ln net.Listener, allow []netip.P
 	hfb := newHFBackend(n, up, cache)
 	h, err := n.mirrorHandler(allow, hfb)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	return h, hfb, nil
+}
+
+// serveMirror runs the mirror server h on ln, and its housekeeping, until
+// ctx ends.
+func (n *Node) serveMirror(ctx context.Context, ln net.Listener, h http.Handler, hfb *hfBackend) error {
 	go n.housekeep(ctx, hfb)
 	if err := serveHTTP(ctx, ln, h); err != nil {
 		return fmt.Errorf("mirror server: %w", err)
