@@ -98,6 +98,13 @@ func createFileSink(path string, root cid.Cid, size uint64, st *store.Store) (*f
 		}
 	}
 	reused := err == nil && fi.Mode().IsRegular()
+	need := size
+	if reused {
+		need -= min(need, allocated(fi))
+	}
+	if err := store.CheckRoom(filepath.Dir(path), need); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err

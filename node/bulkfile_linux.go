@@ -31,3 +31,11 @@ func preallocate(f *os.File, size int64) error {
 	}
 	return err
 }
+
+// allocated is how many bytes of disk the file fi describes occupies.
+func allocated(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Blocks) * 512
+	}
+	return 0
+}

@@ -38,6 +38,8 @@ var (
 // peer.
 type verifyingBlockstore struct {
 	blockstore.Blockstore
+	// dir is the store's directory, whose disk Put keeps a reserve on.
+	dir        string
 	quarantine string
 	log        *slog.Logger
 
@@ -51,7 +53,7 @@ func newVerifyingBlockstore(inner blockstore.Blockstore, dir string, log *slog.L
 	if log == nil {
 		log = slog.Default()
 	}
-	return &verifyingBlockstore{Blockstore: inner, quarantine: filepath.Join(dir, quarantineDir), log: log}
+	return &verifyingBlockstore{Blockstore: inner, dir: dir, quarantine: filepath.Join(dir, quarantineDir), log: log}
 }
 
 // Get returns the block for c if it is held and its bytes hash to c.
@@ -67,13 +69,24 @@ func (v *verifyingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block,
 	return b, nil
 }
 
-// Put stores b, classifying a full disk as ErrNoSpace.
+// Put stores b, classifying a full disk as ErrNoSpace. It refuses to fill
+// the disk's reserve (see CheckRoom).
 func (v *verifyingBlockstore) Put(ctx context.Context, b blocks.Block) error {
+	if err := CheckRoom(v.dir, uint64(len(b.RawData()))); err != nil {
+		return v.noteWrite(err)
+	}
 	return v.noteWrite(v.Blockstore.Put(ctx, b))
 }
 
-// PutMany stores bs, classifying a full disk as ErrNoSpace.
+// PutMany stores bs as Put does.
 func (v *verifyingBlockstore) PutMany(ctx context.Context, bs []blocks.Block) error {
+	var need uint64
+	for _, b := range bs {
+		need += uint64(len(b.RawData()))
+	}
+	if err := CheckRoom(v.dir, need); err != nil {
+		return v.noteWrite(err)
+	}
 	return v.noteWrite(v.Blockstore.PutMany(ctx, bs))
 }
 

@@ -1,0 +1,35 @@
+package store
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// maxReserve caps the room kept free on a store's disk.
+const maxReserve = 64 << 20
+
+// reserve is the room kept free on a file system of total bytes: a twentieth
+// of it, at most maxReserve. The metadata store (pebble) ends the whole
+// process when it cannot append to its log, so the bulk writers (blocks, a
+// fetch's output) stop short of a full disk and fail with ErrNoSpace
+// instead, leaving pebble room to record what happened.
+func reserve(total uint64) uint64 {
+	return min(maxReserve, total/20)
+}
+
+// CheckRoom returns ErrNoSpace (wrapped, with the figures) when writing
+// need more bytes under dir would leave less than the reserve free on its
+// file system. It returns nil when the free space cannot be read.
+func CheckRoom(dir string, need uint64) error {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return nil
+	}
+	free := fs.Bavail * uint64(fs.Bsize)
+	keep := reserve(fs.Blocks * uint64(fs.Bsize))
+	if free < need+keep {
+		return fmt.Errorf("%w: %s has %d bytes free; %d more would leave less than the %d kept free for the store's metadata",
+			ErrNoSpace, dir, free, need, keep)
+	}
+	return nil
+}
