@@ -467,6 +467,11 @@ func (j *fillJob) download(body io.ReadCloser, progress func()) error {
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return fmt.Errorf("fill %s: %w", j.f.Path, err)
 	}
+	// Refused up front rather than filling the disk part way, and never
+	// into the room the store keeps for its metadata.
+	if err := store.CheckRoom(j.dir, uint64(j.f.Size)); err != nil {
+		return fmt.Errorf("fill %s: %w", j.f.Path, err)
+	}
 	out, err := os.CreateTemp(j.dir, j.f.ETag()+".*"+partSuffix)
 	if err != nil {
 		return fmt.Errorf("fill %s: %w", j.f.Path, err)
