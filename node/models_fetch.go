@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -365,6 +366,12 @@ func checkSHA256(f *os.File, dest string, c cid.Cid, sum string, size uint64) er
 	if err != nil {
 		return fmt.Errorf("write %s: %w", dest, err)
 	}
+	return matchSHA256(h, written, dest, c, sum, size)
+}
+
+// matchSHA256 checks that content c, hashed into h, was size bytes (written)
+// with sha256 sum; dest names the file in the error.
+func matchSHA256(h hash.Hash, written int64, dest string, c cid.Cid, sum string, size uint64) error {
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum || uint64(written) != size {
 		return fmt.Errorf("write %s: %w: content of %s has sha256 %s (%d bytes), want %s (%d bytes)",
 			dest, ErrHashMismatch, c, got, written, sum, size)
@@ -401,9 +408,8 @@ func writeVerified(ctx context.Context, dag ipld.DAGService, c cid.Cid, sum stri
 	if err != nil {
 		return fmt.Errorf("write %s: %w", dest, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum || uint64(written) != size {
-		return fmt.Errorf("write %s: %w: content of %s has sha256 %s (%d bytes), want %s (%d bytes)",
-			dest, ErrHashMismatch, c, got, written, sum, size)
+	if err := matchSHA256(h, written, dest, c, sum, size); err != nil {
+		return err
 	}
 	return os.Rename(tmp, dest)
 }

@@ -38,6 +38,12 @@ func newFilestore(bs blockstore.Blockstore, meta datastore.Batching) *filestore.
 	return filestore.NewFilestore(bs, fm, nil)
 }
 
+// refPath is the absolute path of the file a reference names: the file
+// manager keeps paths relative to its root, "/" (see newFilestore).
+func refPath(stored string) string {
+	return filepath.Join("/", filepath.FromSlash(stored))
+}
+
 // refReads turns a failed read of a file-backed block (the file was moved,
 // truncated or changed since the block was recorded) into "not found", so
 // the node fetches the block from peers instead of failing, and counts it.
@@ -150,7 +156,7 @@ func (s *Store) MoveFileRefs(ctx context.Context, from, to string) (int, error) 
 		if r.Status != filestore.StatusOk {
 			continue
 		}
-		p := filepath.Join("/", filepath.FromSlash(r.FilePath))
+		p := refPath(r.FilePath)
 		rel, err := filepath.Rel(from, p)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			continue

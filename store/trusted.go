@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -61,21 +60,27 @@ func (v *verifiedFiles) trusts(ctx context.Context, s *Store, path string, c cid
 func (v *verifiedFiles) load(ctx context.Context, s *Store) {
 	v.loaded = true
 	v.files = make(map[string]verifiedFile)
+	s.eachWholeRecord(ctx, func(key string, rec wholeRecord) {
+		root, err := cid.Decode(strings.TrimPrefix(key, "/"))
+		if err == nil && rec.OK {
+			v.addLocked(ctx, s, root, rec.State)
+		}
+	})
+}
+
+// eachWholeRecord calls fn with every verified-state record kept (see
+// MarkVerified) and its key, a root CID.
+func (s *Store) eachWholeRecord(ctx context.Context, fn func(key string, rec wholeRecord)) {
 	res, err := s.wholeStates().Query(ctx, dsq.Query{})
 	if err != nil {
 		return
 	}
-	defer res.Close()
-	for e := range res.Next() {
+	entries, _ := res.Rest()
+	for _, e := range entries {
 		var rec wholeRecord
-		if e.Error != nil || json.Unmarshal(e.Value, &rec) != nil || !rec.OK {
-			continue
+		if json.Unmarshal(e.Value, &rec) == nil {
+			fn(e.Key, rec)
 		}
-		root, err := cid.Decode(strings.TrimPrefix(e.Key, "/"))
-		if err != nil {
-			continue
-		}
-		v.addLocked(ctx, s, root, rec.State)
 	}
 }
 
@@ -101,17 +106,11 @@ func (s *Store) distrust(ctx context.Context, path string) {
 	s.verified.mu.Lock()
 	delete(s.verified.files, path)
 	s.verified.mu.Unlock()
-	res, err := s.wholeStates().Query(ctx, dsq.Query{})
-	if err != nil {
-		return
-	}
-	entries, _ := res.Rest()
-	for _, e := range entries {
-		var rec wholeRecord
-		if json.Unmarshal(e.Value, &rec) == nil && rec.State.Path == path {
-			s.wholeStates().Delete(ctx, datastore.NewKey(e.Key))
+	s.eachWholeRecord(ctx, func(key string, rec wholeRecord) {
+		if rec.State.Path == path {
+			s.wholeStates().Delete(ctx, datastore.NewKey(key))
 		}
-	}
+	})
 }
 
 // addLocked trusts the leaves of root's layout in the file in state st.
@@ -163,7 +162,7 @@ func (s *Store) readVerified(ctx context.Context, c cid.Cid) (blocks.Block, bool
 	if ref.Status != filestore.StatusOk {
 		return nil, false
 	}
-	path := filepath.Join("/", filepath.FromSlash(ref.FilePath))
+	path := refPath(ref.FilePath)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, false

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 
 	"github.com/ipfs/boxo/filestore"
@@ -105,7 +104,7 @@ func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt boo
 			// Its file no longer holds it: stop serving that file's
 			// leaves unhashed (Serving), even if its state looks the same.
 			if ref := filestore.List(ctx, s.fs, c); ref.Status != filestore.StatusKeyNotFound {
-				s.distrust(ctx, filepath.Join("/", filepath.FromSlash(ref.FilePath)))
+				s.distrust(ctx, refPath(ref.FilePath))
 			}
 			return 0, false, fmt.Errorf("file-backed block %s: %w", c, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ipfs/boxo/datastore/dshelp"
@@ -342,9 +341,7 @@ func (w *layoutWalker) leaf(ctx context.Context, c cid.Cid) error {
 	if err := proto.Unmarshal(data, &obj); err != nil {
 		return fmt.Errorf("%w: leaf %s: %w", ErrNotWhole, c, err)
 	}
-	// References are relative to the file manager's root, "/" (see
-	// newFilestore).
-	path := filepath.Join("/", filepath.FromSlash(obj.GetFilePath()))
+	path := refPath(obj.GetFilePath())
 	l := w.layout
 	switch {
 	case obj.GetFilePath() == "" || filestore.IsURL(obj.GetFilePath()):
