@@ -374,6 +374,26 @@ ratio() { # NAME NUM_TOOL DEN_TOOL: speed of NUM relative to DEN
 	awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN {printf "  %-34s %6.2fx\n", n, b / a}'
 }
 
+seed_cpu_of() { # TOOL: the seeder's CPU seconds per GiB served in TOOL's row
+	local r tool cpu
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r _ tool _ cpu _ <<<"$r"
+		[[ "$tool" == "$1" ]] || continue
+		awk -v c="$cpu" -v b="$BYTES" 'BEGIN {split(c, f, " "); printf "%.2f", f[2] / (b / 2^30)}'
+		return
+	done
+}
+seed_cpu() { # NAME TOOL: seeder CPU per GiB, and its ratio to Kubo's (<1 means allmende uses less)
+	local a k
+	a=$(seed_cpu_of "$2"); k=$(seed_cpu_of "ipfs get (Kubo)")
+	[[ -n "$a" ]] || return 0
+	if [[ -n "$k" ]]; then
+		awk -v n="$1" -v a="$a" -v k="$k" 'BEGIN {printf "  %-34s %6.2f CPU-s/GiB, %.2fx Kubo'"'"'s %.2f\n", n, a, a / k, k}'
+	else
+		printf '  %-34s %6.2f CPU-s/GiB\n' "$1" "$a"
+	fi
+}
+
 print_table() {
 	echo
 	echo "allmende benchmark: $SIZE_MIB MiB random file, fetches best of $REPEAT, loopback, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)+worktree"
@@ -395,6 +415,9 @@ print_table() {
 	ratio "import: in place / Go sha256" "allmende import" "Go crypto/sha256"
 	ratio "http: mirror CAR / nginx" "curl <- mirror (CAR)" "curl <- nginx"
 	ratio "http: mirror /resolve / nginx" "curl <- mirror /resolve" "curl <- nginx"
+	echo "seeder CPU per GiB served (<1x means allmende spends less than Kubo):"
+	seed_cpu "seeder: from its store" "allmende fetch"
+	seed_cpu "seeder: file imported in place" "allmende fetch (in place)"
 }
 
 main() {

@@ -163,7 +163,7 @@ func (s *fileSink) putHeld(ctx context.Context, nd ipld.Node) error {
 	if len(spans) == 0 || len(nd.Links()) > 0 {
 		return s.st.Blockstore().Put(ctx, nd)
 	}
-	ref := store.FileRef{CID: nd.Cid(), Offset: spans[0].off, Size: len(nd.RawData())}
+	ref := store.FileRef{CID: nd.Cid(), Offset: spans[0].off, Size: len(nd.RawData()), Sum: store.Checksum(nd.RawData())}
 	if err := s.st.PutFileRefs(ctx, s.f.Name(), []store.FileRef{ref}); err != nil {
 		return err
 	}

@@ -53,6 +53,9 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 		if err := s.bs.DeleteBlock(ctx, k); err != nil {
 			return res, fmt.Errorf("gc: delete %s: %w", k, err)
 		}
+		if err := s.refs.sums.delete(ctx, k); err != nil {
+			return res, fmt.Errorf("gc: delete checksum of %s: %w", k, err)
+		}
 		res.Removed++
 		res.Freed += uint64(size)
 	}

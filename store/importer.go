@@ -102,13 +102,21 @@ func (im *importer) importFile(ctx context.Context, path string) (ipld.Node, err
 // BuildFile chunks r into a balanced UnixFS file DAG in dag, following the
 // unixfs-v1-2025 profile, and returns its root.
 func BuildFile(ctx context.Context, dag ipld.DAGService, r io.Reader) (ipld.Node, error) {
+	return BuildChunks(dag, chunker.NewSizeSplitter(r, ChunkSize), false)
+}
+
+// BuildChunks is BuildFile for a caller that chunks the file itself, in
+// chunks of ChunkSize. With noCopy, leaves are kept by reference to the
+// file (spl.Reader() must be a files.FileInfo naming it).
+func BuildChunks(dag ipld.DAGService, spl chunker.Splitter, noCopy bool) (ipld.Node, error) {
 	params := helpers.DagBuilderParams{
 		Dagserv:    dag,
 		Maxlinks:   LinksPerNode,
 		RawLeaves:  true,
 		CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
+		NoCopy:     noCopy,
 	}
-	db, err := params.New(chunker.NewSizeSplitter(r, ChunkSize))
+	db, err := params.New(spl)
 	if err != nil {
 		return nil, err
 	}

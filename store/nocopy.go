@@ -51,6 +51,8 @@ func refPath(stored string) string {
 // cost the node its imports.
 type refReads struct {
 	*filestore.Filestore
+	// sums gets the checksum of every leaf stored (see sums.go).
+	sums   leafSums
 	log    *slog.Logger
 	broken atomic.Uint64
 }
@@ -73,6 +75,13 @@ func (r *refReads) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 // reference for it exists, since that reference may be broken (a repair or
 // a fetch brings the block because the file no longer holds it).
 func (r *refReads) Put(ctx context.Context, b blocks.Block) error {
+	if err := r.put(ctx, b); err != nil {
+		return err
+	}
+	return r.keepSums(ctx, []blocks.Block{b})
+}
+
+func (r *refReads) put(ctx context.Context, b blocks.Block) error {
 	if _, ok := b.(*posinfo.FilestoreNode); ok {
 		return r.Filestore.Put(ctx, b)
 	}
@@ -83,14 +92,26 @@ func (r *refReads) Put(ctx context.Context, b blocks.Block) error {
 	return main.Put(ctx, b)
 }
 
+// keepSums keeps the checksums of the leaves among bs, which were verified
+// (or made) by whoever stores them.
+func (r *refReads) keepSums(ctx context.Context, bs []blocks.Block) error {
+	sums := make(map[cid.Cid]uint32, len(bs))
+	for _, b := range bs {
+		if b.Cid().Prefix().Codec == cid.Raw {
+			sums[b.Cid()] = Checksum(b.RawData())
+		}
+	}
+	return classifyWriteErr(r.sums.put(ctx, sums))
+}
+
 // PutMany stores bs as Put does.
 func (r *refReads) PutMany(ctx context.Context, bs []blocks.Block) error {
 	for _, b := range bs {
-		if err := r.Put(ctx, b); err != nil {
+		if err := r.put(ctx, b); err != nil {
 			return err
 		}
 	}
-	return nil
+	return r.keepSums(ctx, bs)
 }
 
 // FileRef locates one leaf block's bytes inside a file outside the block
@@ -99,6 +120,10 @@ type FileRef struct {
 	CID    cid.Cid
 	Offset uint64
 	Size   int
+	// Sum is the CRC-32C of the leaf's verified bytes (Checksum), kept so
+	// the leaf can be served without re-hashing (see sums.go); 0 means
+	// none is known.
+	Sum uint32
 }
 
 // PutFileRefs records that the blocks in refs are held in the file at path
@@ -119,7 +144,11 @@ func (s *Store) PutFileRefs(ctx context.Context, path string, refs []FileRef) er
 	// the data, so every node shares one zero buffer.
 	zeros := make([]byte, maxSize)
 	nodes := make([]*posinfo.FilestoreNode, len(refs))
+	sums := map[cid.Cid]uint32{}
 	for i, r := range refs {
+		if r.Sum != 0 {
+			sums[r.CID] = r.Sum
+		}
 		b, err := blocks.NewBlockWithCid(zeros[:r.Size], r.CID)
 		if err != nil {
 			return fmt.Errorf("record %s in %s: %w", r.CID, path, err)
@@ -131,6 +160,9 @@ func (s *Store) PutFileRefs(ctx context.Context, path string, refs []FileRef) er
 	}
 	if err := s.fs.FileManager().PutMany(ctx, nodes); err != nil {
 		return fmt.Errorf("record blocks held in %s: %w", path, classifyWriteErr(err))
+	}
+	if err := s.refs.sums.put(ctx, sums); err != nil {
+		return fmt.Errorf("record checksums of blocks held in %s: %w", path, classifyWriteErr(err))
 	}
 	return nil
 }

@@ -15,7 +15,8 @@ import (
 
 // heldFile imports data as a file (copying its blocks), then turns every
 // raw leaf into a reference into a file at path holding the same bytes, as
-// a fetch that keeps bytes once leaves it. It returns the root.
+// a fetch that keeps bytes once leaves it, but without checksums (as a
+// store from before they were kept). It returns the root.
 func heldFile(t *testing.T, s *Store, path string, data []byte) cid.Cid {
 	t.Helper()
 	ctx := context.Background()
@@ -34,6 +35,9 @@ func heldFile(t *testing.T, s *Store, path string, data []byte) cid.Cid {
 		}
 		refs = append(refs, FileRef{CID: l.Cid, Offset: uint64(i * ChunkSize), Size: len(leaf.RawData())})
 		if err := s.vbs.DeleteBlock(ctx, l.Cid); err != nil { // drop the copy
+			t.Fatal(err)
+		}
+		if err := s.refs.sums.delete(ctx, l.Cid); err != nil { // and its checksum
 			t.Fatal(err)
 		}
 	}

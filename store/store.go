@@ -126,7 +126,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	// file-backed block by the filestore, which reports a changed file.
 	vbs := newVerifyingBlockstore(blockstore.NewBlockstore(blocks, blockstore.NoPrefix(), blockstore.WriteThrough(true)), dir, log)
 	fs := newFilestore(vbs, meta)
-	refs := &refReads{Filestore: fs, log: log}
+	refs := &refReads{Filestore: fs, sums: newLeafSums(meta), log: log}
 	bs := blockstore.NewGCBlockstore(refs, blockstore.NewGCLocker())
 	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
 	pins, err := dspinner.New(ctx, meta, pinWalkDAG{DAGService: dag, bs: bs})

@@ -16,7 +16,8 @@ import (
 )
 
 // Serving a leaf that a file holds by reference costs a SHA-256 of the
-// leaf on every read, which is most of a seeder's CPU. While the file is in
+// leaf on every read, which is most of a seeder's CPU. Leaves stored with a
+// checksum skip it (sums.go); for those without one, while the file is in
 // a state whose whole content was verified (the rule OpenWholeFile applies
 // before the mirror sends a file with sendfile), its bytes are the verified
 // ones, and the hash can be skipped. Peers verify every block they receive
@@ -130,16 +131,19 @@ func (v *verifiedFiles) addLocked(ctx context.Context, s *Store, root cid.Cid, s
 }
 
 // servingBlockstore is the block store peers are served from: Get reads a
-// leaf held in a verified, unchanged file without hashing it again.
+// leaf without hashing it again when its bytes match the checksum kept for
+// it, or when it is held in a verified, unchanged file.
 type servingBlockstore struct {
 	blockstore.Blockstore
 	s *Store
 }
 
 // Serving returns the block store to serve peers from (bitswap and the
-// bulk protocol). It is Blockstore, except that a leaf held by reference
-// in a file verified whole, and unchanged since, is read without
-// re-hashing; every other block is re-hashed as Blockstore does.
+// bulk protocol). It is Blockstore, except that a leaf is read without a
+// SHA-256 when its bytes still have the CRC-32C taken when they were
+// verified (sums.go), or when the file holding it was verified whole and is
+// unchanged since; every other block is re-hashed as Blockstore does, and
+// quarantined if it rotted.
 func (s *Store) Serving() blockstore.Blockstore {
 	return &servingBlockstore{Blockstore: s.bs, s: s}
 }
@@ -147,17 +151,28 @@ func (s *Store) Serving() blockstore.Blockstore {
 // Get returns the block for c.
 func (b *servingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	if c.Prefix().Codec == cid.Raw {
-		if blk, ok := b.s.readVerified(ctx, c); ok {
+		if blk, ok := b.s.readLeaf(ctx, c); ok {
+			b.s.trustedReads.Add(1)
 			return blk, nil
 		}
 	}
 	return b.Blockstore.Get(ctx, c)
 }
 
-// readVerified reads the leaf c from the file that holds it, if that file
-// is in a state verified whole; ok is false otherwise (no reference, no
-// verified state, the file changed, a read error).
-func (s *Store) readVerified(ctx context.Context, c cid.Cid) (blocks.Block, bool) {
+// readLeaf reads the leaf c, from the block store or the file that holds
+// it, if it may be served without a SHA-256 (see Serving); ok is false
+// otherwise, and the caller reads it the hashing way.
+func (s *Store) readLeaf(ctx context.Context, c cid.Cid) (blocks.Block, bool) {
+	blk, err := s.vbs.Blockstore.Get(ctx, c) // the copy, not hashed
+	if err == nil {
+		return blk, s.refs.sums.matches(ctx, c, blk.RawData())
+	}
+	return s.readHeld(ctx, c)
+}
+
+// readHeld reads the leaf c from the file that holds it, if its bytes
+// match their checksum or the file is in a state verified whole.
+func (s *Store) readHeld(ctx context.Context, c cid.Cid) (blocks.Block, bool) {
 	ref := filestore.List(ctx, s.fs, c)
 	if ref.Status != filestore.StatusOk {
 		return nil, false
@@ -168,24 +183,24 @@ func (s *Store) readVerified(ctx context.Context, c cid.Cid) (blocks.Block, bool
 		return nil, false
 	}
 	defer f.Close()
-	// The state of the file opened, not of the path: a file renamed over
-	// it after a stat would go unnoticed.
-	now, err := FileStateOf(path, f)
-	if err != nil || !s.verified.trusts(ctx, s, path, c, ref.Offset, now) {
-		return nil, false
-	}
 	data := make([]byte, ref.Size)
 	if _, err := f.ReadAt(data, int64(ref.Offset)); err != nil {
 		return nil, false
+	}
+	if !s.refs.sums.matches(ctx, c, data) {
+		// The state of the file opened, not of the path: a file renamed
+		// over it after a stat would go unnoticed.
+		now, err := FileStateOf(path, f)
+		if err != nil || !s.verified.trusts(ctx, s, path, c, ref.Offset, now) {
+			return nil, false
+		}
 	}
 	blk, err := blocks.NewBlockWithCid(data, c)
 	if err != nil {
 		return nil, false // a hash mismatch, caught only in debug builds
 	}
-	s.trustedReads.Add(1)
 	return blk, true
 }
 
-// TrustedReads counts the leaves served from verified files without
-// re-hashing them.
+// TrustedReads counts the leaves served without re-hashing them.
 func (s *Store) TrustedReads() uint64 { return s.trustedReads.Load() }

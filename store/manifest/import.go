@@ -14,10 +14,7 @@ import (
 
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/format"
-	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/files"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -201,15 +198,12 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 		s1 = NewBlobHash(uint64(size))
 		hashes = append(hashes, s1)
 	}
-	pipe := newHashPipe(io.MultiWriter(hashes...))
-	cr := &countReader{r: io.TeeReader(f, pipe), progress: im.opts.Progress}
-	nd, err := im.build(ctx, real, cr)
-	pipe.Close()
+	nd, n, err := im.build(real, f, io.MultiWriter(hashes...))
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", real, err)
 	}
-	if cr.n != size {
-		return nil, fmt.Errorf("import %s: file changed while read (%d bytes, expected %d)", real, cr.n, size)
+	if n != size {
+		return nil, fmt.Errorf("import %s: file changed while read (%d bytes, expected %d)", real, n, size)
 	}
 	fe := File{Path: rel, Size: uint64(size), SHA256: hex.EncodeToString(s256.Sum(nil)), CID: nd.Cid().String()}
 	if s1 != nil {
@@ -228,32 +222,23 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 	return nd, nil
 }
 
-// build chunks r (the content of the file at real) into a UnixFS DAG, as
-// store.BuildFile does, with leaves kept by reference under NoCopy.
-func (im *importer) build(ctx context.Context, real string, r io.Reader) (ipld.Node, error) {
-	if !im.opts.NoCopy {
-		return store.BuildFile(ctx, im.dag, r)
+// build chunks f, open at real, into a UnixFS DAG, as store.BuildFile
+// does, with leaves kept by reference under NoCopy, while hashing its bytes
+// into hashes. It returns the root and how many bytes it read.
+func (im *importer) build(real string, f *os.File, hashes io.Writer) (ipld.Node, int64, error) {
+	var reader io.Reader = f
+	if im.opts.NoCopy {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, 0, err
+		}
+		if reader, err = files.NewReaderPathFile(real, io.NopCloser(f), st); err != nil {
+			return nil, 0, err
+		}
 	}
-	st, err := os.Stat(real)
-	if err != nil {
-		return nil, err
-	}
-	rf, err := files.NewReaderPathFile(real, io.NopCloser(r), st)
-	if err != nil {
-		return nil, err
-	}
-	params := helpers.DagBuilderParams{
-		Dagserv:    im.dag,
-		Maxlinks:   store.LinksPerNode,
-		RawLeaves:  true,
-		CidBuilder: uio.UnixFS_v1_2025.CidBuilder(),
-		NoCopy:     true,
-	}
-	db, err := params.New(chunker.NewSizeSplitter(rf, store.ChunkSize))
-	if err != nil {
-		return nil, err
-	}
-	return balanced.Layout(db)
+	ra := newReadAhead(f, reader, hashes, im.opts.Progress)
+	nd, err := store.BuildChunks(im.dag, ra, im.opts.NoCopy)
+	return nd, ra.Close(), err
 }
 
 // header checks a safetensors or GGUF file's header and records its span.
@@ -274,19 +259,4 @@ func (im *importer) header(f *os.File, rel string, size int64) (*Header, error) 
 		return nil, fmt.Errorf("import %s: %w", rel, err)
 	}
 	return &Header{Format: kind, Size: info.HeaderSize, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-type countReader struct {
-	r        io.Reader
-	n        int64
-	progress func(int64)
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if n > 0 && c.progress != nil {
-		c.progress(int64(n))
-	}
-	return n, err
 }

@@ -38,6 +38,21 @@ type build struct {
 	err  error
 }
 
+// Main runs the tests of a package that uses this harness and then
+// removes the binaries built for them. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { harness.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	builds.Range(func(_, v any) bool {
+		if b := v.(*build); b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
+		}
+		return true
+	})
+	os.Exit(code)
+}
+
 // Binary builds ./cmd/allmende once per test process and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
@@ -52,7 +67,7 @@ func Program(t testing.TB, pkg string) string {
 	v, _ := builds.LoadOrStore(pkg, &build{})
 	b := v.(*build)
 	b.once.Do(func() {
-		dir, err := os.MkdirTemp("", "allmende-bin-") // outlives the first test
+		dir, err := os.MkdirTemp("", "allmende-bin-") // outlives the first test; Main removes it
 		if err != nil {
 			b.err = err
 			return

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ipfs/boxo/datastore/dshelp"
+	"github.com/ipfs/go-cid"
+)
+
+// TestServingChecksummedLeaves checks when Serving skips the SHA-256 of a
+// leaf because its bytes still match the CRC-32C taken when they were
+// verified, and that every kind of damage still falls through to the
+// re-hash, which refuses (and quarantines) bad bytes.
+func TestServingChecksummedLeaves(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	serving := s.Serving()
+
+	copied := randomBytes(21, 2*ChunkSize+9)
+	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(copied))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copiedLeaf := nd.Links()[0].Cid
+
+	// A file held by reference, with checksums as a fetch records them.
+	path := filepath.Join(t.TempDir(), "held.bin")
+	held := randomBytes(22, 2*ChunkSize)
+	heldLeaf := mustNode(t, s, heldFile(t, s, path, held)).Links()[0].Cid
+	sum := Checksum(held[:ChunkSize])
+	if err := s.PutFileRefs(ctx, path, []FileRef{{CID: heldLeaf, Size: ChunkSize, Sum: sum}}); err != nil {
+		t.Fatal(err)
+	}
+	// A second file held without checksums.
+	bare := filepath.Join(t.TempDir(), "bare.bin")
+	bareData := randomBytes(23, 2*ChunkSize)
+	bareLeaf := mustNode(t, s, heldFile(t, s, bare, bareData)).Links()[0].Cid
+
+	tests := []struct {
+		name    string
+		prepare func()
+		leaf    cid.Cid
+		want    []byte // nil: not served
+		trusted bool
+	}{
+		{"copied leaf: checksum matches, no re-hash", func() {}, copiedLeaf, copied[:ChunkSize], true},
+		{"held leaf: checksum matches, no re-hash", func() {}, heldLeaf, held[:ChunkSize], true},
+		{"held leaf without a checksum: re-hashed", func() {}, bareLeaf, bareData[:ChunkSize], false},
+		{"held file changed in place: re-hashed, refused", func() {
+			changed := bytes.Clone(held)
+			changed[len(changed)/3] ^= 0x10
+			if err := os.WriteFile(path, changed, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, heldLeaf, nil, false},
+		{"copied leaf rotted: re-hashed, quarantined", func() {
+			corruptBlock(t, s, copiedLeaf)
+		}, copiedLeaf, nil, false},
+	}
+	for _, tt := range tests {
+		tt.prepare()
+		before := s.TrustedReads()
+		b, err := serving.Get(ctx, tt.leaf)
+		switch {
+		case tt.want == nil && err == nil:
+			t.Errorf("%s: served %d bytes, want none", tt.name, len(b.RawData()))
+		case tt.want != nil && (err != nil || !bytes.Equal(b.RawData(), tt.want)):
+			t.Errorf("%s: got %v, want the leaf's bytes", tt.name, err)
+		}
+		if got := s.TrustedReads() > before; got != tt.trusted {
+			t.Errorf("%s: read without hashing = %v, want %v", tt.name, got, tt.trusted)
+		}
+	}
+	if got := s.Quarantined(); got != 1 {
+		t.Errorf("quarantined %d blocks, want the rotted one", got)
+	}
+}
+
+// corruptBlock flips one byte of c's file in s's block store.
+func corruptBlock(t *testing.T, s *Store, c cid.Cid) {
+	t.Helper()
+	name := strings.TrimPrefix(dshelp.MultihashToDsKey(c.Hash()).String(), "/") + ".data"
+	matches, _ := filepath.Glob(filepath.Join(s.Dir(), blocksDir, "*", name))
+	if len(matches) != 1 {
+		t.Fatalf("block file of %s: found %v", c, matches)
+	}
+	data, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(matches[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGCDropsChecksums checks that collecting a block forgets its checksum.
+func TestGCDropsChecksums(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(randomBytes(24, ChunkSize+3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := nd.Links()[0].Cid
+	if _, ok := s.refs.sums.get(ctx, leaf); !ok {
+		t.Fatal("no checksum kept for a stored leaf")
+	}
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.refs.sums.get(ctx, leaf); ok {
+		t.Error("checksum of a collected leaf is still kept")
+	}
+}
