@@ -102,6 +102,8 @@ func statusOf(e *apiError) int {
 		return http.StatusBadRequest
 	case "not_found":
 		return http.StatusNotFound
+	case "no_space":
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }

@@ -111,7 +111,7 @@ func FuzzAPIRequest(f *testing.F) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		switch w.Code {
-		case http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusInternalServerError:
+		case http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusInsufficientStorage, http.StatusInternalServerError:
 		default:
 			t.Fatalf("status %d for %q", w.Code, body)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -98,6 +99,9 @@ func (s *server) fail(w http.ResponseWriter, err error, commit string) {
 		status, code = http.StatusNotFound, "EntryNotFound"
 	case errors.Is(err, ErrUpstreamTimeout):
 		status = http.StatusGatewayTimeout
+		s.log.Warn("hub API request failed", "err", err)
+	case errors.Is(err, store.ErrNoSpace):
+		status = http.StatusInsufficientStorage
 		s.log.Warn("hub API request failed", "err", err)
 	case errors.Is(err, ErrUpstream), errors.Is(err, ErrMismatch):
 		status = http.StatusBadGateway

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -204,5 +207,35 @@ func TestInfoTreeAndPathsInfo(t *testing.T) {
 		if entries[1].LFS == nil || entries[1].LFS.Size != 3000 || entries[0].LFS != nil {
 			t.Errorf("paths-info entries = %+v", entries)
 		}
+	}
+}
+
+// TestFailStatus checks the status each kind of failure gets, so clients
+// can tell a full mirror disk (507) or a broken upstream (502) from a bug.
+func TestFailStatus(t *testing.T) {
+	s := &server{log: slog.New(slog.DiscardHandler)}
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"repository not found", ErrRepoNotFound, http.StatusUnauthorized},
+		{"entry not found", fmt.Errorf("x: %w", ErrEntryNotFound), http.StatusNotFound},
+		{"upstream stalled", ErrUpstreamTimeout, http.StatusGatewayTimeout},
+		{"upstream sent other bytes", fmt.Errorf("fill: %w", ErrMismatch), http.StatusBadGateway},
+		{"mirror disk full", fmt.Errorf("fill: %w", store.ErrNoSpace), http.StatusInsufficientStorage},
+		{"anything else", errors.New("bug"), http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			s.fail(w, tt.err, "")
+			if w.Code != tt.want {
+				t.Errorf("status %d, want %d", w.Code, tt.want)
+			}
+			if w.Header().Get("X-Error-Message") == "" {
+				t.Error("no X-Error-Message")
+			}
+		})
 	}
 }
