@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/allmende/allmende/protocol"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -61,6 +62,27 @@ func (p *pacedBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, err
 		return nil, err
 	}
 	return b, nil
+}
+
+// ReadBlock implements protocol.BlockReader, paced like Get.
+func (p *pacedBlockstore) ReadBlock(ctx context.Context, c cid.Cid, buf []byte) ([]byte, error) {
+	var data []byte
+	if r, ok := p.Blockstore.(protocol.BlockReader); ok {
+		var err error
+		if data, err = r.ReadBlock(ctx, c, buf); err != nil {
+			return nil, err
+		}
+	} else {
+		b, err := p.Blockstore.Get(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		data = b.RawData()
+	}
+	if err := waitBytes(ctx, p.lim, len(data)); err != nil {
+		return nil, err
+	}
+	return data, nil
 }
 
 // limitUploads shares lim among all responses of next.

@@ -141,8 +141,12 @@ func (s *Store) PutFileRefs(ctx context.Context, path string, refs []FileRef) er
 		maxSize = max(maxSize, r.Size)
 	}
 	// The file manager records len(RawData()) as the size and never reads
-	// the data, so every node shares one zero buffer.
-	zeros := make([]byte, maxSize)
+	// the data, so every node shares one zero buffer, and every call of a
+	// fetch (one per leaf) the store's.
+	zeros := s.zeros
+	if maxSize > len(zeros) {
+		zeros = make([]byte, maxSize)
+	}
 	nodes := make([]*posinfo.FilestoreNode, len(refs))
 	sums := map[cid.Cid]uint32{}
 	for i, r := range refs {

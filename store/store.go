@@ -79,6 +79,11 @@ type Store struct {
 	trustedReads atomic.Uint64
 	dag          ipld.DAGService
 	pins         pinner.Pinner
+	// zeros stands in for the bytes of leaves recorded by reference
+	// (PutFileRefs); nothing writes it.
+	zeros []byte
+	// shard names the directory of a block's file in the block store.
+	shard flatfs.ShardFunc
 }
 
 // Init creates a store at dir if none is there. It is idempotent.
@@ -108,7 +113,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if _, err := os.Stat(filepath.Join(dir, MarkerFile)); err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is the disk mounted? run `allmende init` for a new store)", dir, ErrNoStore)
 	}
-	blocks, err := flatfs.CreateOrOpen(filepath.Join(dir, blocksDir), flatfs.NextToLast(2), opts.Sync)
+	shard := flatfs.NextToLast(2)
+	blocks, err := flatfs.CreateOrOpen(filepath.Join(dir, blocksDir), shard, opts.Sync)
 	if err != nil {
 		return nil, fmt.Errorf("open block store: %w", err)
 	}
@@ -135,7 +141,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		blocks.Close()
 		return nil, fmt.Errorf("open pins: %w", err)
 	}
-	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, vbs: vbs, fs: fs, refs: refs, dag: dag, pins: pins}, nil
+	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, vbs: vbs, fs: fs, refs: refs, dag: dag, pins: pins, zeros: make([]byte, ChunkSize), shard: shard.Func()}, nil
 }
 
 // Close flushes and closes the store.

@@ -118,3 +118,39 @@ func TestGCDropsChecksums(t *testing.T) {
 		t.Error("checksum of a collected leaf is still kept")
 	}
 }
+
+// TestReadBlockIntoBuffer checks that Serving reads a leaf into the
+// caller's buffer, and any other block correctly too.
+func TestReadBlockIntoBuffer(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	data := randomBytes(25, 2*ChunkSize+1)
+	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Serving().(interface {
+		ReadBlock(context.Context, cid.Cid, []byte) ([]byte, error)
+	})
+	buf := make([]byte, ChunkSize)
+	tests := []struct {
+		name  string
+		c     cid.Cid
+		want  []byte
+		inBuf bool
+	}{
+		{"a leaf lands in the buffer", nd.Links()[0].Cid, data[:ChunkSize], true},
+		{"the short last leaf too", nd.Links()[2].Cid, data[2*ChunkSize:], true},
+		{"an inner node is read and re-hashed", nd.Cid(), nd.RawData(), false},
+	}
+	for _, tt := range tests {
+		got, err := r.ReadBlock(ctx, tt.c, buf)
+		if err != nil || !bytes.Equal(got, tt.want) {
+			t.Errorf("%s: %d bytes, %v; want the block's %d", tt.name, len(got), err, len(tt.want))
+			continue
+		}
+		if inBuf := &got[0] == &buf[0]; inBuf != tt.inBuf {
+			t.Errorf("%s: read into the buffer = %v, want %v", tt.name, inBuf, tt.inBuf)
+		}
+	}
+}

@@ -77,7 +77,7 @@ func Import(ctx context.Context, dag ipld.DAGService, dir string, opts ImportOpt
 	m := &Manifest{Version: Version, Kind: opts.Kind, Name: opts.Name, Revision: opts.Revision,
 		License: opts.License, Source: opts.Source, Commit: strings.Repeat("0", 40), Root: "bafkqaaa"}
 	buf := ipld.NewBufferedDAG(ctx, dag)
-	im := &importer{dag: buf, opts: opts, m: m}
+	im := &importer{dag: buf, direct: dag, opts: opts, m: m}
 	root, err := im.dir(ctx, dir, "")
 	if err != nil {
 		return nil, err
@@ -102,9 +102,13 @@ func Import(ctx context.Context, dag ipld.DAGService, dir string, opts ImportOpt
 }
 
 type importer struct {
-	dag  ipld.DAGService
-	opts ImportOptions
-	m    *Manifest
+	dag ipld.DAGService
+	// direct is dag unbuffered: files imported in place add their nodes
+	// through it, so a leaf is stored when Add returns and its chunk can
+	// be reused (see readAhead).
+	direct ipld.DAGService
+	opts   ImportOptions
+	m      *Manifest
 }
 
 func (im *importer) dir(ctx context.Context, path, rel string) (ipld.Node, error) {
@@ -236,8 +240,13 @@ func (im *importer) build(real string, f *os.File, hashes io.Writer) (ipld.Node,
 			return nil, 0, err
 		}
 	}
-	ra := newReadAhead(f, reader, hashes, im.opts.Progress)
-	nd, err := store.BuildChunks(im.dag, ra, im.opts.NoCopy)
+	if !im.opts.NoCopy { // the leaves keep their chunks
+		ra := newReadAhead(f, reader, hashes, im.opts.Progress, false)
+		nd, err := store.BuildChunks(im.dag, ra, false)
+		return nd, ra.Close(), err
+	}
+	ra := newReadAhead(f, reader, hashes, im.opts.Progress, true)
+	nd, err := store.BuildChunks(im.direct, ra, true)
 	return nd, ra.Close(), err
 }
 

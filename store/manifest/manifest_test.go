@@ -1,11 +1,14 @@
 package manifest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -290,4 +293,82 @@ func TestImportNoCopy(t *testing.T) {
 	if err := read(); err == nil {
 		t.Error("a file changed on disk was read without error")
 	}
+}
+
+// TestImportInPlaceMatchesCopy checks that a file imported in place (its
+// chunks recycled as it is read) gets the CID and sha256 a copying import
+// gets, that its bytes read back, and that every leaf kept its checksum
+// (a leaf served from it is not re-hashed).
+func TestImportInPlaceMatchesCopy(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, size := range []int{0, 5, store.ChunkSize, 13*store.ChunkSize + 4093} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			dir := t.TempDir()
+			data := make([]byte, size)
+			for i := range data {
+				data[i] = byte(rng.Uint32())
+			}
+			if err := os.WriteFile(filepath.Join(dir, "w.bin"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			copied := importFile(t, dir, false)
+			st := openStore(t)
+			m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, _ := m.Lookup("w.bin")
+			if sum := sha256.Sum256(data); f.SHA256 != hex.EncodeToString(sum[:]) || f.CID != copied.CID {
+				t.Fatalf("in place: sha256 %s, CID %s; copy: %s, %s", f.SHA256, f.CID, copied.SHA256, copied.CID)
+			}
+			c, _ := cid.Decode(f.CID)
+			nd, err := st.DAG().Get(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := uio.NewDagReader(ctx, nd, st.DAG())
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(back, data) {
+				t.Fatalf("read back %d bytes (%v), want the file's %d", len(back), err, len(data))
+			}
+			serving := st.Serving()
+			for _, l := range nd.Links() {
+				before := st.TrustedReads()
+				if _, err := serving.Get(ctx, l.Cid); err != nil || st.TrustedReads() == before {
+					t.Fatalf("leaf %s: %v, served without re-hash: %v", l.Cid, err, st.TrustedReads() > before)
+				}
+			}
+		})
+	}
+}
+
+// importFile imports dir (holding w.bin) into a fresh store and returns
+// w.bin's manifest entry.
+func importFile(t *testing.T, dir string, noCopy bool) manifest.File {
+	t.Helper()
+	st := openStore(t)
+	m, err := manifest.Import(context.Background(), st.DAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: noCopy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := m.Lookup("w.bin")
+	return f
+}
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := store.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
