@@ -154,3 +154,31 @@ func TestReadBlockIntoBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyKeepsChecksums checks that verify gives the leaves of a store
+// from before checksums theirs, after which they are served without a
+// re-hash, and that a second verify has nothing to add.
+func TestVerifyKeepsChecksums(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	path := filepath.Join(t.TempDir(), "old.bin")
+	root := heldFile(t, s, path, randomBytes(26, 2*ChunkSize+7)) // three leaves and a root, no checksums
+	if err := s.Pin(ctx, root, "old"); err != nil {
+		t.Fatal(err)
+	}
+	leaf := mustNode(t, s, root).Links()[0].Cid
+	serving := s.Serving()
+	for i, want := range []int{4, 0} {
+		rep, err := s.Verify(ctx)
+		if err != nil || !rep.OK() {
+			t.Fatalf("verify %d: %+v, %v", i+1, rep, err)
+		}
+		if rep.ChecksumsKept != want {
+			t.Errorf("verify %d kept %d checksums, want %d", i+1, rep.ChecksumsKept, want)
+		}
+	}
+	before := s.TrustedReads()
+	if _, err := serving.Get(ctx, leaf); err != nil || s.TrustedReads() == before {
+		t.Errorf("leaf after verify: %v, served without re-hash: %v", err, s.TrustedReads() > before)
+	}
+}

@@ -32,6 +32,10 @@ type VerifyReport struct {
 	Damaged []string `json:"damaged"`
 	// Quarantine is the directory corrupt blocks were moved to.
 	Quarantine string `json:"quarantine"`
+	// ChecksumsKept counts sound blocks whose checksum (sums.go) was
+	// missing or wrong and is now kept, so leaves are served without a
+	// re-hash again; a store from before checksums gets them this way.
+	ChecksumsKept int `json:"checksums_kept"`
 }
 
 // OK reports whether every pinned block is held and sound.
@@ -70,8 +74,11 @@ func (s *Store) scanBlocks(ctx context.Context, rep *VerifyReport) error {
 		go func() {
 			defer wg.Done()
 			for c := range keys {
-				size, corrupt, err := s.checkHeld(ctx, c)
+				size, corrupt, kept, err := s.checkHeld(ctx, c)
 				mu.Lock()
+				if kept {
+					rep.ChecksumsKept++
+				}
 				switch {
 				case err != nil:
 					rep.Unreadable = append(rep.Unreadable, err.Error())
@@ -89,16 +96,17 @@ func (s *Store) scanBlocks(ctx context.Context, rep *VerifyReport) error {
 	return ctx.Err()
 }
 
-// checkHeld re-hashes one held block and quarantines it if it is corrupt.
+// checkHeld re-hashes one held block and quarantines it if it is corrupt;
+// a sound leaf gets its checksum kept if it had none or a wrong one (kept).
 // A block deleted meanwhile counts as sound: it is no longer held.
-func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt bool, err error) {
+func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt, kept bool, err error) {
 	b, err := s.vbs.Blockstore.Get(ctx, c)
 	if ipld.IsNotFound(err) {
 		// Not in the block store: a file-backed block, which the file
 		// manager re-hashes itself, or one deleted meanwhile.
 		b, err = s.fs.FileManager().Get(ctx, c)
 		if ipld.IsNotFound(err) {
-			return 0, false, nil
+			return 0, false, false, nil
 		}
 		if err != nil {
 			// Its file no longer holds it: stop serving that file's
@@ -106,18 +114,29 @@ func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt boo
 			if ref := filestore.List(ctx, s.fs, c); ref.Status != filestore.StatusKeyNotFound {
 				s.distrust(ctx, refPath(ref.FilePath))
 			}
-			return 0, false, fmt.Errorf("file-backed block %s: %w", c, err)
+			return 0, false, false, fmt.Errorf("file-backed block %s: %w", c, err)
 		}
-		return len(b.RawData()), false, nil
+		return len(b.RawData()), false, s.keepSum(ctx, c, b.RawData()), nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("read %s: %w", c, err)
+		return 0, false, false, fmt.Errorf("read %s: %w", c, err)
 	}
 	if why := checkBlock(c, b.RawData()); why != nil {
 		s.vbs.quarantineBlock(ctx, c, b.RawData(), why)
-		return 0, true, nil
+		return 0, true, false, nil
 	}
-	return len(b.RawData()), false, nil
+	return len(b.RawData()), false, s.keepSum(ctx, c, b.RawData()), nil
+}
+
+// keepSum keeps the checksum of block c, whose bytes data were just
+// verified, unless the right one is kept already; it reports whether it
+// wrote one. The block store names every block as a raw CID, so inner
+// nodes get one too: it is right (it is keyed by multihash), just unused.
+func (s *Store) keepSum(ctx context.Context, c cid.Cid, data []byte) bool {
+	if s.refs.sums.matches(ctx, c, data) {
+		return false
+	}
+	return s.refs.sums.put(ctx, map[cid.Cid]uint32{c: Checksum(data)}) == nil
 }
 
 // findMissing walks every recursive pin through local blocks and records
