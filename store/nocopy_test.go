@@ -111,15 +111,7 @@ func TestServingTrustsOnlyVerifiedLeaves(t *testing.T) {
 	v2 := randomBytes(10, 2*ChunkSize+5) // the file rewritten in place
 	cur := heldFile(t, s, path, v2)
 	curLeaf := mustNode(t, s, cur).Links()[0].Cid
-	serving := s.Serving()
-
-	tests := []struct {
-		name    string
-		prepare func()
-		leaf    cid.Cid
-		want    []byte // nil: not served
-		trusted bool
-	}{
+	runServingCases(t, s, []servingCase{
 		{"not verified yet: re-hashed", func() {}, curLeaf, v2[:ChunkSize], false},
 		{"verified: read without hashing", func() {
 			time.Sleep(2 * racyWindow) // a state taken right after a write is not trusted
@@ -142,11 +134,26 @@ func TestServingTrustsOnlyVerifiedLeaves(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, curLeaf, nil, false},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// servingCase is one step of a test of Serving: prepare, then read leaf.
+type servingCase struct {
+	name    string
+	prepare func()
+	leaf    cid.Cid
+	want    []byte // nil: not served
+	trusted bool   // served without a SHA-256
+}
+
+// runServingCases runs the cases in order against s.Serving().
+func runServingCases(t *testing.T, s *Store, cases []servingCase) {
+	t.Helper()
+	serving := s.Serving()
+	for _, tt := range cases {
 		tt.prepare()
 		before := s.TrustedReads()
-		b, err := serving.Get(ctx, tt.leaf)
+		b, err := serving.Get(context.Background(), tt.leaf)
 		switch {
 		case tt.want == nil && err == nil:
 			t.Errorf("%s: served %d bytes, want none", tt.name, len(b.RawData()))

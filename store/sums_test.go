@@ -19,7 +19,6 @@ import (
 func TestServingChecksummedLeaves(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	serving := s.Serving()
 
 	copied := randomBytes(21, 2*ChunkSize+9)
 	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(copied))
@@ -41,13 +40,7 @@ func TestServingChecksummedLeaves(t *testing.T) {
 	bareData := randomBytes(23, 2*ChunkSize)
 	bareLeaf := mustNode(t, s, heldFile(t, s, bare, bareData)).Links()[0].Cid
 
-	tests := []struct {
-		name    string
-		prepare func()
-		leaf    cid.Cid
-		want    []byte // nil: not served
-		trusted bool
-	}{
+	runServingCases(t, s, []servingCase{
 		{"copied leaf: checksum matches, no re-hash", func() {}, copiedLeaf, copied[:ChunkSize], true},
 		{"held leaf: checksum matches, no re-hash", func() {}, heldLeaf, held[:ChunkSize], true},
 		{"held leaf without a checksum: re-hashed", func() {}, bareLeaf, bareData[:ChunkSize], false},
@@ -61,21 +54,7 @@ func TestServingChecksummedLeaves(t *testing.T) {
 		{"copied leaf rotted: re-hashed, quarantined", func() {
 			corruptBlock(t, s, copiedLeaf)
 		}, copiedLeaf, nil, false},
-	}
-	for _, tt := range tests {
-		tt.prepare()
-		before := s.TrustedReads()
-		b, err := serving.Get(ctx, tt.leaf)
-		switch {
-		case tt.want == nil && err == nil:
-			t.Errorf("%s: served %d bytes, want none", tt.name, len(b.RawData()))
-		case tt.want != nil && (err != nil || !bytes.Equal(b.RawData(), tt.want)):
-			t.Errorf("%s: got %v, want the leaf's bytes", tt.name, err)
-		}
-		if got := s.TrustedReads() > before; got != tt.trusted {
-			t.Errorf("%s: read without hashing = %v, want %v", tt.name, got, tt.trusted)
-		}
-	}
+	})
 	if got := s.Quarantined(); got != 1 {
 		t.Errorf("quarantined %d blocks, want the rotted one", got)
 	}
