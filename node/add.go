@@ -45,7 +45,7 @@ func (n *Node) Add(ctx context.Context, path string, progress ProgressFunc) (Add
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	nd, err := store.Import(ctx, n.store.DAG(), path, store.ImportOptions{Progress: report})
+	nd, err := n.store.Add(ctx, path, store.ImportOptions{Progress: report})
 	if err != nil {
 		if errors.Is(err, store.ErrBadInput) {
 			return AddResult{}, fmt.Errorf("add: %w: %w", ErrBadInput, err)

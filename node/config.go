@@ -14,6 +14,9 @@ type Config struct {
 	StorePath string
 	// StoreSync makes every block write durable before it is acknowledged.
 	StoreSync bool
+	// StoreDirectIO writes the store's copies of added files with direct
+	// I/O, past the page cache.
+	StoreDirectIO bool
 	// Listen are the multiaddrs the libp2p host listens on.
 	Listen []string
 	// APIAddr is host:port of the local HTTP API (daemon only).

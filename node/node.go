@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, cfg.StorePath, store.Options{Sync: cfg.StoreSync, Logger: cfg.Logger})
+	st, err := store.Open(ctx, cfg.StorePath, store.Options{Sync: cfg.StoreSync, DirectIO: cfg.StoreDirectIO, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -6,14 +6,17 @@ import (
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
 )
 
 // GCResult tells what a garbage collection freed.
 type GCResult struct {
 	// Removed is the number of blocks deleted.
 	Removed int `json:"removed"`
-	// Freed is the number of block store bytes deleted. Blocks held as
-	// references into files (no-copy) free nothing and count as removed.
+	// Freed is the number of bytes deleted: block files, and the store's
+	// copies of added files no reference points into any more. Blocks held
+	// as references into other files (no-copy) free nothing and count as
+	// removed.
 	Freed uint64 `json:"freed"`
 	// Kept is the number of blocks still held.
 	Kept int `json:"kept"`
@@ -58,6 +61,16 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 		}
 		res.Removed++
 		res.Freed += uint64(size)
+	}
+	// The references just deleted must be on disk before the copies they
+	// pointed into go, or a crash could leave references into nothing.
+	if err := s.meta.Sync(ctx, datastore.NewKey("/")); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
+	freed, err := s.removeUnusedCopies(ctx)
+	res.Freed += freed
+	if err != nil {
+		return res, fmt.Errorf("gc: remove copies: %w", err)
 	}
 	return res, ctx.Err()
 }

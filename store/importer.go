@@ -40,6 +40,12 @@ type ImportOptions struct {
 // UnixFS symlinks when they point inside the imported tree and are refused
 // otherwise.
 func Import(ctx context.Context, dag ipld.DAGService, path string, opts ImportOptions) (ipld.Node, error) {
+	return importInto(ctx, dag, path, opts, nil)
+}
+
+// importInto is Import; with copies set, files of more than one leaf are
+// kept as whole copies in that store (Store.Add).
+func importInto(ctx context.Context, dag ipld.DAGService, path string, opts ImportOptions, copies *Store) (ipld.Node, error) {
 	info, err := os.Lstat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -52,7 +58,7 @@ func Import(ctx context.Context, dag ipld.DAGService, path string, opts ImportOp
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	buf := ipld.NewBufferedDAG(ctx, dag)
-	im := &importer{dag: buf, root: root, progress: opts.Progress}
+	im := &importer{dag: buf, root: root, progress: opts.Progress, copies: copies}
 	nd, err := im.importPath(ctx, root, info)
 	if err != nil {
 		return nil, err
@@ -67,6 +73,7 @@ type importer struct {
 	dag      ipld.DAGService
 	root     string
 	progress func(int64)
+	copies   *Store // nil: every block goes to dag
 }
 
 func (im *importer) importPath(ctx context.Context, path string, info fs.FileInfo) (ipld.Node, error) {
@@ -88,6 +95,15 @@ func (im *importer) importFile(ctx context.Context, path string) (ipld.Node, err
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	defer f.Close()
+	if im.copies != nil {
+		if fi, err := f.Stat(); err == nil && fi.Size() > ChunkSize {
+			nd, err := im.copies.copyFile(ctx, path, f, im.progress)
+			if err != nil {
+				return nil, fmt.Errorf("import %s: %w", path, err)
+			}
+			return nd, nil
+		}
+	}
 	var r io.Reader = f
 	if im.progress != nil {
 		r = &progressReader{r: f, report: im.progress}

@@ -51,6 +51,9 @@ func refPath(stored string) string {
 // cost the node its imports.
 type refReads struct {
 	*filestore.Filestore
+	// badCopy takes a leaf that cannot be read right out of one of the
+	// store's copies (Store.badCopy); owned is false for other files.
+	badCopy func(ctx context.Context, c cid.Cid, why error) (owned, rotten bool)
 	// sums gets the checksum of every leaf stored (see sums.go).
 	sums   leafSums
 	log    *slog.Logger
@@ -62,12 +65,14 @@ type refReads struct {
 func (r *refReads) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	b, err := r.Filestore.Get(ctx, c)
 	var cre *filestore.CorruptReferenceError
-	if errors.As(err, &cre) {
+	if !errors.As(err, &cre) {
+		return b, err
+	}
+	if owned, _ := r.badCopy(ctx, c, err); !owned {
 		r.broken.Add(1)
 		r.log.Debug("file-backed block unreadable; its file was moved or changed", "cid", c.String(), "err", err)
-		return nil, ipld.ErrNotFound{Cid: c}
 	}
-	return b, err
+	return nil, ipld.ErrNotFound{Cid: c}
 }
 
 // Put stores b. A file-backed leaf (posinfo.FilestoreNode) is recorded as

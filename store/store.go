@@ -1,6 +1,8 @@
 // Package store owns what allmende keeps on disk: a content-addressed block
-// store (boxo blockstore on flatfs), a metadata datastore (pebble) holding
-// pins, UnixFS import and export, and garbage collection.
+// store (boxo blockstore on flatfs), whole copies of added files (files/,
+// copies.go), a metadata datastore (pebble) holding pins, references to
+// the files that hold leaves (boxo's filestore) and leaf checksums, UnixFS
+// import and export, and garbage collection.
 //
 // The store knows nothing of the network. Other packages reach blocks that
 // are not local by wrapping Blockstore with an exchange (see package node).
@@ -61,6 +63,8 @@ func init() {
 type Options struct {
 	// Sync makes every block write durable (fsync) before it returns.
 	Sync bool
+	// DirectIO writes the copies Add keeps with direct I/O (copies.go).
+	DirectIO bool
 	// Logger receives reports of corrupt blocks; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -84,6 +88,8 @@ type Store struct {
 	zeros []byte
 	// shard names the directory of a block's file in the block store.
 	shard flatfs.ShardFunc
+	// sync and directIO are Options.Sync and Options.DirectIO.
+	sync, directIO bool
 }
 
 // Init creates a store at dir if none is there. It is idempotent.
@@ -141,7 +147,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		blocks.Close()
 		return nil, fmt.Errorf("open pins: %w", err)
 	}
-	return &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, vbs: vbs, fs: fs, refs: refs, dag: dag, pins: pins, zeros: make([]byte, ChunkSize), shard: shard.Func()}, nil
+	st := &Store{dir: dir, blocks: blocks, meta: meta, bs: bs, vbs: vbs, fs: fs, refs: refs, dag: dag, pins: pins, zeros: make([]byte, ChunkSize), shard: shard.Func(), sync: opts.Sync, directIO: opts.DirectIO}
+	refs.badCopy = st.badCopy
+	return st, nil
 }
 
 // Close flushes and closes the store.
@@ -164,7 +172,9 @@ func (s *Store) Meta() datastore.Batching { return s.meta }
 // DAG is a DAG service over local blocks only.
 func (s *Store) DAG() ipld.DAGService { return s.dag }
 
-// DiskUsage is the bytes the block store occupies.
+// DiskUsage is the bytes the block store and the copies of added files
+// occupy.
 func (s *Store) DiskUsage(ctx context.Context) (uint64, error) {
-	return s.blocks.DiskUsage(ctx)
+	n, err := s.blocks.DiskUsage(ctx)
+	return n + s.copiesUsage(), err
 }

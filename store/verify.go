@@ -109,6 +109,11 @@ func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt, ke
 			return 0, false, false, nil
 		}
 		if err != nil {
+			if owned, rotten := s.badCopy(ctx, c, err); owned {
+				return 0, rotten, false, nil // rot in, or a leftover of, one of the store's copies
+			}
+		}
+		if err != nil {
 			// Its file no longer holds it: stop serving that file's
 			// leaves unhashed (Serving), even if its state looks the same.
 			if ref := filestore.List(ctx, s.fs, c); ref.Status != filestore.StatusKeyNotFound {

@@ -124,22 +124,35 @@ func checkBlock(c cid.Cid, data []byte) error {
 	return nil
 }
 
-// quarantineBlock moves a corrupt block out of the block store. A failure
-// to keep the copy is logged and the block is deleted anyway: serving it
-// again would be worse than losing the evidence.
+// quarantineBlock moves a corrupt block out of the block store.
 func (v *verifyingBlockstore) quarantineBlock(ctx context.Context, c cid.Cid, data []byte, why error) {
+	v.isolate(ctx, c, data, why, func() error {
+		if has, err := v.Blockstore.Has(ctx, c); err != nil || !has {
+			return errGone // another reader got here first
+		}
+		return v.Blockstore.DeleteBlock(ctx, c)
+	})
+}
+
+// errGone tells isolate that the block was removed already.
+var errGone = errors.New("already removed")
+
+// isolate keeps data, the bytes read for block c, in the quarantine
+// directory and then calls remove to take the block out of use. A failure
+// to keep the copy is logged and the block is removed anyway: serving it
+// again would be worse than losing the evidence.
+func (v *verifyingBlockstore) isolate(ctx context.Context, c cid.Cid, data []byte, why error, remove func() error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if has, err := v.Blockstore.Has(ctx, c); err != nil || !has {
-		return // another reader got here first
-	}
 	keep := filepath.Join(v.quarantine, c.String()+".data")
 	if err := os.MkdirAll(v.quarantine, 0o700); err != nil {
 		v.log.Error("cannot create quarantine directory", "path", v.quarantine, "err", err)
 	} else if err := WriteFileAtomic(keep, data, 0o600); err != nil {
 		v.log.Error("cannot keep corrupt block in quarantine", "cid", c.String(), "path", keep, "err", err)
 	}
-	if err := v.Blockstore.DeleteBlock(ctx, c); err != nil {
+	if err := remove(); errors.Is(err, errGone) {
+		return
+	} else if err != nil {
 		v.log.Error("cannot remove corrupt block", "cid", c.String(), "err", err)
 		return
 	}

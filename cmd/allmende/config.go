@@ -127,6 +127,7 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) node.Config {
 		Home:               home,
 		StorePath:          storePath,
 		StoreSync:          v.GetBool("store.sync"),
+		StoreDirectIO:      v.GetBool("store.direct_io"),
 		Listen:             stringList(v, "listen"),
 		APIAddr:            v.GetString("api.addr"),
 		APIToken:           node.Secret(v.GetString("api.token")),

@@ -105,7 +105,7 @@ type importer struct {
 	dag ipld.DAGService
 	// direct is dag unbuffered: files imported in place add their nodes
 	// through it, so a leaf is stored when Add returns and its chunk can
-	// be reused (see readAhead).
+	// be reused (see store.ChunkReader).
 	direct ipld.DAGService
 	opts   ImportOptions
 	m      *Manifest
@@ -240,14 +240,18 @@ func (im *importer) build(real string, f *os.File, hashes io.Writer) (ipld.Node,
 			return nil, 0, err
 		}
 	}
-	if !im.opts.NoCopy { // the leaves keep their chunks
-		ra := newReadAhead(f, reader, hashes, im.opts.Progress, false)
-		nd, err := store.BuildChunks(im.dag, ra, false)
-		return nd, ra.Close(), err
+	sink := func(_ int64, b []byte) error {
+		hashes.Write(b) // hash.Hash never fails
+		return nil
 	}
-	ra := newReadAhead(f, reader, hashes, im.opts.Progress, true)
-	nd, err := store.BuildChunks(im.direct, ra, true)
-	return nd, ra.Close(), err
+	dag := im.dag
+	if im.opts.NoCopy { // leaves stored as Add returns, so chunks can be reused
+		dag = im.direct
+	}
+	cr := store.NewChunkReader(f, sink, store.ChunkOptions{Reader: reader, Progress: im.opts.Progress, Recycle: im.opts.NoCopy})
+	nd, err := store.BuildChunks(dag, cr, im.opts.NoCopy)
+	n, _ := cr.Close()
+	return nd, n, err
 }
 
 // header checks a safetensors or GGUF file's header and records its span.

@@ -39,26 +39,34 @@ func runVerify(t *testing.T, n *harness.Node, args ...string) (verifyReport, int
 	return rep, r.Code
 }
 
-// rotOneBlock flips a byte in the middle of the largest block file in n's
-// store (a leaf of file data), as a failing disk would.
+// rotOneBlock flips a byte in the middle of the largest file of block data
+// in n's store (a block file, or the copy `add` keeps of a file), as a
+// failing disk would: it lands in a leaf of file data.
 func rotOneBlock(t *testing.T, n *harness.Node) {
 	t.Helper()
 	var biggest string
 	var size int64
-	filepath.WalkDir(filepath.Join(n.Home, "store", "blocks"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(p, ".data") {
-			if info, err := d.Info(); err == nil && info.Size() > size {
-				biggest, size = p, info.Size()
+	for _, dir := range []string{"blocks", "files"} {
+		filepath.WalkDir(filepath.Join(n.Home, "store", dir), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, ".data") {
+				if info, err := d.Info(); err == nil && info.Size() > size {
+					biggest, size = p, info.Size()
+				}
 			}
-		}
-		return nil
-	})
-	data, err := os.ReadFile(biggest)
+			return nil
+		})
+	}
+	f, err := os.OpenFile(biggest, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data[len(data)/2] ^= 0x01
-	if err := os.WriteFile(biggest, data, 0o644); err != nil {
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, size/2); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x01
+	if _, err := f.WriteAt(b, size/2); err != nil {
 		t.Fatal(err)
 	}
 }
