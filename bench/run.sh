@@ -421,7 +421,7 @@ seed_cpu() { # NAME TOOL: seeder CPU per GiB, and its ratio to Kubo's (<1 means 
 
 print_table() {
 	echo
-	echo "allmende benchmark: $SIZE_MIB MiB random file, fetches and adds best of $REPEAT, loopback, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)+worktree"
+	echo "allmende benchmark: $SIZE_MIB MiB random file, fetches and adds best of $REPEAT, loopback, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo +changes)"
 	printf '%-7s %-26s %8s %8s  %-32s %s\n' phase tool seconds MB/s "CPU seconds" "peak RSS MB"
 	local r want phase tool secs cpu rss
 	for want in fetch http import; do
