@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/boxo/filestore"
@@ -37,16 +38,12 @@ func (s *Store) Add(ctx context.Context, path string, opts ImportOptions) (ipld.
 	return importInto(ctx, s.dag, path, opts, s)
 }
 
-// copyFile copies the file at path into the store and returns the root of
-// its DAG, whose leaves are kept by reference into the copy. A leaf is
+// copyFile copies the file in (with info fi) into the store and returns
+// the root of its DAG, whose leaves are kept by reference into the copy. A leaf is
 // recorded only once its bytes are in the copy. On failure the copy is
 // removed; references already recorded into it are broken, unpinned, and
 // go at the next GC.
-func (s *Store) copyFile(ctx context.Context, path string, in *os.File, progress func(int64)) (nd ipld.Node, err error) {
-	fi, err := in.Stat()
-	if err != nil {
-		return nil, err
-	}
+func (s *Store) copyFile(ctx context.Context, in *os.File, fi os.FileInfo, progress func(int64)) (nd ipld.Node, err error) {
 	if err := CheckRoom(s.dir, uint64(fi.Size())); err != nil {
 		return nil, err
 	}
@@ -107,13 +104,20 @@ func newCopyWriter(f *os.File, directIO bool) *copyWriter {
 	return w
 }
 
-// writeAt writes b at off; ChunkReader's buffers are page-aligned.
+// writeAt writes b at off; ChunkReader's buffers are page-aligned. A
+// file system that opened the file for direct I/O but refuses the write
+// (EINVAL: it wants another alignment) gets the rest through the page
+// cache.
 func (w *copyWriter) writeAt(off int64, b []byte) error {
-	f := w.f
 	if w.direct != nil && off%chunkAlign == 0 && len(b)%chunkAlign == 0 {
-		f = w.direct
+		_, err := w.direct.WriteAt(b, off)
+		if !errors.Is(err, syscall.EINVAL) {
+			return err
+		}
+		w.direct.Close()
+		w.direct = nil
 	}
-	_, err := f.WriteAt(b, off)
+	_, err := w.f.WriteAt(b, off)
 	return err
 }
 

@@ -97,7 +97,7 @@ func (im *importer) importFile(ctx context.Context, path string) (ipld.Node, err
 	defer f.Close()
 	if im.copies != nil {
 		if fi, err := f.Stat(); err == nil && fi.Size() > ChunkSize {
-			nd, err := im.copies.copyFile(ctx, path, f, im.progress)
+			nd, err := im.copies.copyFile(ctx, f, fi, im.progress)
 			if err != nil {
 				return nil, fmt.Errorf("import %s: %w", path, err)
 			}
