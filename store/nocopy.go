@@ -97,14 +97,14 @@ func (r *refReads) put(ctx context.Context, b blocks.Block) error {
 	return main.Put(ctx, b)
 }
 
-// keepSums keeps the checksums of the leaves among bs, which were verified
-// (or made) by whoever stores them.
+// keepSums keeps the checksums of bs, which were verified (or made) by
+// whoever stores them. Only leaves are served by them (sums.go); inner
+// nodes get one too, so verify, which cannot tell them apart, finds every
+// block of a sound store with its checksum.
 func (r *refReads) keepSums(ctx context.Context, bs []blocks.Block) error {
 	sums := make(map[cid.Cid]uint32, len(bs))
 	for _, b := range bs {
-		if b.Cid().Prefix().Codec == cid.Raw {
-			sums[b.Cid()] = Checksum(b.RawData())
-		}
+		sums[b.Cid()] = Checksum(b.RawData())
 	}
 	return classifyWriteErr(r.sums.put(ctx, sums))
 }

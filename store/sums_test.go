@@ -141,13 +141,13 @@ func TestVerifyKeepsChecksums(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
 	path := filepath.Join(t.TempDir(), "old.bin")
-	root := heldFile(t, s, path, randomBytes(26, 2*ChunkSize+7)) // three leaves and a root, no checksums
+	root := heldFile(t, s, path, randomBytes(26, 2*ChunkSize+7)) // three leaves without checksums, and a root
 	if err := s.Pin(ctx, root, "old"); err != nil {
 		t.Fatal(err)
 	}
 	leaf := mustNode(t, s, root).Links()[0].Cid
 	serving := s.Serving()
-	for i, want := range []int{4, 0} {
+	for i, want := range []int{3, 0} {
 		rep, err := s.Verify(ctx)
 		if err != nil || !rep.OK() {
 			t.Fatalf("verify %d: %+v, %v", i+1, rep, err)

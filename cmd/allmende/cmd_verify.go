@@ -69,7 +69,7 @@ func runVerify(ctx context.Context, w io.Writer, api node.API, opts verifyOption
 func printVerify(w io.Writer, res node.VerifyResult) {
 	fmt.Fprintf(w, "checked %d blocks (%s)\n", res.Found.Blocks, node.HumanBytes(res.Found.Bytes))
 	if n := res.Found.ChecksumsKept; n > 0 {
-		fmt.Fprintf(w, "kept checksums for %d blocks that lacked a right one, so peers are served them without re-hashing\n", n)
+		fmt.Fprintf(w, "kept %d missing or stale block checksums (peers are served those blocks without re-hashing now)\n", n)
 	}
 	for _, c := range res.Found.Corrupt {
 		fmt.Fprintf(w, "corrupt: %s (moved to %s)\n", c, res.Quarantine)
