@@ -172,6 +172,8 @@ func ValidatePath(p string) error {
 		return bad("not UTF-8")
 	case strings.ContainsAny(p, "\\\x00"):
 		return bad("backslash or NUL")
+	case strings.ContainsFunc(p, isControl):
+		return bad("control character")
 	case strings.HasPrefix(p, "/"):
 		return bad("absolute")
 	}
@@ -189,6 +191,11 @@ func ValidatePath(p string) error {
 	}
 	return nil
 }
+
+// isControl reports an ASCII control character (C0 or DEL): legal in a
+// POSIX file name, but a newline or an escape sequence in a name would
+// reach logs, progress lines and terminals, and no hub file has one.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // foldKey is the key under which two paths count as the same file on a
 // case-insensitive or normalising file system.

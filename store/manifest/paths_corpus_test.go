@@ -29,6 +29,10 @@ var hostilePaths = []struct{ path, why string }{
 	{`\\server\share\x`, "a UNC path"},
 	{"a\x00", "NUL truncates C paths"},
 	{"\x00../x", "NUL hiding a traversal"},
+	{"a\nb", "a newline forges log and progress lines"},
+	{"\x1b[2Jx", "an escape sequence rewrites the terminal"},
+	{"a\tb", "a tab, a control character too"},
+	{"a\x7f", "DEL"},
 	{"a//b", "empty segment"},
 	{"a/", "trailing slash"},
 	{"", "empty"},
@@ -97,6 +101,7 @@ func TestBenignPathsAccepted(t *testing.T) {
 		{".hidden/config", "a hidden directory"},
 		{"tokenizer/vocab.txt", "nested"},
 		{"caf\u00e9/x", "non-ASCII"},
+		{"a:b.bin", "a colon is an ordinary character on Linux and macOS"},
 	} {
 		if err := manifest.ValidatePath(c.path); err != nil {
 			t.Errorf("%q (%s): %v", c.path, c.why, err)
