@@ -62,7 +62,7 @@ type liar struct {
 func startLiar(t *testing.T, mode, path string, flags ...string) *liar {
 	t.Helper()
 	args := append([]string{"-mode", mode}, flags...)
-	cmd := exec.Command(liarBinary(t), append(args, path)...)
+	cmd := harness.PeerCommand(t, liarBinary(t), append(args, path)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -26,7 +25,7 @@ func skewpeerBinary(t *testing.T) string {
 // test ends. It returns the peer's address and the root CID it serves.
 func startSkewServer(t *testing.T, skew time.Duration, security, path string) (addr, root string) {
 	t.Helper()
-	cmd := exec.Command(skewpeerBinary(t), "-skew", skew.String(), "-security", security, "-serve", path)
+	cmd := harness.PeerCommand(t, skewpeerBinary(t), "-skew", skew.String(), "-security", security, "-serve", path)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +106,7 @@ func TestClockSkew(t *testing.T) {
 
 			// The skewed peer dials us and fetches from us.
 			out = filepath.Join(t.TempDir(), "to-skewed")
-			cmd := exec.Command(skewpeerBinary(t), "-skew", tc.skew.String(), "-security", tc.security,
+			cmd := harness.PeerCommand(t, skewpeerBinary(t), "-skew", tc.skew.String(), "-security", tc.security,
 				"-connect", n.TCPAddr(), "-fetch", root, "-out", out)
 			b, err := cmd.CombinedOutput()
 			if (err == nil) != tc.theyFetch {

@@ -53,6 +53,16 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
+// PeerCommand returns a command that runs bin, a test peer program built
+// by Program, with its temporary files in a directory of the test's, so
+// nothing is left behind even when the program is killed.
+func PeerCommand(t testing.TB, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	return cmd
+}
+
 // Binary builds ./cmd/allmende once per test process and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
