@@ -23,8 +23,7 @@ import (
 // store with one file per leaf, that writes the bytes in one sequential
 // stream (with direct I/O where the file system has it, so a model bigger
 // than memory does not push everything else out of the page cache), costs
-// one inode instead of one per MiB, lets the mirror send the file whole,
-// and lets GC free it with one unlink. The copy belongs to the store:
+// one inode instead of one per MiB, and lets GC free it with one unlink. The copy belongs to the store:
 // nobody else writes it, GC removes it once no reference points into it,
 // and a leaf found rotten in it is quarantined like a block.
 
@@ -39,10 +38,10 @@ func (s *Store) Add(ctx context.Context, path string, opts ImportOptions) (ipld.
 }
 
 // copyFile copies the file in (with info fi) into the store and returns
-// the root of its DAG, whose leaves are kept by reference into the copy. A leaf is
-// recorded only once its bytes are in the copy. On failure the copy is
-// removed; references already recorded into it are broken, unpinned, and
-// go at the next GC.
+// the root of its DAG, whose leaves are kept by reference into the copy.
+// A leaf is recorded only once its bytes are in the copy. On failure the
+// copy is removed; references already recorded into it are dropped when
+// next read (badCopy) and go at the next GC.
 func (s *Store) copyFile(ctx context.Context, in *os.File, fi os.FileInfo, progress func(int64)) (nd ipld.Node, err error) {
 	if err := CheckRoom(s.dir, uint64(fi.Size())); err != nil {
 		return nil, err
