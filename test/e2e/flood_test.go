@@ -118,21 +118,29 @@ func tcpHostPort(t *testing.T, addr string) string {
 // limit applies to loopback as it would to any single address.
 const noAllowList = "ALLMENDE_RESOURCES_ALLOW=/ip4/192.0.2.0/ipcidr/24"
 
+// floodPair starts a seeder (with env) holding src and an honest fetcher
+// connected to it. It returns both, the root, the seeder's TCP address and
+// its RSS before any flood.
+func floodPair(t *testing.T, src, env string) (seeder, fetcher *harness.Node, root, addr string, idle uint64) {
+	t.Helper()
+	seeder = harness.NewNode(t, env)
+	seeder.Start()
+	root = seeder.Add(src)
+	addr = seeder.TCPAddr()
+	idle, _ = seeder.RSS()
+	fetcher = harness.NewNode(t)
+	fetcher.Start()
+	fetcher.MustRun("connect", addr)
+	return seeder, fetcher, root, addr, idle
+}
+
 func TestFlood(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "weights.bin")
 	harness.WriteRandomFile(t, src, floodFileSize, 41)
-	seeder := harness.NewNode(t, noAllowList)
-	seeder.Start()
-	root := seeder.Add(src)
-	addr := seeder.TCPAddr()
-	idle, _ := seeder.RSS()
-
 	// The honest peer and the hammering peer connect first; then 500
 	// connections that never finish a handshake arrive from the same
 	// address.
-	fetcher := harness.NewNode(t)
-	fetcher.Start()
-	fetcher.MustRun("connect", addr)
+	seeder, fetcher, root, addr, idle := floodPair(t, src, noAllowList)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hm, err := newHammerer(ctx, addr)
@@ -266,14 +274,7 @@ func TestFloodAllowListed(t *testing.T) {
 	harness.WriteRandomFile(t, src, floodFileSize, 43)
 	for _, tc := range cases {
 		t.Run(tc.why, func(t *testing.T) {
-			seeder := harness.NewNode(t, "ALLMENDE_RESOURCES_ALLOW="+tc.allow)
-			seeder.Start()
-			root := seeder.Add(src)
-			addr := seeder.TCPAddr()
-			idle, _ := seeder.RSS()
-			fetcher := harness.NewNode(t)
-			fetcher.Start()
-			fetcher.MustRun("connect", addr)
+			seeder, fetcher, root, addr, idle := floodPair(t, src, "ALLMENDE_RESOURCES_ALLOW="+tc.allow)
 
 			var srcs []string
 			for i := range tc.flooders {
