@@ -138,10 +138,11 @@ func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt, ke
 // wrote one. The block store names every block as a raw CID, so inner
 // nodes get one too: it is right (it is keyed by multihash), just unused.
 func (s *Store) keepSum(ctx context.Context, c cid.Cid, data []byte) bool {
-	if s.refs.sums.matches(ctx, c, data) {
+	sum := Checksum(data)
+	if kept, ok := s.refs.sums.get(ctx, c); ok && kept == sum {
 		return false
 	}
-	return s.refs.sums.put(ctx, map[cid.Cid]uint32{c: Checksum(data)}) == nil
+	return s.refs.sums.put(ctx, map[cid.Cid]uint32{c: sum}) == nil
 }
 
 // findMissing walks every recursive pin through local blocks and records

@@ -247,16 +247,14 @@ func checkLeaves(ctx context.Context, f *os.File, leaves []wholeLeaf) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if uint64(cap(buf)) < l.size {
-			buf = make([]byte, l.size)
-		}
-		b := buf[:l.size]
-		if _, err := f.ReadAt(b, int64(l.offset)); err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("%w: %s: file too short", ErrCorrupt, l.cid)
-			}
+		b, err := readAt(f, int64(l.offset), int(l.size), buf)
+		switch {
+		case errors.Is(err, io.EOF):
+			return fmt.Errorf("%w: %s: file too short", ErrCorrupt, l.cid)
+		case err != nil:
 			return err
 		}
+		buf = b
 		if err := checkBlock(l.cid, b); err != nil {
 			return err
 		}
