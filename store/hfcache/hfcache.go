@@ -128,11 +128,14 @@ func (s *Snapshot) resolve() (string, error) {
 // ETag returns the blob name of a resolved file path inside the repository
 // (its etag), or "" if it is not in blobs/.
 func (s *Snapshot) ETag(real string) string {
-	blobs, err := filepath.EvalSymlinks(filepath.Join(s.RepoDir, blobsDir))
-	if err != nil || filepath.Dir(real) != blobs {
-		return ""
+	blobs := filepath.Join(s.RepoDir, blobsDir)
+	if filepath.Dir(real) == blobs {
+		return filepath.Base(real)
 	}
-	return filepath.Base(real)
+	if resolved, err := filepath.EvalSymlinks(blobs); err == nil && filepath.Dir(real) == resolved {
+		return filepath.Base(real)
+	}
+	return ""
 }
 
 // BlobWriter writes the content of f to the new file at dest (whole and
