@@ -250,11 +250,14 @@ func dedup(s []string) []string {
 	return out
 }
 
-// askPeers sends req to every connected peer at once and calls answer
-// for each answer (concurrently).
+// askPeers sends req to every connected peer at once (but those the Guard
+// banned) and calls answer for each answer (concurrently).
 func (n *Node) askPeers(ctx context.Context, req *protocol.ResolveRequest, answer func(peer.ID, *protocol.ResolveResponse)) {
 	var wg sync.WaitGroup
 	for _, p := range n.host.Network().Peers() {
+		if n.guard.IsBanned(p) {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

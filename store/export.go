@@ -89,7 +89,8 @@ func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string
 	}
 	for _, l := range ex.links {
 		if _, err := ResolveInside(tmp, filepath.Join(tmp, l)); err != nil {
-			return err
+			target, _ := r.Readlink(l)
+			return fmt.Errorf("symlink %s -> %s: %w: %w the output, following the links in its chain", l, target, ErrBadInput, ErrLinkEscapes)
 		}
 	}
 	return nil

@@ -78,7 +78,7 @@ func Import(ctx context.Context, dag ipld.DAGService, dir string, opts ImportOpt
 	m := &Manifest{Version: Version, Kind: opts.Kind, Name: opts.Name, Revision: opts.Revision,
 		License: opts.License, Source: opts.Source, Commit: strings.Repeat("0", 40), Root: "bafkqaaa"}
 	buf := ipld.NewBufferedDAG(ctx, dag)
-	im := &importer{dag: buf, direct: dag, opts: opts, m: m}
+	im := &importer{dag: buf, direct: dag, opts: opts, m: m, open: map[string]bool{}}
 	root, err := im.dir(ctx, dir, "")
 	if err != nil {
 		return nil, err
@@ -110,9 +110,14 @@ type importer struct {
 	direct ipld.DAGService
 	opts   ImportOptions
 	m      *Manifest
+	// open are the real directories being imported, the top one down to
+	// the current one: a link to one of them is a loop.
+	open map[string]bool
 }
 
 func (im *importer) dir(ctx context.Context, path, rel string) (ipld.Node, error) {
+	im.open[path] = true
+	defer delete(im.open, path)
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
@@ -166,6 +171,8 @@ func (im *importer) entry(ctx context.Context, path, rel string) (ipld.Node, err
 		return nil, fmt.Errorf("import %s: %w: %v", path, ErrBadInput, err)
 	}
 	switch {
+	case info.IsDir() && im.open[real]:
+		return nil, fmt.Errorf("import: symlink %s: %w: it leads back to %s, a directory it is in (a loop)", path, ErrBadInput, real)
 	case info.IsDir():
 		return im.dir(ctx, real, rel)
 	case info.Mode().IsRegular():
