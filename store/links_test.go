@@ -162,3 +162,45 @@ func TestOpenNoFollow(t *testing.T) {
 		t.Errorf("the link's target changed: %q", got)
 	}
 }
+
+// FuzzExportSymlinks exports a directory with two links of any targets
+// (and a file) and checks what the kernel makes of the result: every link
+// that resolves at all resolves inside the output, and nothing is written
+// beside it.
+func FuzzExportSymlinks(f *testing.F) {
+	for _, s := range [][2]string{{"c/../x", "."}, {"b", "file"}, {"../x", "file"}, {"c/c/../..", "."}, {"c/file", "."}, {"/etc", "x"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, c string) {
+		if a == "" || c == "" || len(a) > 64 || len(c) > 64 {
+			return
+		}
+		ctx := context.Background()
+		s := openTestStore(t)
+		root := hostileDir(t, s.DAG(), map[string]string{"a": a, "c": c, "file": ""})
+		base := t.TempDir()
+		dest := filepath.Join(base, "out")
+		if err := Export(ctx, s.DAG(), root, dest); err != nil {
+			if got := listTree(t, base); !slices.Equal(got, []string{"."}) {
+				t.Fatalf("a refused export left %q", got)
+			}
+			return
+		}
+		realDest, err := filepath.EvalSymlinks(dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range []string{"a", "c"} {
+			got, err := filepath.EvalSymlinks(filepath.Join(dest, l))
+			if err != nil {
+				continue // dangling or a loop: leads nowhere
+			}
+			if rel, err := filepath.Rel(realDest, got); err != nil || !IsLocalPath(rel) {
+				t.Fatalf("a -> %q, c -> %q: link %s resolves to %s, outside the output", a, c, l, got)
+			}
+		}
+		if got := listTree(t, base); got[0] != "." || len(got) < 2 || got[1] != "out" {
+			t.Fatalf("export wrote %q", got)
+		}
+	})
+}
