@@ -80,7 +80,7 @@ func (e *apiError) Error() string { return e.Message }
 // Is lets errors.Is see the error kinds through the API.
 func (e *apiError) Is(target error) bool {
 	return (target == ErrBadInput && e.Kind == "bad_input") || (target == ErrNotFound && e.Kind == "not_found") ||
-		(target == ErrNoSpace && e.Kind == "no_space")
+		(target == ErrNoSpace && e.Kind == "no_space") || (target == ErrUnauthorized && e.Kind == kindUnauthorized)
 }
 
 func toAPIError(err error) *apiError {
@@ -108,7 +108,8 @@ func statusOf(e *apiError) int {
 	return http.StatusInternalServerError
 }
 
-// NewAPIHandler serves api over HTTP.
+// NewAPIHandler serves api over HTTP. It checks no token or origin:
+// ServeAPI puts an APIGuard in front of it.
 func NewAPIHandler(api API, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	plain := func(route string, f func(r *http.Request, req request) (any, error)) {
@@ -176,12 +177,9 @@ func streamed(log *slog.Logger, f func(context.Context, request, ProgressFunc) (
 }
 
 // ServeAPI serves api on ln until ctx ends, then shuts the server down.
-func ServeAPI(ctx context.Context, ln net.Listener, api API, log *slog.Logger, opts ...APIOption) error {
-	h := NewAPIHandler(api, log)
-	for _, o := range opts {
-		h = o(h)
-	}
-	if err := serveHTTP(ctx, ln, h); err != nil {
+// guard sees every request before any handler (the routes, /debug/pprof).
+func ServeAPI(ctx context.Context, ln net.Listener, api API, log *slog.Logger, guard *APIGuard) error {
+	if err := serveHTTP(ctx, ln, guard.Handler(NewAPIHandler(api, log))); err != nil {
 		return fmt.Errorf("api server: %w", err)
 	}
 	return nil
