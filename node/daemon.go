@@ -98,7 +98,9 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 	}
 	n.log.Info("mirror listening", "addr", url)
 	go func() {
-		err := n.serveMirror(ctx, ln, h, hfb)
+		// Every mirror answer may be a file of many GiB or wait on a fill:
+		// each write gets its own deadline.
+		err := n.serveMirror(ctx, ln, writeDeadlines(h), hfb)
 		os.Remove(filepath.Join(n.cfg.Home, MirrorFile))
 		done <- err
 	}()

@@ -13,6 +13,9 @@ import (
 //	curl -H "Authorization: Bearer $(cat ~/.allmende/api.token)" \
 //	    -o cpu.pprof 'http://127.0.0.1:5080/debug/pprof/profile?seconds=10'
 //	go tool pprof cpu.pprof
+//
+// net/http/pprof extends the write deadline of a profile or trace by its
+// length itself.
 const routeDebug = "/debug/pprof/"
 
 // registerDebug adds the pprof handlers to mux.
