@@ -27,9 +27,10 @@ const (
 	// DefaultMirrorInterval is how often the mirror retries mirror.pins and
 	// checks the quota.
 	DefaultMirrorInterval = time.Minute
-	// usedResolution is how coarsely last-use times are recorded, so that a
-	// busy mirror does not rewrite the cache file on every request.
-	usedResolution = time.Minute
+	// saveEvery is how often, at most, a use alone rewrites the cache file,
+	// so that a busy mirror does not rewrite it on every request. Adding and
+	// removing entries writes it at once.
+	saveEvery = time.Minute
 	// blocksKey is the cache entry standing for the blocks held unpinned.
 	blocksKey = "unpinned-blocks"
 )
@@ -53,8 +54,9 @@ const (
 
 // cacheEntry is one thing the mirror keeps for its clients.
 type cacheEntry struct {
-	// Used is the unix second of the last use: a recency order only, no
-	// pin or GC decision depends on the wall clock being right.
+	// Used is the unix millisecond of the last use, made unique and
+	// increasing: a recency order only, no pin or GC decision depends on
+	// the wall clock being right.
 	Used int64     `json:"used"`
 	Kind cacheKind `json:"kind"`
 	// Name, Revision and Commit name the repository revision (of a model,
@@ -88,10 +90,14 @@ type mirrorCache struct {
 	// eviction in between would unpin nothing and lose track of what is
 	// pinned next, so they are not evicted until settled.
 	settling map[string]int
-	// latest is the highest stamp given out: stamps never go backwards, so
-	// after the clock is set back a thing used now still counts as used
-	// after every other one.
+	// latest is the highest stamp given out: stamps only go up, so after
+	// the clock is set back a thing used now still counts as used after
+	// every other one.
 	latest int64
+	// saved is when the file was last written; dirty, whether uses were
+	// recorded since.
+	saved time.Time
+	dirty bool
 }
 
 func openMirrorCache(home string) (*mirrorCache, error) {
@@ -104,14 +110,14 @@ func openMirrorCache(home string) (*mirrorCache, error) {
 		return nil, fmt.Errorf("mirror cache: %w", err)
 	}
 	if err := json.Unmarshal(raw, &c.ents); err != nil {
-		// The first format: manifest CID → last use.
+		// The first format: manifest CID → unix second of last use.
 		var old map[string]int64
 		if json.Unmarshal(raw, &old) != nil {
 			return nil, fmt.Errorf("mirror cache %s: %w", c.path, err)
 		}
 		c.ents = map[string]cacheEntry{}
 		for k, t := range old {
-			c.ents[k] = cacheEntry{Used: t, Kind: cachedModel}
+			c.ents[k] = cacheEntry{Used: t * 1000, Kind: cachedModel}
 		}
 	}
 	for _, e := range c.ents {
@@ -122,7 +128,7 @@ func openMirrorCache(home string) (*mirrorCache, error) {
 
 // stampLocked is the next last-use stamp.
 func (c *mirrorCache) stampLocked() int64 {
-	c.latest = max(time.Now().Unix(), c.latest)
+	c.latest = max(time.Now().UnixMilli(), c.latest+1)
 	return c.latest
 }
 
@@ -151,20 +157,23 @@ func (c *mirrorCache) add(key string, e cacheEntry) (settle func(), err error) {
 	}, nil
 }
 
-// touch records a use of the entry under key, if there is one.
+// touch records a use of the entry under key, if there is one. The file
+// is rewritten at most every saveEvery for uses alone: after a crash the
+// order may be a little older, which costs nothing but a less exact
+// eviction.
 func (c *mirrorCache) touch(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.ents[key]
-	if !ok {
-		return
-	}
-	if e.Used >= c.latest && time.Now().Unix()-e.Used < int64(usedResolution/time.Second) {
-		return // the most recent already, and recently
+	if !ok || e.Used == c.latest {
+		return // gone, or the most recent already
 	}
 	e.Used = c.stampLocked()
 	c.ents[key] = e
-	c.saveLocked() // best effort: the order is an optimisation
+	c.dirty = true
+	if time.Since(c.saved) >= saveEvery {
+		c.saveLocked() // best effort: the order is an optimisation
+	}
 }
 
 // touchBlocks records that blocks were kept unpinned just now.
@@ -237,7 +246,20 @@ func (c *mirrorCache) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(c.path, raw, 0o600)
+	if err := store.WriteFileAtomic(c.path, raw, 0o600); err != nil {
+		return err
+	}
+	c.saved, c.dirty = time.Now(), false
+	return nil
+}
+
+// flush writes uses recorded since the last write.
+func (c *mirrorCache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dirty {
+		c.saveLocked()
+	}
 }
 
 // modelEntry is the cache entry of m.
@@ -295,6 +317,7 @@ func (n *Node) housekeep(ctx context.Context, b *hfBackend) {
 		if err := b.quota.enforce(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("mirror: quota", "err", err)
 		}
+		b.cache.flush()
 		select {
 		case <-ctx.Done():
 			return

@@ -23,6 +23,8 @@ import (
 // a revision not (yet) complete, and the blocks held unpinned (pulled
 // through the gateway, read from peers for a client). Imports, adds and
 // mirror.pins are never evicted; they count against the quota all the same.
+// The unpinned blocks are one entry: any eviction's garbage collection
+// frees them all.
 //
 // Work that will make the store hold more reserves the bytes first: a fill
 // its file's size as the upstream announces it, a seed its model's size, a

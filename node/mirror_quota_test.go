@@ -307,7 +307,7 @@ func TestMirrorCacheFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := c.ents["bafyold"]; e.Kind != cachedModel || e.Used != 1700000000 {
+	if e := c.ents["bafyold"]; e.Kind != cachedModel || e.Used != 1700000000*1000 {
 		t.Fatalf("old entry read as %+v", e)
 	}
 	settle, err := c.add("bafyfile", cacheEntry{Kind: cachedFile, Name: "org/m", Path: "w.bin", Size: 7})
