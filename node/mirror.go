@@ -175,7 +175,7 @@ func (n *Node) newMirror(allow []netip.Prefix) (http.Handler, *hfBackend, error)
 	hfb := &hfBackend{n: n, cache: cache, quota: quota, fills: newClientFills(n.cfg.MirrorClientFills),
 		whole: newWholeFiles(n), dag: merkledag.NewDAGService(bserv), seeding: map[string]bool{}}
 	if n.cfg.MirrorUpstream != "" {
-		if hfb.upstream, err = newUpstreamFiller(n, n.cfg.MirrorUpstream, quota, hfb.fills); err != nil {
+		if hfb.upstream, err = newUpstreamFiller(n, n.cfg.MirrorUpstream, quota, hfb.fills, hfb.dag); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -60,6 +60,9 @@ type upstreamFiller struct {
 	quota *mirrorQuota
 	cache *mirrorCache
 	fills *clientFills
+	// dag reads files found among peers by sha256 through the mirror's
+	// block service, which keeps their blocks only within the quota.
+	dag ipld.DAGService
 
 	mu        sync.Mutex
 	jobs      map[string]*fillJob // by ETag
@@ -70,7 +73,7 @@ type upstreamFiller struct {
 	downloads, fromSwarm atomic.Uint64
 }
 
-func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clientFills) (*upstreamFiller, error) {
+func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
 	client, err := hfapi.NewClient(endpoint, n.log)
 	if err != nil {
 		return nil, fmt.Errorf("mirror.upstream: %w: %w", ErrBadInput, err)
@@ -84,6 +87,7 @@ func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clie
 		quota:     quota,
 		cache:     quota.cache,
 		fills:     fills,
+		dag:       dag,
 		jobs:      map[string]*fillJob{},
 		keptFiles: map[string]keptFile{},
 	}
@@ -314,7 +318,7 @@ func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfa
 		c, _, err := u.n.findSHA256(findCtx, f.SHA256)
 		cancel()
 		if err == nil {
-			if r, err := u.n.openCID(ctx, c); err == nil {
+			if r, err := openFile(ctx, u.dag, c); err == nil {
 				u.fromSwarm.Add(1)
 				return hfapi.NewVerifyingReader(r, f), nil
 			}
@@ -480,11 +484,16 @@ func buildDirectory(ctx context.Context, dag ipld.DAGService, files []manifest.F
 
 // openCID returns a seekable reader over a UnixFS file.
 func (n *Node) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
-	nd, err := n.dag.Get(ctx, c)
+	return openFile(ctx, n.dag, c)
+}
+
+// openFile returns a seekable reader over the UnixFS file c in dag.
+func openFile(ctx context.Context, dag ipld.DAGService, c cid.Cid) (io.ReadSeekCloser, error) {
+	nd, err := dag.Get(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return uio.NewDagReader(ctx, nd, n.dag)
+	return uio.NewDagReader(ctx, nd, dag)
 }
 
 // fillJob is one file being downloaded from the upstream.

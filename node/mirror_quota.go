@@ -55,8 +55,16 @@ const (
 	dagOverheadMin = 4 << 10
 )
 
-// errQuotaFull is the end of a reservation that did not fit.
-var errQuotaFull = fmt.Errorf("%w: mirror.quota is full", store.ErrNoSpace)
+// errQuotaFull is the end of a reservation that did not fit. It is a
+// store.ErrNoSpace (507 to hub clients) that says which limit it is.
+var errQuotaFull error = quotaFullError{}
+
+type quotaFullError struct{}
+
+func (quotaFullError) Error() string { return "mirror.quota is full" }
+
+// Is makes errors.Is(err, store.ErrNoSpace) hold.
+func (quotaFullError) Is(target error) bool { return target == store.ErrNoSpace }
 
 // storeBytes is what importing a file of size bytes adds to the store at
 // most.

@@ -199,7 +199,8 @@ func TestMirrorQuotaHolds(t *testing.T) {
 
 // TestMirrorParallelFillsQuota: fills started at once that together need
 // more than mirror.quota do not make the store pass it: each waits for
-// room, evicting what the others finished, and all get their file.
+// room, evicting what the others finished, and all get their file. A file
+// bigger than the whole quota gets 507 at once.
 func TestMirrorParallelFillsQuota(t *testing.T) {
 	const (
 		repos = 6
@@ -212,6 +213,7 @@ func TestMirrorParallelFillsQuota(t *testing.T) {
 		files[i] = modelFiles(t, size, uint64(200+i))
 		hub.push(fmt.Sprintf("class/p%d", i), files[i]...)
 	}
+	hub.push("class/huge", modelFiles(t, limit+1, 299)...)
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+hub.URL,
 		fmt.Sprintf("ALLMENDE_MIRROR_QUOTA=%d", limit), "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
@@ -245,6 +247,15 @@ func TestMirrorParallelFillsQuota(t *testing.T) {
 	}
 	if most > limit {
 		t.Errorf("the store held %d bytes, over the quota of %d", most, limit)
+	}
+
+	code, hdr, body := httpGet(t, base+"/class/huge/resolve/main/model.bin")
+	t.Logf("a file bigger than the quota: %d %s", code, bytes.TrimSpace(body))
+	if code != http.StatusInsufficientStorage || !strings.Contains(string(body), "mirror.quota") || hdr.Get("X-Repo-Commit") == "" {
+		t.Errorf("status %d, X-Repo-Commit %q: %s; want 507 naming mirror.quota", code, hdr.Get("X-Repo-Commit"), body)
+	}
+	if n := hub.count(hub.resolves, "class/huge"); n != 0 {
+		t.Errorf("the upstream was asked for it %d times", n)
 	}
 }
 
