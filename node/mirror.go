@@ -50,7 +50,7 @@ func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend, bserv blockse
 	mux := http.NewServeMux()
 	mux.Handle("/api/", hf)
 	mux.Handle("/", hf) // /{org}/{name}/resolve/... and /datasets/...
-	mux.Handle("/ipfs/", n.gatewayFills(hfb.fills, gw))
+	mux.Handle("/ipfs/", gatewayFills(hfb.fills, n.holdsGatewayRoot, gw))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", n.serveIndex)
 	return allowNetworks(allow, limitUploads(n.upLimit, mux), n.log), nil

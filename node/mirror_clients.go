@@ -84,10 +84,11 @@ func busy(w http.ResponseWriter, err error) {
 }
 
 // gatewayFills bounds, per client, the gateway requests for content whose
-// root block is not held, which make the mirror fetch from peers.
-func (n *Node) gatewayFills(fills *clientFills, gw http.Handler) http.Handler {
+// root block is not held (holds says), which make the mirror fetch from
+// peers.
+func gatewayFills(fills *clientFills, holds func(*http.Request) bool, gw http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.holdsGatewayRoot(r) {
+		if holds(r) {
 			gw.ServeHTTP(w, r)
 			return
 		}

@@ -34,7 +34,9 @@ import (
 // progress to finish, then fails with an error wrapping store.ErrNoSpace
 // (507 Insufficient Storage); a block is passed on without being kept.
 // Reservations also count against the free disk space (store.CheckRoom),
-// with the fill's download file, quota or not.
+// with the fill's download file, quota or not. Evicting runs a garbage
+// collection, which waits for running imports and fetches (their pin
+// lock); reservations wait with it.
 
 // Quota limits.
 const (
@@ -192,10 +194,15 @@ func (q *mirrorQuota) reserve(ctx context.Context, quota, disk uint64, wait time
 }
 
 // reserveBlock holds room for a block of n bytes if there is some, or can
-// be made without waiting; nil means the block is not to be kept.
+// be made by evicting; nil means the block is not to be kept. While
+// another reservation holds the quota (an eviction waits for running
+// imports and fetches, whose pin lock a garbage collection waits for),
+// the block is passed on unkept rather than waiting.
 func (q *mirrorQuota) reserveBlock(ctx context.Context, n uint64) *reservation {
 	headroom := min(uint64(maxBlockHeadroom), q.limit/blockHeadroomShare)
-	q.mu.Lock()
+	if !q.mu.TryLock() {
+		return nil
+	}
 	defer q.mu.Unlock()
 	if q.fitLocked(ctx, n, n, headroom) != nil {
 		return nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -357,5 +359,43 @@ func TestClientFills(t *testing.T) {
 	}
 	if n := fills.refusals(); n != 2 {
 		t.Errorf("%d refusals counted, want 2", n)
+	}
+}
+
+// TestGatewayFills: a client's gateway requests for content not held
+// count against its fills; content held does not.
+func TestGatewayFills(t *testing.T) {
+	fills := newClientFills(1)
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	gw := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("block") != "" {
+			entered <- struct{}{}
+			<-release
+		}
+	})
+	holds := func(r *http.Request) bool { return r.URL.Query().Get("held") != "" }
+	h := gatewayFills(fills, holds, gw)
+	serve := func(query string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/ipfs/x?"+query, nil)
+		req = req.WithContext(withClient(req.Context(), netip.MustParseAddr("10.0.0.9")))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	done := make(chan int)
+	go func() { done <- serve("block=1").Code }()
+	<-entered
+	if w := serve(""); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Errorf("a second fill: %d, Retry-After %q; want 429 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	if w := serve("held=1"); w.Code != http.StatusOK {
+		t.Errorf("content held: %d", w.Code)
+	}
+	close(release)
+	if code := <-done; code != http.StatusOK {
+		t.Errorf("the first fill: %d", code)
+	}
+	if w := serve(""); w.Code != http.StatusOK {
+		t.Errorf("after the first ended: %d", w.Code)
 	}
 }
