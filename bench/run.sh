@@ -139,6 +139,13 @@ start_allmende() { # NAME [ENV...]
 	log "daemon $home did not start:"; cat "$home.log" >&2; exit 1
 }
 am() { local home="$WORK/$1"; shift; ALLMENDE_PROFILE=test ALLMENDE_HOME="$home" "$BIN" "$@"; }
+# profile_cpu NAME: writes a CPU profile of daemon NAME over PROFILE_SECONDS
+# to $PPROF, from its API with the token it keeps in HOME/api.token.
+profile_cpu() {
+	local home="$WORK/$1"
+	curl -s -H "Authorization: Bearer $(cat "$home/api.token")" -o "$PPROF" \
+		"$(cat "$home/api")/debug/pprof/profile?seconds=$PROFILE_SECONDS"
+}
 
 bench_allmende() {
 	local seed_env=()
@@ -204,7 +211,7 @@ bench_resolve() {
 	for ((rep = 0; rep < REPEAT; rep++)); do
 		prof_pid=""
 		if [[ -n "$PPROF" && "$PART" == mirror && "$rep" == 0 ]]; then
-			curl -s -o "$PPROF" "$(cat "$WORK/held/api")/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+			profile_cpu held &
 			prof_pid=$!
 		fi
 		s0=$(cpu_ticks "$PID_held"); reset_hwm "$PID_held"
@@ -238,7 +245,7 @@ fetch_allmende() {
 	s0=$(cpu_ticks "${!spid}"); l0=$(cpu_ticks "${!lpid}")
 	reset_hwm "${!spid}"; reset_hwm "${!lpid}"
 	if [[ -n "$PPROF" && "$rep" == 0 && "$leech" == leech ]]; then
-		curl -s -o "$PPROF" "$(cat "$WORK/$leech/api")/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+		profile_cpu "$leech" &
 		prof_pid=$!
 	fi
 	out="$WORK/fetched.allmende"

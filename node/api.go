@@ -80,7 +80,7 @@ func (e *apiError) Error() string { return e.Message }
 // Is lets errors.Is see the error kinds through the API.
 func (e *apiError) Is(target error) bool {
 	return (target == ErrBadInput && e.Kind == "bad_input") || (target == ErrNotFound && e.Kind == "not_found") ||
-		(target == ErrNoSpace && e.Kind == "no_space")
+		(target == ErrNoSpace && e.Kind == "no_space") || (target == ErrUnauthorized && e.Kind == kindUnauthorized)
 }
 
 func toAPIError(err error) *apiError {
@@ -108,11 +108,12 @@ func statusOf(e *apiError) int {
 	return http.StatusInternalServerError
 }
 
-// NewAPIHandler serves api over HTTP.
+// NewAPIHandler serves api over HTTP. It checks no token or origin:
+// ServeAPI puts an APIGuard in front of it.
 func NewAPIHandler(api API, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	plain := func(route string, f func(r *http.Request, req request) (any, error)) {
-		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) {
+	plainHandler := func(f func(r *http.Request, req request) (any, error)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
 			req, err := decodeRequest(r)
 			var v any
 			if err == nil {
@@ -124,7 +125,15 @@ func NewAPIHandler(api API, log *slog.Logger) http.Handler {
 				return
 			}
 			writeJSON(w, http.StatusOK, v)
-		})
+		}
+	}
+	// plain answers within writeTimeout; long may take as long as the
+	// work does (writeDeadlines).
+	plain := func(route string, f func(r *http.Request, req request) (any, error)) {
+		mux.Handle(route, plainHandler(f))
+	}
+	long := func(route string, f func(r *http.Request, req request) (any, error)) {
+		mux.Handle(route, writeDeadlines(plainHandler(f)))
 	}
 	plain("GET "+routeID, func(r *http.Request, _ request) (any, error) { return api.ID(r.Context()) })
 	plain("POST "+routeConnect, func(r *http.Request, q request) (any, error) {
@@ -135,16 +144,16 @@ func NewAPIHandler(api API, log *slog.Logger) http.Handler {
 	plain("POST "+routeRemove, func(r *http.Request, q request) (any, error) {
 		return struct{}{}, api.Remove(r.Context(), q.Ref)
 	})
-	plain("POST "+routeGC, func(r *http.Request, _ request) (any, error) { return api.GC(r.Context()) })
+	long("POST "+routeGC, func(r *http.Request, _ request) (any, error) { return api.GC(r.Context()) })
 	plain("GET "+routeStats, func(r *http.Request, _ request) (any, error) { return api.Stats(r.Context()) })
 	registerRouting(mux, api)
-	plain("POST "+routeVerify, func(r *http.Request, q request) (any, error) {
+	long("POST "+routeVerify, func(r *http.Request, q request) (any, error) {
 		return api.Verify(r.Context(), VerifyRequest{Repair: q.Repair})
 	})
-	mux.HandleFunc("POST "+routeAdd, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
+	mux.Handle("POST "+routeAdd, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
 		return api.Add(ctx, q.Path, p)
 	}))
-	mux.HandleFunc("POST "+routeFetch, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
+	mux.Handle("POST "+routeFetch, streamed(log, func(ctx context.Context, q request, p ProgressFunc) (any, error) {
 		return api.Fetch(ctx, FetchRequest{Ref: q.Ref, Out: q.Out, Timeout: q.Timeout}, p)
 	}))
 	registerDebug(mux)
@@ -171,34 +180,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // streamed answers with NDJSON: progress lines, then the result or error.
 // When the client goes away, the request context ends the operation.
-func streamed(log *slog.Logger, f func(context.Context, request, ProgressFunc) (any, error)) http.HandlerFunc {
+func streamed(log *slog.Logger, f func(context.Context, request, ProgressFunc) (any, error)) http.Handler {
 	return streamedJSON(log, f)
 }
 
 // ServeAPI serves api on ln until ctx ends, then shuts the server down.
-func ServeAPI(ctx context.Context, ln net.Listener, api API, log *slog.Logger, opts ...APIOption) error {
-	h := NewAPIHandler(api, log)
-	for _, o := range opts {
-		h = o(h)
-	}
-	if err := serveHTTP(ctx, ln, h); err != nil {
+// guard sees every request before any handler (the routes, /debug/pprof).
+func ServeAPI(ctx context.Context, ln net.Listener, api API, log *slog.Logger, guard *APIGuard) error {
+	if err := serveHTTP(ctx, ln, guard.Handler(NewAPIHandler(api, log))); err != nil {
 		return fmt.Errorf("api server: %w", err)
 	}
 	return nil
 }
 
-// HTTP server limits shared by the API and the mirror.
-const (
-	readHeaderTimeout = 10 * time.Second
-	shutdownTimeout   = 2 * time.Second
-)
-
 // serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
-// Requests run under ctx, so they end when the server does.
+// Requests run under ctx, so they end when the server does. Every server
+// has all its timeouts (see httplimits.go); answers that may run longer
+// than writeTimeout go through writeDeadlines.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)

@@ -1,12 +1,12 @@
 package node
 
 import (
-	"crypto/subtle"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,15 +14,29 @@ import (
 	"github.com/allmende/allmende/store"
 )
 
-// TokenFile in HOME holds the API token of a daemon that requires one, so
-// the CLI on the same machine finds it. It is written with mode 0600.
+// TokenFile in HOME holds the token every request to the daemon's API must
+// carry, so the CLI on the same machine finds it. The daemon creates it
+// (mode 0600) on its first start and keeps it across restarts.
 const TokenFile = "api.token"
+
+// Token limits.
+const (
+	// minTokenLen is the shortest api.token accepted: a token guards an
+	// API that reads and writes this machine's files.
+	minTokenLen = 16
+	// maxTokenLen bounds a token read from the config or HOME/api.token.
+	maxTokenLen = 512
+)
 
 // bearerPrefix starts the Authorization header the API expects.
 const bearerPrefix = "Bearer "
 
-// ErrExposed means the API would listen beyond loopback without a token.
-var ErrExposed = errors.New("API exposed without a token")
+// ErrExposed means the API would listen beyond loopback without a token
+// the owner chose.
+var ErrExposed = errors.New("API exposed without a configured token")
+
+// ErrUnauthorized means the daemon refused a request's API token.
+var ErrUnauthorized = errors.New("API token refused")
 
 // Secret is a credential. It prints and logs as "REDACTED", so it never
 // reaches a log by accident; string(s) gives the value.
@@ -53,60 +67,73 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// CheckExposure refuses an API address beyond loopback unless a token
-// guards it: the API reads and writes files on this machine.
-func CheckExposure(addr string, token Secret) error {
-	if IsLoopback(addr) || token != "" {
+// CheckExposure refuses an API address beyond loopback unless the owner
+// configured api.token. Every request needs a token anyway (the daemon
+// makes one in HOME/api.token), but that one never leaves this machine:
+// listening beyond loopback is only useful to clients elsewhere, which
+// need a token the owner chose and handed out, and asking for it makes
+// the exposure a deliberate act rather than a typo in api.addr.
+func CheckExposure(addr string, configured Secret) error {
+	if IsLoopback(addr) || configured != "" {
 		return nil
 	}
 	return fmt.Errorf("%w: api.addr %s is not a loopback address; set api.token (env ALLMENDE_API_TOKEN) so only holders of the token can use the API, or listen on 127.0.0.1", ErrExposed, addr)
 }
 
-// APIOption changes how ServeAPI serves.
-type APIOption func(http.Handler) http.Handler
-
-// WithToken makes the API answer only requests that carry
-// "Authorization: Bearer <token>". An empty token leaves the API open.
-func WithToken(token Secret) APIOption {
-	return func(h http.Handler) http.Handler {
-		if token == "" {
-			return h
-		}
-		want := []byte(bearerPrefix + string(token))
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got := []byte(r.Header.Get("Authorization"))
-			if subtle.ConstantTimeCompare(got, want) != 1 {
-				writeJSON(w, http.StatusUnauthorized, map[string]*apiError{"error": {
-					Message: "missing or wrong API token (send Authorization: Bearer <api.token>)",
-					Kind:    "unauthorized",
-				}})
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	}
-}
-
-// WriteTokenFile records the daemon's API token in home for local clients.
-func WriteTokenFile(home string, token Secret) error {
-	return store.WriteFileAtomic(filepath.Join(home, TokenFile), []byte(string(token)+"\n"), 0o600)
-}
-
-// RemoveTokenFile removes the token file at shutdown.
-func RemoveTokenFile(home string) error {
-	err := os.Remove(filepath.Join(home, TokenFile))
-	if errors.Is(err, os.ErrNotExist) {
+// CheckToken refuses a configured api.token that is too short, too long, or
+// holds anything but printable ASCII without spaces (it travels in an HTTP
+// header). An empty token means none is configured and passes.
+func CheckToken(token Secret) error {
+	if token == "" {
 		return nil
 	}
-	return err
+	if len(token) < minTokenLen || len(token) > maxTokenLen {
+		return fmt.Errorf("%w: api.token must be %d to %d characters long", ErrBadInput, minTokenLen, maxTokenLen)
+	}
+	for _, c := range []byte(token) {
+		if c <= ' ' || c > '~' {
+			return fmt.Errorf("%w: api.token may hold only printable ASCII characters without spaces", ErrBadInput)
+		}
+	}
+	return nil
+}
+
+// EnsureTokenFile returns the token the daemon on home requires and makes
+// HOME/api.token (mode 0600) hold it, so local clients find it: the
+// configured token if there is one, else the token already in the file,
+// else a new random one (128 bits from crypto/rand). The file is rewritten
+// every time, which also restores its mode.
+func EnsureTokenFile(home string, configured Secret) (Secret, error) {
+	token := configured
+	if token == "" {
+		kept, err := ReadTokenFile(home)
+		if err != nil {
+			return "", err
+		}
+		if CheckToken(kept) == nil {
+			token = kept
+		}
+	}
+	if token == "" {
+		token = Secret(rand.Text())
+	}
+	if err := store.WriteFileAtomic(filepath.Join(home, TokenFile), []byte(string(token)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write API token: %w", err)
+	}
+	return token, nil
 }
 
 // ReadTokenFile returns the token a daemon recorded in home, or "".
 func ReadTokenFile(home string) (Secret, error) {
-	raw, err := os.ReadFile(filepath.Join(home, TokenFile))
+	f, err := os.Open(filepath.Join(home, TokenFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
+	if err != nil {
+		return "", fmt.Errorf("read API token: %w", err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxTokenLen+2)) // the token and a newline
 	if err != nil {
 		return "", fmt.Errorf("read API token: %w", err)
 	}

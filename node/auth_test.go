@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -38,39 +38,6 @@ func TestCheckExposure(t *testing.T) {
 	}
 }
 
-func TestWithToken(t *testing.T) {
-	const token = "s3cret-token"
-	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	h := WithToken(token)(ok)
-	tests := []struct {
-		name   string
-		header string
-		status int
-	}{
-		{"no header is refused", "", http.StatusUnauthorized},
-		{"a wrong token is refused", "Bearer nope", http.StatusUnauthorized},
-		{"the token without Bearer is refused", token, http.StatusUnauthorized},
-		{"a token prefix is refused", "Bearer " + token[:4], http.StatusUnauthorized},
-		{"the right token passes", "Bearer " + token, http.StatusOK},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodGet, routeID, nil)
-			if tt.header != "" {
-				r.Header.Set("Authorization", tt.header)
-			}
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			if w.Code != tt.status {
-				t.Errorf("status %d, want %d", w.Code, tt.status)
-			}
-			if strings.Contains(w.Body.String(), token) {
-				t.Error("the answer contains the token")
-			}
-		})
-	}
-}
-
 func TestSecretNeverPrinted(t *testing.T) {
 	const token = "s3cret-token"
 	cfg := Config{APIToken: token}
@@ -79,5 +46,82 @@ func TestSecretNeverPrinted(t *testing.T) {
 	out := buf.String() + fmt.Sprintf("%v %+v %s", cfg.APIToken, cfg, cfg.APIToken)
 	if strings.Contains(out, token) {
 		t.Errorf("the token was printed: %s", out)
+	}
+}
+
+func TestCheckToken(t *testing.T) {
+	tests := []struct {
+		name  string
+		token Secret
+		ok    bool
+	}{
+		{"no configured token is fine (the daemon makes one)", "", true},
+		{"a long printable token is fine", "e2e-secret-token-7f3a", true},
+		{"a short token is refused", "s3cret", false},
+		{"a space is refused", "abcdefgh ijklmnopq", false},
+		{"a newline could split the header", "abcdefghijklmnop\nX: y", false},
+		{"non-ASCII is refused", "abcdefghijklmnopä", false},
+		{"an overlong token is refused", Secret(strings.Repeat("a", maxTokenLen+1)), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckToken(tt.token)
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrBadInput)) {
+				t.Errorf("CheckToken = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestEnsureTokenFile(t *testing.T) {
+	const configured = "configured-token-0123"
+	tests := []struct {
+		name string
+		// before is the file's content before the start, nil for none.
+		before     []byte
+		mode       os.FileMode
+		configured Secret
+		// want is the token expected; "" means a new random one.
+		want Secret
+	}{
+		{"first start makes a token", nil, 0, "", ""},
+		{"a kept token is reused", []byte("kept-token-abcdefghij\n"), 0o600, "", "kept-token-abcdefghij"},
+		{"a configured token wins over the file", []byte("kept-token-abcdefghij\n"), 0o600, configured, configured},
+		{"an empty file gets a new token", []byte("\n"), 0o600, "", ""},
+		{"a file readable by others is reused but made private", []byte("kept-token-abcdefghij"), 0o644, "", "kept-token-abcdefghij"},
+		{"a kept token too short to be safe is replaced", []byte("short"), 0o600, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			home := t.TempDir()
+			path := filepath.Join(home, TokenFile)
+			if tt.before != nil {
+				if err := os.WriteFile(path, tt.before, tt.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := EnsureTokenFile(home, tt.configured)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != "" && got != tt.want {
+				t.Errorf("token %q, want %q", got, tt.want)
+			}
+			if tt.want == "" && (CheckToken(got) != nil || strings.Contains(string(tt.before), string(got))) {
+				t.Errorf("new token %q is not a fresh valid token", got)
+			}
+			info, err := os.Stat(path)
+			if err != nil || info.Mode().Perm() != 0o600 {
+				t.Fatalf("HOME/api.token: %v, mode %v; want 0600", err, info.Mode().Perm())
+			}
+			read, err := ReadTokenFile(home)
+			if err != nil || read != got {
+				t.Errorf("ReadTokenFile = %q, %v; want %q", read, err, got)
+			}
+			again, err := EnsureTokenFile(home, tt.configured)
+			if err != nil || again != got {
+				t.Errorf("a restart gives %q, %v; want the same token %q", again, err, got)
+			}
+		})
 	}
 }

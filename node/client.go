@@ -31,8 +31,8 @@ func NewClient(base string) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{}}
 }
 
-// SetToken makes the client send token with every request, for a daemon
-// that requires one (api.token).
+// SetToken makes the client send token with every request: the daemon
+// requires it (HOME/api.token, or api.token if configured).
 func (c *Client) SetToken(token Secret) { c.token = token }
 
 // ID implements API.
@@ -95,6 +95,9 @@ func (c *Client) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, e
 
 func (c *Client) do(ctx context.Context, method, route string, body any) (*http.Response, error) {
 	var r io.Reader
+	if body == nil && method == http.MethodPost {
+		body = struct{}{} // the API takes only JSON bodies on POST
+	}
 	if body != nil {
 		raw, err := json.Marshal(body)
 		if err != nil {
@@ -108,6 +111,9 @@ func (c *Client) do(ctx context.Context, method, route string, body any) (*http.
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", bearerPrefix+string(c.token))
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -75,6 +75,14 @@ type Config struct {
 	MirrorQuota int64
 	// MirrorInterval is how often mirror.pins and the quota are checked.
 	MirrorInterval time.Duration
+	// MirrorUpstreamTTL is how long the mirror trusts an upstream's answer
+	// about a revision (which commit main is, which files it has) before it
+	// asks again.
+	MirrorUpstreamTTL time.Duration
+	// MirrorClientFills bounds the downloads one client address may have
+	// being filled (from the upstream or from peers) at once; more get 429
+	// Too Many Requests with Retry-After.
+	MirrorClientFills int
 	// MirrorStallTimeout aborts a fill from the upstream (or from peers by
 	// sha256) that delivered no byte for this long; the clients waiting on
 	// it get 504 or a cut-off answer, and the next request tries again.
@@ -98,6 +106,11 @@ const (
 	DefaultMaxConns      = 1024
 	// DefaultMirrorStallTimeout is mirror.stall_timeout's default.
 	DefaultMirrorStallTimeout = 30 * time.Second
+	// DefaultMirrorUpstreamTTL is mirror.upstream_ttl's default.
+	DefaultMirrorUpstreamTTL = 10 * time.Minute
+	// DefaultMirrorClientFills is mirror.fills_per_client's default:
+	// huggingface_hub's snapshot_download runs 8 downloads at once.
+	DefaultMirrorClientFills = 8
 )
 
 func (c *Config) setDefaults() {
@@ -121,6 +134,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MirrorStallTimeout <= 0 {
 		c.MirrorStallTimeout = DefaultMirrorStallTimeout
+	}
+	if c.MirrorUpstreamTTL <= 0 {
+		c.MirrorUpstreamTTL = DefaultMirrorUpstreamTTL
+	}
+	if c.MirrorClientFills <= 0 {
+		c.MirrorClientFills = DefaultMirrorClientFills
 	}
 	if c.DHTMode == "" {
 		c.DHTMode = DHTOff

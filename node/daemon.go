@@ -12,10 +12,14 @@ import (
 )
 
 // RunDaemon runs a node with its HTTP API until ctx ends. Once the API
-// listens it writes HOME/api (replacing a stale one) and calls ready with
-// the base URL; on the way out it removes HOME/api.
+// listens it writes HOME/api.token (kept across restarts) and HOME/api
+// (replacing a stale one) and calls ready with the base URL; on the way
+// out it removes HOME/api.
 func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err error) {
 	if err := CheckExposure(cfg.APIAddr, cfg.APIToken); err != nil {
+		return err
+	}
+	if err := CheckToken(cfg.APIToken); err != nil {
 		return err
 	}
 	n, err := New(ctx, cfg)
@@ -37,24 +41,33 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 		ln.Close()
 		return err
 	}
+	guard, err := n.apiGuard(ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := WriteAPIFile(cfg.Home, url); err != nil {
 		ln.Close()
 		return err
 	}
 	defer func() { err = errors.Join(err, RemoveAPIFile(cfg.Home)) }()
-	if cfg.APIToken != "" {
-		if err := WriteTokenFile(cfg.Home, cfg.APIToken); err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, RemoveTokenFile(cfg.Home)) }()
-	}
 	n.log.Info("api listening", "addr", url)
 	if ready != nil {
 		ready(url)
 	}
-	err = ServeAPI(ctx, ln, n, n.log, WithToken(cfg.APIToken))
+	err = ServeAPI(ctx, ln, n, n.log, guard)
 	cancel()
 	return errors.Join(err, <-mirrorDone)
+}
+
+// apiGuard makes sure HOME/api.token holds the token the API requires
+// and returns the guard for an API listening on listen.
+func (n *Node) apiGuard(listen net.Addr) (*APIGuard, error) {
+	token, err := EnsureTokenFile(n.cfg.Home, n.cfg.APIToken)
+	if err != nil {
+		return nil, err
+	}
+	return NewAPIGuard(listen, token, n.log.With("component", "api"))
 }
 
 // startMirror starts the mirror server if mirror.addr is set and records
@@ -85,7 +98,9 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 	}
 	n.log.Info("mirror listening", "addr", url)
 	go func() {
-		err := n.serveMirror(ctx, ln, h, hfb)
+		// Every mirror answer may be a file of many GiB or wait on a fill:
+		// each write gets its own deadline.
+		err := n.serveMirror(ctx, ln, writeDeadlines(h), hfb)
 		os.Remove(filepath.Join(n.cfg.Home, MirrorFile))
 		done <- err
 	}()

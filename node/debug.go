@@ -6,9 +6,16 @@ import (
 )
 
 // routeDebug is the prefix of the Go runtime profiles (net/http/pprof) on
-// the local API. The API listens on loopback (api.addr), so only this
-// machine can profile the daemon, e.g.
-// `go tool pprof http://127.0.0.1:PORT/debug/pprof/profile?seconds=10`.
+// the local API. They sit behind the API's guard like every route (token,
+// loopback Host, no browser requests), so only the owner can profile the
+// daemon, e.g.
+//
+//	curl -H "Authorization: Bearer $(cat ~/.allmende/api.token)" \
+//	    -o cpu.pprof 'http://127.0.0.1:5080/debug/pprof/profile?seconds=10'
+//	go tool pprof cpu.pprof
+//
+// net/http/pprof extends the write deadline of a profile or trace by its
+// length itself.
 const routeDebug = "/debug/pprof/"
 
 // registerDebug adds the pprof handlers to mux.

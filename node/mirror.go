@@ -11,7 +11,9 @@ import (
 	"strings"
 
 	"github.com/allmende/allmende/node/hfapi"
+	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/gateway"
+	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,12 +29,13 @@ var ErrForbidden = errors.New("client network not allowed")
 // API (/api/..., /{org}/{name}/resolve/...), the IPFS trustless gateway at
 // /ipfs/, Prometheus metrics at /metrics and the web page at /. Every
 // request must come from a network in allow.
-func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend) (http.Handler, error) {
+func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend, bserv blockservice.BlockService) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.registerMetrics(reg)
+	registerMirrorMetrics(reg, hfb)
 
-	backend, err := gateway.NewBlocksBackend(n.bserv, gateway.WithPrometheusRegistry(reg))
+	backend, err := gateway.NewBlocksBackend(bserv, gateway.WithPrometheusRegistry(reg))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -42,27 +45,43 @@ func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend) (http.Handler
 		MetricsRegistry:       reg,
 	}, backend)
 
-	if up := hfb.upstream; up != nil {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "allmende_mirror_upstream_downloads_total", Help: "Files downloaded from mirror.upstream.",
-		}, func() float64 { return float64(up.downloads.Load()) }))
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "allmende_mirror_swarm_fills_total", Help: "Files the mirror filled from peers by sha256 instead of the upstream.",
-		}, func() float64 { return float64(up.fromSwarm.Load()) }))
-	}
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "allmende_mirror_whole_file_responses_total",
-		Help: "File downloads sent straight from a verified file on disk (sendfile) rather than through the block store.",
-	}, func() float64 { return float64(hfb.whole.served.Load()) }))
 	hf := hfapi.Handler(hfb, n.log)
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/", hf)
 	mux.Handle("/", hf) // /{org}/{name}/resolve/... and /datasets/...
-	mux.Handle("/ipfs/", gw)
+	mux.Handle("/ipfs/", gatewayFills(hfb.fills, n.holdsGatewayRoot, gw))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", n.serveIndex)
 	return allowNetworks(allow, limitUploads(n.upLimit, mux), n.log), nil
+}
+
+// registerMirrorMetrics exposes the mirror's fills, upstream lookups and
+// quota reservations.
+func registerMirrorMetrics(reg prometheus.Registerer, hfb *hfBackend) {
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	if up := hfb.upstream; up != nil {
+		counter("allmende_mirror_upstream_downloads_total", "Files downloaded from mirror.upstream.",
+			func() float64 { return float64(up.downloads.Load()) })
+		counter("allmende_mirror_swarm_fills_total", "Files the mirror filled from peers by sha256 instead of the upstream.",
+			func() float64 { return float64(up.fromSwarm.Load()) })
+		counter("allmende_mirror_upstream_lookups_total", "Revision lookups sent to mirror.upstream (one for all clients asking at once).",
+			func() float64 { return float64(up.repos.lookups.Load()) })
+		gauge("allmende_mirror_upstream_lookups_waiting", "Requests waiting on a revision lookup at mirror.upstream.",
+			func() float64 { return float64(up.repos.waiting.Load()) })
+	}
+	counter("allmende_mirror_whole_file_responses_total",
+		"File downloads sent straight from a verified file on disk (sendfile) rather than through the block store.",
+		func() float64 { return float64(hfb.whole.served.Load()) })
+	counter("allmende_mirror_busy_total", "Requests answered 429 because their client had mirror.fills_per_client fills going.",
+		func() float64 { return float64(hfb.fills.refusals()) })
+	gauge("allmende_mirror_quota_reserved_bytes", "Bytes fills in progress hold against mirror.quota.",
+		func() float64 { return float64(hfb.quota.held()) })
 }
 
 // registerMetrics exposes the node's transfer counters, store size and
@@ -113,45 +132,54 @@ func ParseNetworks(cidrs []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// allowNetworks answers 403 to clients outside allow.
+// allowNetworks answers 403 to clients outside allow, and passes the
+// others' address on in the request's context (see withClient).
 func allowNetworks(allow []netip.Prefix, next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !clientAllowed(allow, r.RemoteAddr) {
+		addr, ok := clientAllowed(allow, r.RemoteAddr)
+		if !ok {
 			log.Warn("mirror request refused", "addr", r.RemoteAddr, "err", ErrForbidden)
 			http.Error(w, "403 forbidden: your network is not in this mirror's mirror.allow list", http.StatusForbidden)
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(withClient(r.Context(), addr)))
 	})
 }
 
-func clientAllowed(allow []netip.Prefix, remote string) bool {
+func clientAllowed(allow []netip.Prefix, remote string) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
-		return false
+		return netip.Addr{}, false
 	}
 	addr := ap.Addr().Unmap()
 	for _, p := range allow {
 		if p.Contains(addr) {
-			return true
+			return addr, true
 		}
 	}
-	return false
+	return netip.Addr{}, false
 }
 
-// newMirror prepares the mirror: it opens the cache of filled models and
-// clears what fills cut short by a kill left, before any client can ask.
+// newMirror prepares the mirror: it opens the cache of what it keeps for
+// its clients and clears what fills cut short by a kill left, before any
+// client can ask. The gateway and the hub API read through a block service
+// of their own, whose block store keeps what they fetch only within the
+// quota; its exchange is the node's bitswap (closed with the node).
 func (n *Node) newMirror(allow []netip.Prefix) (http.Handler, *hfBackend, error) {
 	cache, err := openMirrorCache(n.cfg.Home)
 	if err != nil {
 		return nil, nil, err
 	}
-	var up *upstreamFiller
+	quota := newMirrorQuota(n.cfg.MirrorQuota, cache, nodeQuota{n}, n.log)
+	bserv := blockservice.New(&quotaBlockstore{Blockstore: n.store.Blockstore(), q: quota}, n.bitswap)
+	hfb := &hfBackend{n: n, cache: cache, quota: quota, fills: newClientFills(n.cfg.MirrorClientFills),
+		whole: newWholeFiles(n), dag: merkledag.NewDAGService(bserv), seeding: map[string]bool{}}
 	if n.cfg.MirrorUpstream != "" {
-		up = newUpstreamFiller(n, n.cfg.MirrorUpstream)
+		if hfb.upstream, err = newUpstreamFiller(n, n.cfg.MirrorUpstream, quota, hfb.fills, hfb.dag); err != nil {
+			return nil, nil, err
+		}
 	}
-	hfb := newHFBackend(n, up, cache)
-	h, err := n.mirrorHandler(allow, hfb)
+	h, err := n.mirrorHandler(allow, hfb, bserv)
 	if err != nil {
 		return nil, nil, err
 	}

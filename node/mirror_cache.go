@@ -20,29 +20,88 @@ import (
 
 // Mirror housekeeping.
 const (
-	// mirrorCacheFile, in HOME, lists the models the mirror filled on
-	// demand, with when each was last asked for: the ones a quota may evict.
+	// mirrorCacheFile, in HOME, lists what the mirror keeps on behalf of
+	// its clients, with when each was last asked for: what a quota may
+	// evict.
 	mirrorCacheFile = "mirror-cache.json"
 	// DefaultMirrorInterval is how often the mirror retries mirror.pins and
 	// checks the quota.
 	DefaultMirrorInterval = time.Minute
-	// usedResolution is how coarsely last-use times are recorded, so that a
-	// busy mirror does not rewrite the cache file on every request.
-	usedResolution = time.Minute
+	// saveEvery is how often, at most, a use alone rewrites the cache file,
+	// so that a busy mirror does not rewrite it on every request. Adding and
+	// removing entries writes it at once.
+	saveEvery = time.Minute
+	// blocksKey is the cache entry standing for the blocks held unpinned.
+	blocksKey = "unpinned-blocks"
 )
 
-// mirrorCache tracks models filled on demand and their last use. Models
-// listed in mirror.pins, imported or added by hand are never in it, so a
-// quota never evicts them. Last use is a recency order only; no pin or GC
-// decision depends on the wall clock being right.
+// cacheKind says what a mirror cache entry holds.
+type cacheKind string
+
+// What the mirror keeps for its clients.
+const (
+	// cachedModel is a revision filled from the upstream or seeded from the
+	// swarm on demand; its key is the manifest's CID.
+	cachedModel cacheKind = "model"
+	// cachedFile is one file a fill kept, of a revision not (yet) complete;
+	// its key is the file's root CID.
+	cachedFile cacheKind = "file"
+	// cachedBlocks stands for the blocks held unpinned: pulled through the
+	// gateway or read from peers for a client. Evicting it is a garbage
+	// collection. Its key is blocksKey.
+	cachedBlocks cacheKind = "blocks"
+)
+
+// cacheEntry is one thing the mirror keeps for its clients.
+type cacheEntry struct {
+	// Used is the unix millisecond of the last use, made unique and
+	// increasing: a recency order only, no pin or GC decision depends on
+	// the wall clock being right.
+	Used int64     `json:"used"`
+	Kind cacheKind `json:"kind"`
+	// Name, Revision and Commit name the repository revision (of a model,
+	// or of the revision a file was filled for), to match mirror.pins.
+	Name     string `json:"name,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Commit   string `json:"commit,omitempty"`
+	// Root is a model's directory CID.
+	Root string `json:"root,omitempty"`
+	// Path is a file's path in its repository.
+	Path string `json:"path,omitempty"`
+	// Size is about the bytes evicting the entry frees.
+	Size uint64 `json:"size,omitempty"`
+}
+
+// keyedEntry is a cache entry with its key.
+type keyedEntry struct {
+	key string
+	cacheEntry
+}
+
+// mirrorCache records what the mirror keeps for its clients and when each
+// was last used. It is written before what it records is pinned, so after
+// a crash it may list more than the store holds (evicting that is a no-op),
+// never less. Imports, adds and what mirror.pins names are never evicted.
 type mirrorCache struct {
 	path string
 	mu   sync.Mutex
-	used map[string]int64 // manifest CID → unix seconds of last use
+	ents map[string]cacheEntry
+	// settling are entries added whose pins are not all made yet: an
+	// eviction in between would unpin nothing and lose track of what is
+	// pinned next, so they are not evicted until settled.
+	settling map[string]int
+	// latest is the highest stamp given out: stamps only go up, so after
+	// the clock is set back a thing used now still counts as used after
+	// every other one.
+	latest int64
+	// saved is when the file was last written; dirty, whether uses were
+	// recorded since.
+	saved time.Time
+	dirty bool
 }
 
 func openMirrorCache(home string) (*mirrorCache, error) {
-	c := &mirrorCache{path: filepath.Join(home, mirrorCacheFile), used: map[string]int64{}}
+	c := &mirrorCache{path: filepath.Join(home, mirrorCacheFile), ents: map[string]cacheEntry{}, settling: map[string]int{}}
 	raw, err := os.ReadFile(c.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -50,61 +109,198 @@ func openMirrorCache(home string) (*mirrorCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror cache: %w", err)
 	}
-	if err := json.Unmarshal(raw, &c.used); err != nil {
-		return nil, fmt.Errorf("mirror cache %s: %w", c.path, err)
+	if err := json.Unmarshal(raw, &c.ents); err != nil {
+		// The first format: manifest CID → unix second of last use.
+		var old map[string]int64
+		if json.Unmarshal(raw, &old) != nil {
+			return nil, fmt.Errorf("mirror cache %s: %w", c.path, err)
+		}
+		c.ents = map[string]cacheEntry{}
+		for k, t := range old {
+			c.ents[k] = cacheEntry{Used: t * 1000, Kind: cachedModel}
+		}
+	}
+	for _, e := range c.ents {
+		c.latest = max(c.latest, e.Used)
 	}
 	return c, nil
 }
 
-// touch records a use of manifest mc, adding it if add is set.
-func (c *mirrorCache) touch(mc string, add bool) {
+// stampLocked is the next last-use stamp.
+func (c *mirrorCache) stampLocked() int64 {
+	c.latest = max(time.Now().UnixMilli(), c.latest+1)
+	return c.latest
+}
+
+// add records e under key as used now and writes the file before it
+// returns: callers add an entry before they pin what it describes, and
+// call the returned settle once they pinned it (or failed to); until
+// then the entry is not evicted.
+func (c *mirrorCache) add(key string, e cacheEntry) (settle func(), err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	last, ok := c.used[mc]
-	if !ok && !add {
+	e.Used = c.stampLocked()
+	c.ents[key] = e
+	if err := c.saveLocked(); err != nil {
+		return nil, fmt.Errorf("mirror cache: %w", err)
+	}
+	c.settling[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.settling[key]--; c.settling[key] <= 0 {
+				delete(c.settling, key)
+			}
+		})
+	}, nil
+}
+
+// touch records a use of the entry under key, if there is one. The file
+// is rewritten at most every saveEvery for uses alone: after a crash the
+// order may be a little older, which costs nothing but a less exact
+// eviction.
+func (c *mirrorCache) touch(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.ents[key]
+	if !ok || e.Used == c.latest {
+		return // gone, or the most recent already
+	}
+	e.Used = c.stampLocked()
+	c.ents[key] = e
+	c.dirty = true
+	if time.Since(c.saved) >= saveEvery {
+		c.saveLocked() // best effort: the order is an optimisation
+	}
+}
+
+// touchBlocks records that blocks were kept unpinned just now.
+func (c *mirrorCache) touchBlocks() {
+	c.mu.Lock()
+	_, ok := c.ents[blocksKey]
+	c.mu.Unlock()
+	if !ok {
+		if settle, err := c.add(blocksKey, cacheEntry{Kind: cachedBlocks}); err == nil {
+			settle()
+		}
 		return
 	}
-	// Stamps never go backwards: after the clock is set back, a model
-	// used now must still count as used after every other one.
-	var others int64
-	for k, t := range c.used {
-		if k != mc {
-			others = max(others, t)
+	c.touch(blocksKey)
+}
+
+func (c *mirrorCache) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.ents[key]; !ok {
+		return
+	}
+	delete(c.ents, key)
+	c.saveLocked()
+}
+
+// removeFiles drops the single-file entries of m's files, now part of a
+// model entry.
+func (c *mirrorCache) removeFiles(m *manifest.Manifest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := false
+	for _, f := range m.Files {
+		if e, ok := c.ents[f.CID]; ok && e.Kind == cachedFile {
+			delete(c.ents, f.CID)
+			changed = true
 		}
 	}
-	now := time.Now().Unix()
-	if ok && last >= others && now-last < int64(usedResolution/time.Second) {
-		return // the most recent already, and recently
+	if changed {
+		c.saveLocked()
 	}
-	c.used[mc] = max(now, others)
-	c.saveLocked()
 }
 
-func (c *mirrorCache) remove(mc string) {
+// oldestFirst lists the settled entries, least recently used first. The
+// unpinned blocks are always listed (unused so far if never recorded):
+// blocks a crash or a removed pin left count against the quota too.
+func (c *mirrorCache) oldestFirst() []keyedEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.used, mc)
-	c.saveLocked()
-}
-
-// oldestFirst lists cached manifests, least recently used first.
-func (c *mirrorCache) oldestFirst() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]string, 0, len(c.used))
-	for k := range c.used {
-		out = append(out, k)
+	out := make([]keyedEntry, 0, len(c.ents)+1)
+	for k, e := range c.ents {
+		if c.settling[k] == 0 {
+			out = append(out, keyedEntry{k, e})
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return c.used[out[i]] < c.used[out[j]] })
+	if _, ok := c.ents[blocksKey]; !ok {
+		out = append(out, keyedEntry{blocksKey, cacheEntry{Kind: cachedBlocks}})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Used != out[j].Used {
+			return out[i].Used < out[j].Used
+		}
+		return out[i].key < out[j].key
+	})
 	return out
 }
 
-func (c *mirrorCache) saveLocked() {
-	raw, err := json.Marshal(c.used)
-	if err == nil {
-		err = store.WriteFileAtomic(c.path, raw, 0o600)
+func (c *mirrorCache) saveLocked() error {
+	raw, err := json.Marshal(c.ents)
+	if err != nil {
+		return err
 	}
-	_ = err // best effort: the cache order is an optimisation
+	if err := store.WriteFileAtomic(c.path, raw, 0o600); err != nil {
+		return err
+	}
+	c.saved, c.dirty = time.Now(), false
+	return nil
+}
+
+// flush writes uses recorded since the last write.
+func (c *mirrorCache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dirty {
+		c.saveLocked()
+	}
+}
+
+// modelEntry is the cache entry of m.
+func modelEntry(m *manifest.Manifest) cacheEntry {
+	var size uint64
+	for _, f := range m.Files {
+		size += f.Size
+	}
+	return cacheEntry{Kind: cachedModel, Name: m.Name, Revision: m.Revision, Commit: m.Commit, Root: m.Root, Size: size}
+}
+
+// keepModel stores, pins and indexes manifest m, whose blocks are local
+// (the caller holds PinLock), as a model the mirror keeps for its clients.
+// The cache entry is written first and the manifest pinned before the
+// root, so that whatever a crash leaves pinned, an entry leads to it.
+func (n *Node) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirrorCache) (cid.Cid, error) {
+	root, err := cid.Decode(m.Root)
+	if err != nil {
+		return cid.Undef, err
+	}
+	nd, err := n.manifestFile(ctx, m)
+	if err != nil {
+		return cid.Undef, err
+	}
+	mc := nd.Cid()
+	settle, err := cache.add(mc.String(), modelEntry(m))
+	if err != nil {
+		return cid.Undef, err
+	}
+	defer settle()
+	if err := n.store.Pin(ctx, mc, m.Name+"@"+m.Revision+" (manifest)"); err != nil {
+		return cid.Undef, fmt.Errorf("pin manifest: %w", err)
+	}
+	if err := n.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
+		return cid.Undef, err
+	}
+	if err := n.models.add(mc, m); err != nil {
+		return cid.Undef, err
+	}
+	cache.removeFiles(m)
+	return mc, nil
 }
 
 // housekeep keeps mirror.pins local and the store under mirror.quota until
@@ -118,9 +314,10 @@ func (n *Node) housekeep(ctx context.Context, b *hfBackend) {
 	defer tick.Stop()
 	for {
 		n.keepMirrorPins(ctx, b)
-		if err := n.enforceQuota(ctx, b.cache); err != nil && ctx.Err() == nil {
+		if err := b.quota.enforce(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("mirror: quota", "err", err)
 		}
+		b.cache.flush()
 		select {
 		case <-ctx.Done():
 			return
@@ -129,9 +326,14 @@ func (n *Node) housekeep(ctx context.Context, b *hfBackend) {
 	}
 }
 
+// pinnedFillKey marks a context whose fills serve mirror.pins: they are
+// bounded by the disk, not by mirror.quota.
+type pinnedFillKey struct{}
+
 // keepMirrorPins prefetches and pins every entry of mirror.pins: a CID, or
 // a name org/model[@rev] from the swarm or the upstream.
 func (n *Node) keepMirrorPins(ctx context.Context, b *hfBackend) {
+	ctx = context.WithValue(ctx, pinnedFillKey{}, true)
 	for _, ref := range n.cfg.MirrorPins {
 		if ctx.Err() != nil {
 			return
@@ -179,65 +381,15 @@ func (n *Node) keepMirrorPin(ctx context.Context, b *hfBackend, ref string) erro
 	return nil
 }
 
-// enforceQuota evicts cached models, least recently used first, until the
-// store fits mirror.quota. Models named in mirror.pins are never evicted.
-func (n *Node) enforceQuota(ctx context.Context, cache *mirrorCache) error {
-	if n.cfg.MirrorQuota <= 0 {
-		return nil
-	}
-	for _, mc := range cache.oldestFirst() {
-		used, err := n.store.DiskUsage(ctx)
-		if err != nil {
-			return err
-		}
-		if used <= uint64(n.cfg.MirrorQuota) {
-			return nil
-		}
-		if err := n.evict(ctx, mc); err != nil {
-			return fmt.Errorf("evict %s: %w", mc, err)
-		}
-		cache.remove(mc)
-	}
-	return nil
-}
-
-// evict unpins a cached model (files, root, manifest), forgets its name and
-// frees its blocks.
-func (n *Node) evict(ctx context.Context, mc string) error {
-	c, err := cid.Decode(mc)
-	if err != nil {
-		return err
-	}
-	m, err := readManifest(ctx, n.store.DAG(), c)
-	if err != nil {
-		return err
-	}
-	if n.isMirrorPinned(m) {
-		return nil
-	}
-	for _, s := range append(fileCIDs(m), m.Root, mc) {
-		if pc, err := cid.Decode(s); err == nil {
-			if err := n.store.Unpin(ctx, pc); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-		}
-	}
-	n.models.forget(c, m)
-	res, err := n.store.GC(ctx)
-	if err != nil {
-		return err
-	}
-	n.log.Info("mirror: evicted least recently used model", "name", m.Name, "rev", m.Revision, "bytes", res.Freed)
-	return nil
-}
-
-func (n *Node) isMirrorPinned(m *manifest.Manifest) bool {
+// isMirrorPinned reports whether mirror.pins names the revision name@rev
+// (with commit commit) or the root CID root.
+func (n *Node) isMirrorPinned(name, rev, commit, root string) bool {
 	for _, ref := range n.cfg.MirrorPins {
-		name, rev, err := ParseModelRef(ref)
-		if err == nil && name == m.Name && (rev == m.Revision || rev == m.Commit) {
+		if root != "" && ref == root {
 			return true
 		}
-		if ref == m.Root {
+		pn, pr, err := ParseModelRef(ref)
+		if err == nil && pn == name && (pr == rev || pr == commit) {
 			return true
 		}
 	}

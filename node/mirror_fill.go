@@ -45,6 +45,9 @@ const (
 // are checked against the upstream's declared size and hash before they
 // are imported and kept; a revision whose files are all kept becomes a
 // manifest, seeded like any other model.
+//
+// Every fill reserves its room first (see mirror_quota.go); a client has at
+// most mirror.fills_per_client fills going (see mirror_clients.go).
 type upstreamFiller struct {
 	n      *Node
 	client *hfapi.Client
@@ -52,33 +55,52 @@ type upstreamFiller struct {
 	dir    string
 	// stall aborts a fill that delivered nothing for this long.
 	stall time.Duration
+	// repos remembers the upstream's answers for mirror.upstream_ttl.
+	repos *repoCache
+	quota *mirrorQuota
+	cache *mirrorCache
+	fills *clientFills
+	// dag reads files found among peers by sha256 through the mirror's
+	// block service, which keeps their blocks only within the quota.
+	dag ipld.DAGService
 
 	mu        sync.Mutex
-	repos     map[string]*hfapi.Repo // kind:name@rev
-	jobs      map[string]*fillJob    // by ETag
-	keptFiles map[string]keptFile    // by ETag
+	jobs      map[string]*fillJob // by ETag
+	keptFiles map[string]keptFile // by ETag
 
 	// downloads counts upstream file transfers started; fromSwarm counts
 	// files found by sha256 among peers instead.
 	downloads, fromSwarm atomic.Uint64
-	// kept, if set, hears of each revision recorded as a model.
-	kept func(manifestCID cid.Cid)
 }
 
-func newUpstreamFiller(n *Node, endpoint string) *upstreamFiller {
+func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
+	client, err := hfapi.NewClient(endpoint, n.log)
+	if err != nil {
+		return nil, fmt.Errorf("mirror.upstream: %w: %w", ErrBadInput, err)
+	}
 	u := &upstreamFiller{
 		n:         n,
-		client:    hfapi.NewClient(endpoint, nil),
+		client:    client,
 		source:    endpoint,
 		dir:       filepath.Join(n.cfg.Home, fillDir),
 		stall:     n.cfg.MirrorStallTimeout,
-		repos:     map[string]*hfapi.Repo{},
+		quota:     quota,
+		cache:     quota.cache,
+		fills:     fills,
+		dag:       dag,
 		jobs:      map[string]*fillJob{},
 		keptFiles: map[string]keptFile{},
 	}
+	u.repos = newRepoCache(n.ctx, n.cfg.MirrorUpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+		r, err := client.Repo(ctx, kind, name, rev)
+		if err != nil {
+			return nil, upstreamError(err)
+		}
+		return r, nil
+	})
 	u.removeParts()
 	u.loadKept()
-	return u
+	return u, nil
 }
 
 // removeParts deletes the files of fills a crash or kill cut short; no
@@ -144,30 +166,16 @@ func (u *upstreamFiller) keptLocked(ctx context.Context, etag string) (keptFile,
 	return k, true
 }
 
-// repo returns the upstream's answer for a revision, asked once.
+// repo returns the upstream's answer for a revision (see repoCache).
 func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
-	key := string(kind) + ":" + name + "@" + rev
-	u.mu.Lock()
-	r, ok := u.repos[key]
-	u.mu.Unlock()
-	if ok {
-		return r, nil
-	}
-	r, err := u.client.Repo(ctx, kind, name, rev)
-	if err != nil {
-		return nil, upstreamError(err)
-	}
-	u.mu.Lock()
-	u.repos[key] = r
-	u.mu.Unlock()
-	return r, nil
+	return u.repos.get(ctx, kind, name, rev)
 }
 
 // upstreamError marks a failure to get bytes from the upstream as
 // hfapi.ErrUpstream (502), keeping the hub's not-found answers as they are.
 func upstreamError(err error) error {
 	for _, keep := range []error{hfapi.ErrRepoNotFound, hfapi.ErrRevisionNotFound, hfapi.ErrEntryNotFound,
-		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, context.Canceled} {
+		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, hfapi.ErrBadRequest, context.Canceled} {
 		if errors.Is(err, keep) {
 			return err
 		}
@@ -178,26 +186,87 @@ func upstreamError(err error) error {
 // open serves f: from the store once kept, else from its download. It
 // waits for the download's first byte, so that a fill failing at once (an
 // upstream down, stalled or answering an error) is an HTTP error status,
-// not a 200 cut short.
+// not a 200 cut short. Waiting on a download takes one of the client's
+// fill slots.
 func (u *upstreamFiller) open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
-	u.mu.Lock()
-	if k, ok := u.keptLocked(ctx, f.ETag()); ok {
-		u.mu.Unlock()
+	if k, ok := u.kept(ctx, f.ETag()); ok {
 		return u.n.openCID(ctx, k.CID)
 	}
-	job, ok := u.jobs[f.ETag()]
-	if !ok {
-		job = newFillJob(f, u.dir)
-		u.jobs[f.ETag()] = job
-		go u.run(repo, job)
-	}
-	job.readers++
-	u.mu.Unlock()
-	if _, err := job.waitFor(ctx, 0); err != nil {
-		u.release(job)
+	slot, err := u.fills.acquire(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return &growingReader{ctx: ctx, job: job, release: func() { u.release(job) }}, nil
+	job, k, err := u.join(ctx, repo, f)
+	if err != nil || job == nil {
+		slot()
+		if err != nil {
+			return nil, err
+		}
+		return u.n.openCID(ctx, k.CID)
+	}
+	if _, err := job.waitFor(ctx, 0); err != nil {
+		u.release(job)
+		slot()
+		return nil, err
+	}
+	return &growingReader{ctx: ctx, job: job, release: func() { u.release(job); slot() }}, nil
+}
+
+// kept returns how f was kept, if it was, and records the use.
+func (u *upstreamFiller) kept(ctx context.Context, etag string) (keptFile, bool) {
+	u.mu.Lock()
+	k, ok := u.keptLocked(ctx, etag)
+	u.mu.Unlock()
+	if ok {
+		u.cache.touch(k.CID.String())
+	}
+	return k, ok
+}
+
+// join returns the download of f as a reader of it, starting one (with its
+// room reserved) if none runs; or, if f was kept meanwhile, a nil job and
+// how it was kept.
+func (u *upstreamFiller) join(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (*fillJob, keptFile, error) {
+	var res *reservation
+	for {
+		u.mu.Lock()
+		if k, ok := u.keptLocked(ctx, f.ETag()); ok {
+			u.mu.Unlock()
+			res.release()
+			return nil, k, nil
+		}
+		if job, ok := u.jobs[f.ETag()]; ok {
+			job.readers++
+			u.mu.Unlock()
+			res.release()
+			return job, keptFile{}, nil
+		}
+		if res != nil {
+			job := newFillJob(f, u.dir, res)
+			job.readers++
+			u.jobs[f.ETag()] = job
+			u.mu.Unlock()
+			go u.run(repo, job)
+			return job, keptFile{}, nil
+		}
+		u.mu.Unlock()
+		var err error
+		if res, err = u.reserve(ctx, f); err != nil {
+			return nil, keptFile{}, fmt.Errorf("fill %s: %w", f.Path, err)
+		}
+	}
+}
+
+// reserve holds room for filling f: its size (and DAG) under the quota,
+// unless it is for mirror.pins, and twice that on the disk for the
+// download file and the import.
+func (u *upstreamFiller) reserve(ctx context.Context, f hfapi.File) (*reservation, error) {
+	imported := storeBytes(f.Size)
+	quota := imported
+	if pinned, _ := ctx.Value(pinnedFillKey{}).(bool); pinned {
+		quota = 0
+	}
+	return u.quota.reserve(ctx, quota, f.Size+imported, reserveWait)
 }
 
 // run downloads, verifies and keeps one file. A download that delivers
@@ -219,6 +288,7 @@ func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
 	if err == nil {
 		k, err = u.keep(u.n.ctx, repo, job)
 	}
+	job.res.releaseQuota() // the import is in the store now, or failed
 	if err != nil {
 		u.n.log.Warn("mirror: upstream fill failed; the next request tries again", "path", job.f.Path, "err", err)
 	}
@@ -247,7 +317,7 @@ func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfa
 		// openSHA256 checks size and sha256 itself and bans a peer that
 		// named other content, so the next fill asks the next source.
 		findCtx, cancel := context.WithTimeout(ctx, swarmLookupTimeout)
-		r, err := u.n.openSHA256(findCtx, ctx, f.SHA256, f.Size, hfapi.ErrMismatch)
+		r, err := u.n.openSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
 		cancel()
 		if err == nil {
 			u.fromSwarm.Add(1)
@@ -262,7 +332,8 @@ func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfa
 	return body, nil
 }
 
-// keep imports a verified download into the store and pins it.
+// keep imports a verified download into the store and pins it, recording
+// it in the mirror cache first (see mirrorCache).
 func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJob) (keptFile, error) {
 	unlock := u.n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
@@ -280,13 +351,20 @@ func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJo
 	if job.f.SHA256 != "" && sum != job.f.SHA256 {
 		return keptFile{}, fmt.Errorf("import %s: %w: the file changed on disk after it was checked", job.f.Path, hfapi.ErrMismatch)
 	}
+	entry := cacheEntry{Kind: cachedFile, Name: repo.Name, Revision: repo.Revision, Commit: repo.Commit, Path: job.f.Path, Size: storeBytes(job.f.Size)}
+	settle, err := u.cache.add(nd.Cid().String(), entry)
+	if err != nil {
+		return keptFile{}, err
+	}
+	defer settle()
 	if err := u.n.store.Pin(ctx, nd.Cid(), repo.Name+"/"+job.f.Path); err != nil {
 		return keptFile{}, err
 	}
 	return keptFile{CID: nd.Cid(), SHA256: sum}, nil
 }
 
-// release drops a reader; the last one out removes a finished download.
+// release drops a reader; the last one out removes a finished download
+// (and gives back its room).
 func (u *upstreamFiller) release(job *fillJob) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -310,20 +388,16 @@ func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo)
 		files = append(files, manifest.File{Path: f.Path, Size: f.Size, SHA256: k.SHA256, BlobSHA1: f.BlobSHA1, CID: k.CID.String()})
 	}
 	u.mu.Unlock()
-	mc, err := u.n.recordFilled(ctx, repo, files, u.source)
-	if err != nil {
+	if _, err := u.n.recordFilled(ctx, repo, files, u.source, u.cache); err != nil {
 		u.n.log.Warn("mirror: could not record filled revision", "name", repo.Name, "err", err)
-		return
-	}
-	if u.kept != nil && mc.Defined() {
-		u.kept(mc)
 	}
 }
 
 // recordFilled builds the directory DAG of files, then stores, pins and
-// indexes a manifest keeping the upstream's commit id. It returns the
-// manifest's CID, or cid.Undef if the revision was recorded before.
-func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manifest.File, source string) (cid.Cid, error) {
+// indexes a manifest keeping the upstream's commit id, as a model in
+// cache. It returns the manifest's CID, or cid.Undef if the revision was
+// recorded before.
+func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manifest.File, source string, cache *mirrorCache) (cid.Cid, error) {
 	if n.models == nil {
 		return cid.Undef, errors.New("no model index")
 	}
@@ -341,10 +415,7 @@ func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manif
 	if err := m.Validate(); err != nil {
 		return cid.Undef, err
 	}
-	if err := n.store.Pin(ctx, root, repo.Name+"@"+repo.Revision); err != nil {
-		return cid.Undef, err
-	}
-	return n.storeManifest(ctx, m)
+	return n.keepModel(ctx, m, cache)
 }
 
 // buildDirectory assembles a UnixFS directory tree over files' CIDs.
@@ -413,17 +484,25 @@ func buildDirectory(ctx context.Context, dag ipld.DAGService, files []manifest.F
 
 // openCID returns a seekable reader over a UnixFS file.
 func (n *Node) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
-	nd, err := n.dag.Get(ctx, c)
+	return openFile(ctx, n.dag, c)
+}
+
+// openFile returns a seekable reader over the UnixFS file c in dag.
+func openFile(ctx context.Context, dag ipld.DAGService, c cid.Cid) (io.ReadSeekCloser, error) {
+	nd, err := dag.Get(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return uio.NewDagReader(ctx, nd, n.dag)
+	return uio.NewDagReader(ctx, nd, dag)
 }
 
 // fillJob is one file being downloaded from the upstream.
 type fillJob struct {
 	f   hfapi.File
 	dir string
+	// res is the room reserved for the fill: its quota part goes once the
+	// import is done, the rest with the download file.
+	res *reservation
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -439,8 +518,8 @@ type fillJob struct {
 	readers  int // guarded by upstreamFiller.mu
 }
 
-func newFillJob(f hfapi.File, dir string) *fillJob {
-	j := &fillJob{f: f, dir: dir}
+func newFillJob(f hfapi.File, dir string, res *reservation) *fillJob {
+	j := &fillJob{f: f, dir: dir, res: res}
 	j.cond = sync.NewCond(&j.mu)
 	return j
 }
@@ -451,11 +530,13 @@ func (j *fillJob) filePath() string {
 	return j.path
 }
 
-// removeFile deletes the job's file once nobody reads it.
+// removeFile deletes the job's file once nobody reads it, and gives back
+// the room reserved for the fill.
 func (j *fillJob) removeFile() {
 	if p := j.filePath(); p != "" {
 		os.Remove(p)
 	}
+	j.res.release()
 }
 
 // download copies body (a verifying reader) to a new file in j.dir, waking

@@ -10,6 +10,7 @@ import (
 	"github.com/allmende/allmende/store/manifest"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 )
 
 // hfBackend serves the Hugging Face-compatible API from the models this node
@@ -20,7 +21,12 @@ type hfBackend struct {
 	n        *Node
 	upstream *upstreamFiller // nil without mirror.upstream
 	cache    *mirrorCache
+	quota    *mirrorQuota
+	fills    *clientFills
 	whole    *wholeFiles
+	// dag reads through the mirror's block service: blocks it fetches from
+	// peers are kept only within the quota (see quotaBlockstore).
+	dag ipld.DAGService
 
 	mu      sync.Mutex
 	seeding map[string]bool // manifest roots being made local
@@ -28,18 +34,16 @@ type hfBackend struct {
 
 var _ hfapi.Backend = (*hfBackend)(nil)
 
-func newHFBackend(n *Node, up *upstreamFiller, cache *mirrorCache) *hfBackend {
-	b := &hfBackend{n: n, upstream: up, cache: cache, whole: newWholeFiles(n), seeding: map[string]bool{}}
-	if up != nil {
-		up.kept = func(mc cid.Cid) { cache.touch(mc.String(), true) }
-	}
-	return b
-}
-
-// Repo implements hfapi.Backend.
+// Repo implements hfapi.Backend. A revision the mirror holds is answered
+// from the store; but a branch or tag filled from the upstream is the
+// upstream's to move, so while the upstream answers with another commit
+// (asked at most every mirror.upstream_ttl), that commit is served.
 func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
 	if mc, m, err := b.localManifest(ctx, name, rev); err == nil {
-		b.cache.touch(mc.String(), false)
+		if r := b.moved(ctx, m, kind, rev); r != nil {
+			return r, nil
+		}
+		b.cache.touch(mc.String())
 		return repoOf(m, kind)
 	}
 	if m, _, err := b.n.resolveManifest(ctx, name+"@"+rev, false, b.n.cfg.FetchTimeout); err == nil {
@@ -52,6 +56,32 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 		return b.upstream.repo(ctx, kind, name, rev)
 	}
 	return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRepoNotFound)
+}
+
+// moved returns the upstream's revision rev if m, held locally, was filled
+// from the upstream as rev and the upstream now names another commit; nil
+// otherwise, also when the upstream does not answer within upstreamRecheck.
+func (b *hfBackend) moved(ctx context.Context, m *manifest.Manifest, kind hfapi.Kind, rev string) *hfapi.Repo {
+	if b.upstream == nil || m.Source != b.upstream.source || rev == m.Commit {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, upstreamRecheck)
+	defer cancel()
+	up, err := b.upstream.repo(ctx, kind, m.Name, rev)
+	if err != nil {
+		b.n.log.Debug("mirror: upstream not asked whether it moved a revision", "name", m.Name, "rev", rev, "err", err)
+		return nil
+	}
+	if up.Commit == m.Commit {
+		return nil
+	}
+	if mc, held, err := b.localManifest(ctx, m.Name, up.Commit); err == nil {
+		if r, err := repoOf(held, kind); err == nil {
+			b.cache.touch(mc.String())
+			return r
+		}
+	}
+	return up
 }
 
 // localManifest returns a manifest this node holds for name@rev (rev may
@@ -82,7 +112,9 @@ func repoOf(m *manifest.Manifest, kind hfapi.Kind) (*hfapi.Repo, error) {
 }
 
 // seed fetches a manifest resolved from the swarm, and everything it names,
-// in the background, then keeps it so this node seeds it too.
+// in the background, then keeps it so this node seeds it too, within the
+// quota: its size is reserved first, and without room it is not kept
+// (clients are still served, block by block).
 func (b *hfBackend) seed(m *manifest.Manifest) {
 	b.mu.Lock()
 	if b.seeding[m.Root] {
@@ -97,18 +129,22 @@ func (b *hfBackend) seed(m *manifest.Manifest) {
 			delete(b.seeding, m.Root)
 			b.mu.Unlock()
 		}()
-		mc, err := b.n.keepManifest(b.n.ctx, m)
+		size := storeBytes(modelEntry(m).Size)
+		res, err := b.quota.reserve(b.n.ctx, size, size, 0)
 		if err != nil {
-			b.n.log.Warn("mirror: could not keep model", "name", m.Name, "rev", m.Revision, "err", err)
+			b.n.log.Info("mirror: model served from the swarm but not kept", "name", m.Name, "rev", m.Revision, "err", err)
 			return
 		}
-		b.cache.touch(mc.String(), true)
+		defer res.release()
+		if _, err := b.n.keepManifest(b.n.ctx, m, b.cache); err != nil {
+			b.n.log.Warn("mirror: could not keep model", "name", m.Name, "rev", m.Revision, "err", err)
+		}
 	}()
 }
 
-// keepManifest makes m's files local, pins them and indexes m; it returns
-// the manifest's CID.
-func (n *Node) keepManifest(ctx context.Context, m *manifest.Manifest) (cid.Cid, error) {
+// keepManifest makes m's files local, pins them and indexes m as a model
+// the mirror keeps in cache; it returns the manifest's CID.
+func (n *Node) keepManifest(ctx context.Context, m *manifest.Manifest, cache *mirrorCache) (cid.Cid, error) {
 	root, err := cid.Decode(m.Root)
 	if err != nil {
 		return cid.Undef, err
@@ -118,17 +154,15 @@ func (n *Node) keepManifest(ctx context.Context, m *manifest.Manifest) (cid.Cid,
 	if err := n.fetchDAG(ctx, root, n.cfg.FetchTimeout, nil); err != nil {
 		return cid.Undef, err
 	}
-	if err := n.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
-		return cid.Undef, err
-	}
-	return n.storeManifest(ctx, m)
+	return n.keepModel(ctx, m, cache)
 }
 
 // Open implements hfapi.Backend: the file on disk that holds the content
 // whole, if there is one and it is unchanged since verified (an *os.File,
 // which net/http sends with sendfile); otherwise a seekable reader over the
 // file's DAG, whose blocks are re-hashed as read and, if not yet local,
-// fetched from peers as the reader reaches them.
+// fetched from peers as the reader reaches them (which takes one of the
+// client's fill slots, and keeps the blocks only within the quota).
 func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
 	if f.Ref == "" && b.upstream != nil {
 		return b.upstream.open(ctx, repo, f)
@@ -140,15 +174,36 @@ func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (i
 	if fh := b.whole.open(ctx, c, f.Size); fh != nil {
 		return fh, nil
 	}
-	nd, err := b.n.dag.Get(ctx, c)
+	slot := func() {}
+	if has, err := b.n.store.Blockstore().Has(ctx, c); err != nil || !has {
+		if slot, err = b.fills.acquire(ctx); err != nil {
+			return nil, err
+		}
+	}
+	nd, err := b.dag.Get(ctx, c)
 	if err != nil {
+		slot()
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
-	r, err := uio.NewDagReader(ctx, nd, b.n.dag)
+	r, err := uio.NewDagReader(ctx, nd, b.dag)
 	if err != nil {
+		slot()
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
-	return r, nil
+	return &releasingReader{ReadSeekCloser: r, release: slot}, nil
+}
+
+// releasingReader calls release once, when it is closed.
+type releasingReader struct {
+	io.ReadSeekCloser
+	release func()
+	once    sync.Once
+}
+
+func (r *releasingReader) Close() error {
+	err := r.ReadSeekCloser.Close()
+	r.once.Do(r.release)
+	return err
 }
 
 // list returns the CIDs of the indexed manifests.

@@ -276,16 +276,9 @@ func importOptions(req ImportRequest) (manifest.ImportOptions, string, error) {
 // storeManifest stores m's canonical encoding as a UnixFS file (one raw
 // block, the CID of m.Block(), up to 1 MiB), pins it and indexes it.
 func (n *Node) storeManifest(ctx context.Context, m *manifest.Manifest) (cid.Cid, error) {
-	data, err := m.Encode()
+	nd, err := n.manifestFile(ctx, m)
 	if err != nil {
 		return cid.Undef, err
-	}
-	if len(data) > manifest.MaxSize {
-		return cid.Undef, fmt.Errorf("store manifest: %w: %d bytes, at most %d", manifest.ErrInvalid, len(data), manifest.MaxSize)
-	}
-	nd, err := store.BuildFile(ctx, n.store.DAG(), bytes.NewReader(data))
-	if err != nil {
-		return cid.Undef, fmt.Errorf("store manifest: %w", err)
 	}
 	if err := n.store.Pin(ctx, nd.Cid(), m.Name+"@"+m.Revision+" (manifest)"); err != nil {
 		return cid.Undef, fmt.Errorf("pin manifest: %w", err)
@@ -294,6 +287,23 @@ func (n *Node) storeManifest(ctx context.Context, m *manifest.Manifest) (cid.Cid
 		return cid.Undef, err
 	}
 	return nd.Cid(), nil
+}
+
+// manifestFile writes m, encoded, to the store as a file and returns its
+// root, unpinned: the caller holds PinLock until it pins it.
+func (n *Node) manifestFile(ctx context.Context, m *manifest.Manifest) (ipld.Node, error) {
+	data, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > manifest.MaxSize {
+		return nil, fmt.Errorf("store manifest: %w: %d bytes, at most %d", manifest.ErrInvalid, len(data), manifest.MaxSize)
+	}
+	nd, err := store.BuildFile(ctx, n.store.DAG(), bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("store manifest: %w", err)
+	}
+	return nd, nil
 }
 
 // readManifest reads and decodes the manifest file c through ng, checking

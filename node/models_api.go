@@ -38,20 +38,22 @@ func registerModelRoutes(mux *http.ServeMux, api API, log *slog.Logger) {
 	if !ok {
 		return
 	}
-	mux.HandleFunc("POST "+routeImport, streamedJSON(log, m.Import))
-	mux.HandleFunc("POST "+routeFetchModel, streamedJSON(log, m.FetchModel))
-	mux.HandleFunc("POST "+routePublish, streamedJSON(log, func(ctx context.Context, q PublishRequest, _ ProgressFunc) (PublishResult, error) {
+	mux.Handle("POST "+routeImport, streamedJSON(log, m.Import))
+	mux.Handle("POST "+routeFetchModel, streamedJSON(log, m.FetchModel))
+	mux.Handle("POST "+routePublish, streamedJSON(log, func(ctx context.Context, q PublishRequest, _ ProgressFunc) (PublishResult, error) {
 		return m.Publish(ctx, q)
 	}))
-	mux.HandleFunc("POST "+routeInspect, streamedJSON(log, func(ctx context.Context, q InspectRequest, _ ProgressFunc) (InspectResult, error) {
+	mux.Handle("POST "+routeInspect, streamedJSON(log, func(ctx context.Context, q InspectRequest, _ ProgressFunc) (InspectResult, error) {
 		return m.Inspect(ctx, q)
 	}))
 }
 
 // streamedJSON is like streamed for handlers with their own request type:
-// NDJSON progress lines, then the result or the error.
-func streamedJSON[Req, Res any](log *slog.Logger, f func(context.Context, Req, ProgressFunc) (Res, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+// NDJSON progress lines, then the result or the error. A stream runs as
+// long as its work does, each write under its own deadline
+// (writeDeadlines).
+func streamedJSON[Req, Res any](log *slog.Logger, f func(context.Context, Req, ProgressFunc) (Res, error)) http.Handler {
+	return writeDeadlines(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var q Req
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody)).Decode(&q); err != nil {
 			e := toAPIError(fmt.Errorf("%w: request body: %v", ErrBadInput, err))
@@ -88,7 +90,7 @@ func streamedJSON[Req, Res any](log *slog.Logger, f func(context.Context, Req, P
 		}
 		log.Debug("api request failed", "path", r.URL.Path, "err", err)
 		send(streamLine{Error: toAPIError(err)})
-	}
+	}))
 }
 
 // Import implements ModelAPI. req.Path must be absolute on the daemon's

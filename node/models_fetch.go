@@ -270,14 +270,14 @@ func (n *Node) fetchBySHA256(ctx context.Context, req ModelFetchRequest, progres
 }
 
 // openSHA256 opens the file with whole-file sha256 sum and size bytes for
-// streaming from peers: the sources findCtx finds (connected peers, then the
-// DHT) are tried in turn until one names a file of that size (one block
-// fetched each; a peer that names another size is banned). The reader
-// fetches under ctx and checks size and sha256 as it goes: content with
-// another sha256 fails the last Read with an error wrapping mismatch and
-// ErrHashMismatch, and bans the peers that named it, so the next lookup
-// finds the next source.
-func (n *Node) openSHA256(findCtx, ctx context.Context, sum string, size uint64, mismatch error) (io.ReadCloser, error) {
+// streaming from peers through dag: the sources findCtx finds (connected
+// peers, then the DHT) are tried in turn until one names a file of that
+// size (one block fetched each; a peer that names another size is banned).
+// The reader fetches under ctx and checks size and sha256 as it goes:
+// content with another sha256 fails the last Read with an error wrapping
+// mismatch and ErrHashMismatch, and bans the peers that named it, so the
+// next lookup finds the next source.
+func (n *Node) openSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum string, size uint64, mismatch error) (io.ReadCloser, error) {
 	if mismatch == nil {
 		mismatch = ErrHashMismatch
 	}
@@ -287,7 +287,7 @@ func (n *Node) openSHA256(findCtx, ctx context.Context, sum string, size uint64,
 				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: claimed %d bytes, want %d", ErrHashMismatch, src.size, size))
 				continue
 			}
-			nd, err := n.dag.Get(findCtx, src.c)
+			nd, err := dag.Get(findCtx, src.c)
 			if err != nil {
 				continue
 			}
@@ -295,7 +295,7 @@ func (n *Node) openSHA256(findCtx, ctx context.Context, sum string, size uint64,
 				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", ErrHashMismatch, size))
 				continue
 			}
-			r, err := uio.NewDagReader(ctx, nd, n.dag)
+			r, err := uio.NewDagReader(ctx, nd, dag)
 			if err != nil {
 				continue
 			}

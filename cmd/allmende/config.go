@@ -154,6 +154,8 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) node.Config {
 		MirrorQuota:        int64(v.GetSizeInBytes("mirror.quota")),
 		MirrorInterval:     v.GetDuration("mirror.interval"),
 		MirrorStallTimeout: v.GetDuration("mirror.stall_timeout"),
+		MirrorUpstreamTTL:  v.GetDuration("mirror.upstream_ttl"),
+		MirrorClientFills:  v.GetInt("mirror.fills_per_client"),
 		BandwidthUp:        int64(v.GetSizeInBytes("bandwidth.up")),
 		BandwidthDown:      int64(v.GetSizeInBytes("bandwidth.down")),
 		Logger:             log,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -107,8 +108,14 @@ func (e *env) api(ctx context.Context) (node.API, func() error, error) {
 		probe, cancel := context.WithTimeout(ctx, daemonProbeTimeout)
 		_, err = c.ID(probe)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			return c, func() error { return nil }, nil
+		case errors.Is(err, node.ErrUnauthorized):
+			// A daemon runs but refuses our token: an embedded node could
+			// not open its home either.
+			return nil, nil, fmt.Errorf("the daemon at %s refused the API token; its token is in %s (or set api.token, env ALLMENDE_API_TOKEN, to it): %w",
+				url, filepath.Join(e.home, node.TokenFile), err)
 		}
 		e.log.Debug("daemon API file is stale", "addr", url, "err", err)
 	}

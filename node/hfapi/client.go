@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,7 +27,7 @@ const (
 	MaxFiles = 100_000
 )
 
-// Timeouts of the default HTTP client (NewClient with nil). There is no
+// Timeouts of the client's HTTP transport. There is no
 // overall timeout, since a download of many gigabytes may rightly take
 // hours; callers bound a transfer that stops making progress themselves
 // (the mirror's mirror.stall_timeout).
@@ -48,29 +49,41 @@ const (
 // declared (size, sha256 or git blob sha1).
 var ErrMismatch = errors.New("content does not match the declared hash")
 
+// MaxErrorBody bounds how much of an upstream's error answer is read, to
+// be logged; it is never passed on to clients.
+const MaxErrorBody = 1 << 10
+
 // Client reads repositories from a Hugging Face-compatible endpoint (the
-// hub, or another allmende mirror).
+// hub, or another allmende mirror), following the rules in upstream.go.
 type Client struct {
-	endpoint string
-	http     *http.Client
+	rules *endpointRules
+	http  *http.Client
+	log   *slog.Logger
 }
 
-// NewClient returns a client for endpoint, e.g. https://huggingface.co.
-// With hc nil it uses an HTTP client with the connect, TLS and response
-// header timeouts above.
-func NewClient(endpoint string, hc *http.Client) *Client {
-	if hc == nil {
-		hc = &http.Client{Transport: newTransport()}
+// NewClient returns a client for endpoint, e.g. https://huggingface.co,
+// with the connect, TLS and response header timeouts above, the redirect
+// and address rules of upstream.go, and log receiving the upstream's error
+// answers (nil discards them).
+func NewClient(endpoint string, log *slog.Logger) (*Client, error) {
+	rules, err := parseEndpoint(endpoint)
+	if err != nil {
+		return nil, err
 	}
-	return &Client{endpoint: strings.TrimRight(endpoint, "/"), http: hc}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hc := &http.Client{Transport: newTransport(rules), CheckRedirect: rules.checkRedirect}
+	return &Client{rules: rules, http: hc, log: log}, nil
 }
 
 // newTransport is http.DefaultTransport's setup with bounded connect, TLS
-// and response header waits.
-func newTransport() *http.Transport {
+// and response header waits, dialling only what rules allow.
+func newTransport(rules *endpointRules) *http.Transport {
+	d := &net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           rules.dialContext(d),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
 		IdleConnTimeout:       IdleConnTimeout,
@@ -87,24 +100,41 @@ func kindPlural(k Kind) string {
 	return "models"
 }
 
-// Repo fetches the info of a repository revision, with file sizes and LFS
-// hashes.
-func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, error) {
-	ctx, cancel := context.WithTimeout(ctx, InfoTimeout)
-	defer cancel()
-	u := fmt.Sprintf("%s/api/%s/%s/revision/%s?blobs=true", c.endpoint, kindPlural(kind), name, url.PathEscape(normRev(rev)))
+// get sends a GET for the escaped path (below the endpoint) and returns
+// the answer if it is 200. Any other answer becomes an error without the
+// answer's body, which is logged (at most MaxErrorBody bytes).
+func (c *Client) get(ctx context.Context, what, escaped string) (*http.Response, error) {
+	u := c.rules.base.String() + escaped
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("upstream %s: %w", what, err)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", name, err)
+		return nil, fmt.Errorf("upstream %s: %w", what, err)
+	}
+	if err := c.statusError(resp); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("upstream %s: %w", what, err)
+	}
+	return resp, nil
+}
+
+// Repo fetches the info of a repository revision, with file sizes and LFS
+// hashes. name and rev must pass ValidRef, or nothing is sent.
+func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, error) {
+	rev, err := ValidRef(name, rev)
+	if err != nil {
+		return nil, err
+	}
+	rp, _ := repoPath(name)
+	ctx, cancel := context.WithTimeout(ctx, InfoTimeout)
+	defer cancel()
+	resp, err := c.get(ctx, name+"@"+rev, "/api/"+kindPlural(kind)+rp+"/revision/"+url.PathEscape(rev)+"?blobs=true")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if err := statusError(resp); err != nil {
-		return nil, fmt.Errorf("upstream %s@%s: %w", name, rev, err)
-	}
 	var info struct {
 		SHA          string    `json:"sha"`
 		LastModified time.Time `json:"lastModified"`
@@ -122,29 +152,38 @@ func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, 
 	if !isCommitID(info.SHA) {
 		return nil, fmt.Errorf("upstream %s: commit id %q is not 40 hex digits", name, info.SHA)
 	}
-	repo := &Repo{Kind: kind, Name: name, Revision: normRev(rev), Commit: info.SHA, LastModified: info.LastModified}
+	repo := &Repo{Kind: kind, Name: name, Revision: rev, Commit: info.SHA, LastModified: info.LastModified}
 	if l, ok := info.CardData.License.(string); ok {
 		repo.License = l
 	}
 	for _, s := range info.Siblings {
-		if !safeRepoPath(s.RFilename) {
-			return nil, fmt.Errorf("upstream %s: unsafe file path %q", name, s.RFilename)
-		}
-		f := File{Path: s.RFilename, Size: s.Size}
-		if s.LFS != nil {
-			f.SHA256, f.Size = strings.ToLower(s.LFS.SHA256), s.LFS.Size
-			if !manifest.IsSHA256(f.SHA256) {
-				return nil, fmt.Errorf("upstream %s: %s: sha256 %q is not 64 hex digits", name, s.RFilename, s.LFS.SHA256)
-			}
-		} else {
-			f.BlobSHA1 = strings.ToLower(s.BlobID)
-			if !isCommitID(f.BlobSHA1) {
-				return nil, fmt.Errorf("upstream %s: %s: blob id %q is not 40 hex digits", name, s.RFilename, s.BlobID)
-			}
+		f, err := siblingFile(s)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
 		repo.Files = append(repo.Files, f)
 	}
 	return repo, nil
+}
+
+// siblingFile checks one entry of an upstream's file list.
+func siblingFile(s sibling) (File, error) {
+	if err := manifest.ValidatePath(s.RFilename); err != nil {
+		return File{}, err
+	}
+	f := File{Path: s.RFilename, Size: s.Size}
+	if s.LFS != nil {
+		f.SHA256, f.Size = strings.ToLower(s.LFS.SHA256), s.LFS.Size
+		if !manifest.IsSHA256(f.SHA256) {
+			return File{}, fmt.Errorf("%q: sha256 %q is not 64 hex digits", s.RFilename, s.LFS.SHA256)
+		}
+		return f, nil
+	}
+	f.BlobSHA1 = strings.ToLower(s.BlobID)
+	if !isCommitID(f.BlobSHA1) {
+		return File{}, fmt.Errorf("%q: blob id %q is not 40 hex digits", s.RFilename, s.BlobID)
+	}
+	return f, nil
 }
 
 func isCommitID(s string) bool {
@@ -155,10 +194,17 @@ func isCommitID(s string) bool {
 	return err == nil
 }
 
-func statusError(resp *http.Response) error {
-	switch {
-	case resp.StatusCode == http.StatusOK:
+// statusError turns an answer other than 200 into an error: the hub's
+// not-found codes into their sentinels, anything else into one naming the
+// status only. The start of the body goes to the log, never further.
+func (c *Client) statusError(resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK {
 		return nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+	c.log.Info("upstream answered an error", "url", resp.Request.URL.Redacted(), "status", resp.StatusCode,
+		"code", resp.Header.Get("X-Error-Code"), "body", strings.ToValidUTF8(string(body), "?"))
+	switch {
 	case resp.Header.Get("X-Error-Code") == "RepoNotFound" || resp.StatusCode == http.StatusUnauthorized:
 		return ErrRepoNotFound
 	case resp.Header.Get("X-Error-Code") == "RevisionNotFound":
@@ -166,39 +212,34 @@ func statusError(resp *http.Response) error {
 	case resp.Header.Get("X-Error-Code") == "EntryNotFound":
 		return ErrEntryNotFound
 	}
-	return fmt.Errorf("upstream answered %s", resp.Status)
+	return fmt.Errorf("%w: it answered %d %s", ErrUpstream, resp.StatusCode, http.StatusText(resp.StatusCode))
 }
 
 // Download streams f of repo from the upstream. The reader fails with
 // ErrMismatch at the end if the bytes do not match f's size and hash, so
-// callers must read to EOF before they trust what they read.
+// callers must read to EOF before they trust what they read. The name,
+// commit and path must pass the rules, or nothing is sent.
 func (c *Client) Download(ctx context.Context, repo *Repo, f File) (io.ReadCloser, error) {
+	rp, err := repoPath(repo.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !isCommitID(repo.Commit) {
+		return nil, fmt.Errorf("%w: commit %q is not 40 hex digits", ErrBadRequest, repo.Commit)
+	}
+	fp, err := escapePath(f.Path)
+	if err != nil {
+		return nil, err
+	}
 	prefix := ""
 	if repo.Kind == Dataset {
 		prefix = "/datasets"
 	}
-	u := fmt.Sprintf("%s%s/%s/resolve/%s/%s", c.endpoint, prefix, repo.Name, repo.Commit, escapePath(f.Path))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := c.get(ctx, repo.Name+"/"+f.Path, prefix+rp+"/resolve/"+repo.Commit+"/"+fp)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("upstream %s/%s: %w", repo.Name, f.Path, err)
-	}
-	if err := statusError(resp); err != nil {
-		resp.Body.Close()
-		return nil, fmt.Errorf("upstream %s/%s: %w", repo.Name, f.Path, err)
-	}
 	return NewVerifyingReader(resp.Body, f), nil
-}
-
-func escapePath(p string) string {
-	parts := strings.Split(p, "/")
-	for i, s := range parts {
-		parts[i] = url.PathEscape(s)
-	}
-	return strings.Join(parts, "/")
 }
 
 // verifyingReader checks size and hash of what passes through it.

@@ -12,7 +12,10 @@ import (
 
 func TestClientAgainstHandler(t *testing.T) {
 	srv, content := newTestServer(t)
-	c := NewClient(srv.URL, nil)
+	c, err := NewClient(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	repo, err := c.Repo(ctx, Model, "org/tiny", "main")
 	if err != nil {

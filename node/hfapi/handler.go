@@ -65,9 +65,15 @@ func normRev(rev string) string {
 }
 
 // repo loads the repository a request names, writing the hub's error if
-// there is none.
+// there is none. A name or revision that breaks the rules of manifest names
+// is a 400 before any backend sees it.
 func (s *server) repo(w http.ResponseWriter, r *http.Request, kind Kind, name, rev string) *Repo {
-	repo, err := s.b.Repo(r.Context(), kind, name, normRev(rev))
+	rev, err := ValidRef(name, rev)
+	if err != nil {
+		s.fail(w, err, "")
+		return nil
+	}
+	repo, err := s.b.Repo(r.Context(), kind, name, rev)
 	if err != nil {
 		s.fail(w, err, "")
 		return nil
@@ -87,37 +93,44 @@ func (s *server) apiRepo(w http.ResponseWriter, r *http.Request) *Repo {
 }
 
 // fail writes an error the way the hub does: status, X-Error-Code and a
-// JSON body; headers only for HEAD.
+// JSON body; headers only for HEAD. Failures of the mirror or its upstream
+// are logged and reach the client as their kind only: the details (an
+// upstream's address, its answer) stay in the log.
 func (s *server) fail(w http.ResponseWriter, err error, commit string) {
-	status, code := http.StatusInternalServerError, ""
+	status, code, msg := http.StatusInternalServerError, "", "internal error (the mirror's log has the details)"
 	switch {
+	case errors.Is(err, ErrBadRequest):
+		status, msg = http.StatusBadRequest, err.Error()
 	case errors.Is(err, ErrRepoNotFound):
-		status, code = http.StatusUnauthorized, "RepoNotFound"
+		status, code, msg = http.StatusUnauthorized, "RepoNotFound", err.Error()
 	case errors.Is(err, ErrRevisionNotFound):
-		status, code = http.StatusNotFound, "RevisionNotFound"
+		status, code, msg = http.StatusNotFound, "RevisionNotFound", err.Error()
 	case errors.Is(err, ErrEntryNotFound):
-		status, code = http.StatusNotFound, "EntryNotFound"
+		status, code, msg = http.StatusNotFound, "EntryNotFound", err.Error()
+	case errors.Is(err, ErrBusy):
+		status, msg = http.StatusTooManyRequests, err.Error()
+		w.Header().Set("Retry-After", strconv.Itoa(int(BusyRetryAfter/time.Second)))
 	case errors.Is(err, ErrUpstreamTimeout):
-		status = http.StatusGatewayTimeout
-		s.log.Warn("hub API request failed", "err", err)
+		status, msg = http.StatusGatewayTimeout, ErrUpstreamTimeout.Error()+": the upstream sent nothing for too long; try again"
 	case errors.Is(err, store.ErrNoSpace):
-		status = http.StatusInsufficientStorage
-		s.log.Warn("hub API request failed", "err", err)
-	case errors.Is(err, ErrUpstream), errors.Is(err, ErrMismatch):
-		status = http.StatusBadGateway
-		s.log.Warn("hub API request failed", "err", err)
-	default:
-		s.log.Warn("hub API request failed", "err", err)
+		status, msg = http.StatusInsufficientStorage, err.Error()
+	case errors.Is(err, ErrMismatch):
+		status, msg = http.StatusBadGateway, ErrUpstream.Error()+": it sent other bytes than it declared; try again"
+	case errors.Is(err, ErrUpstream):
+		status, msg = http.StatusBadGateway, ErrUpstream.Error()+" (the mirror's log has the details); try again"
+	}
+	if status >= 500 {
+		s.log.Warn("hub API request failed", "status", status, "err", err)
 	}
 	h := w.Header()
 	if code != "" {
 		h.Set("X-Error-Code", code)
 	}
-	h.Set("X-Error-Message", err.Error())
+	h.Set("X-Error-Message", msg)
 	if commit != "" {
 		h.Set("X-Repo-Commit", commit)
 	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	writeJSON(w, status, map[string]string{"error": msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -329,7 +342,7 @@ type fileRequest struct {
 }
 
 // parseFileRequest splits an escaped URL path into its parts; revisions
-// may contain %2F.
+// may contain %2F. The file path must pass manifest.ValidatePath.
 func parseFileRequest(escaped string) (fileRequest, bool) {
 	segs := strings.Split(strings.TrimPrefix(escaped, "/"), "/")
 	req := fileRequest{kind: Model}
@@ -349,18 +362,7 @@ func parseFileRequest(escaped string) (fileRequest, bool) {
 	}
 	req.name, req.op, req.rev = un[0]+"/"+un[1], un[2], un[3]
 	req.path = strings.Join(un[4:], "/")
-	return req, safeRepoPath(req.path)
-}
-
-// safeRepoPath reports whether p is a clean relative path inside a
-// repository: no empty, "." or ".." component (after %2F decoding too).
-func safeRepoPath(p string) bool {
-	for _, part := range strings.Split(p, "/") {
-		if part == "" || part == "." || part == ".." {
-			return false
-		}
-	}
-	return true
+	return req, manifest.ValidatePath(req.path) == nil
 }
 
 func (s *server) file(w http.ResponseWriter, r *http.Request) {

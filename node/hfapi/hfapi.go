@@ -42,7 +42,13 @@ var (
 	// ErrUpstreamTimeout: the server this one fills from stopped sending
 	// (504 Gateway Timeout). A later request tries again.
 	ErrUpstreamTimeout = errors.New("upstream stalled")
+	// ErrBusy: the client already has as many downloads being filled as it
+	// may (429 Too Many Requests, with Retry-After: BusyRetryAfter).
+	ErrBusy = errors.New("too many downloads being filled for this client")
 )
+
+// BusyRetryAfter is the Retry-After of a 429 answer to ErrBusy.
+const BusyRetryAfter = 2 * time.Second
 
 // Repo is one revision of a repository.
 type Repo struct {

@@ -224,6 +224,8 @@ func TestFailStatus(t *testing.T) {
 		{"upstream stalled", ErrUpstreamTimeout, http.StatusGatewayTimeout},
 		{"upstream sent other bytes", fmt.Errorf("fill: %w", ErrMismatch), http.StatusBadGateway},
 		{"mirror disk full", fmt.Errorf("fill: %w", store.ErrNoSpace), http.StatusInsufficientStorage},
+		{"a name breaking the rules", fmt.Errorf("x: %w", ErrBadRequest), http.StatusBadRequest},
+		{"a client with too many fills", fmt.Errorf("x: %w", ErrBusy), http.StatusTooManyRequests},
 		{"anything else", errors.New("bug"), http.StatusInternalServerError},
 	}
 	for _, tt := range tests {
@@ -235,6 +237,9 @@ func TestFailStatus(t *testing.T) {
 			}
 			if w.Header().Get("X-Error-Message") == "" {
 				t.Error("no X-Error-Message")
+			}
+			if ra := w.Header().Get("Retry-After"); (ra != "") != (tt.want == http.StatusTooManyRequests) {
+				t.Errorf("Retry-After %q with status %d", ra, w.Code)
 			}
 		})
 	}

@@ -26,6 +26,42 @@ func TestAPIExposure(t *testing.T) {
 		}
 	})
 
+	t.Run("without a configured token the daemon makes one and keeps it", func(t *testing.T) {
+		n := harness.NewNode(t)
+		n.Start()
+		token := n.APIToken()
+		info, err := os.Stat(filepath.Join(n.Home, "api.token"))
+		if token == "" || err != nil || info.Mode().Perm() != 0o600 {
+			t.Fatalf("HOME/api.token: %q, %v, mode %v; want a token, mode 0600", token, err, info.Mode().Perm())
+		}
+		resp, err := http.Get(n.API + "/api/v0/id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("request without the token: %s, want 401", resp.Status)
+		}
+		if _, err := n.APIGet(nil, "/api/v0/id"); err != nil {
+			t.Errorf("request with the token: %v", err)
+		}
+		if _, err := n.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if n.APIToken() != token {
+			t.Error("the token did not outlive the daemon")
+		}
+		n.Start()
+		if n.APIToken() != token {
+			t.Error("a restart changed the token")
+		}
+		var id map[string]any
+		n.JSON(&id, "id", "--json")
+		if strings.Contains(n.Log(), token) {
+			t.Error("the daemon logged its token")
+		}
+	})
+
 	t.Run("with a token, requests without it are refused", func(t *testing.T) {
 		n := harness.NewNode(t, "ALLMENDE_API_TOKEN="+apiToken, "ALLMENDE_LOG_LEVEL=debug")
 		n.Start()
@@ -41,7 +77,7 @@ func TestAPIExposure(t *testing.T) {
 		var id map[string]any
 		n.JSON(&id, "id", "--json")
 		show := n.MustRun("config", "show")
-		// ...or, without one, the token the daemon left in HOME/api.token.
+		// ...or, without one, the token the daemon keeps in HOME/api.token.
 		n.Env = nil
 		n.JSON(&id, "id", "--json")
 		info, err := os.Stat(filepath.Join(n.Home, "api.token"))

@@ -36,12 +36,11 @@ type guardStats struct {
 func readGuardStats(t *testing.T, n *harness.Node) guardStats {
 	t.Helper()
 	var st guardStats
-	resp, err := http.Get(n.API + "/api/v0/stats")
+	body, err := n.APIGet(nil, "/api/v0/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatal(err)
 	}
 	return st

@@ -12,17 +12,18 @@ import (
 )
 
 // TestMirrorPinsAndQuota: a model in mirror.pins is prefetched and kept; a
-// model filled on demand is evicted once the store passes mirror.quota.
+// model filled on demand is evicted when another fill needs its room under
+// mirror.quota, and the pinned one stays.
 func TestMirrorPinsAndQuota(t *testing.T) {
 	up := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
 	up.Start()
-	for i, name := range []string{"school/kept", "school/cached"} {
+	for i, name := range []string{"school/kept", "school/cached", "school/other"} {
 		dir := filepath.Join(t.TempDir(), "m")
 		harness.WriteRandomFile(t, filepath.Join(dir, "model.bin"), 6<<20, uint64(20+i))
 		up.MustRun("import", dir, "--name", name)
 	}
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+mirrorURL(t, up),
-		"ALLMENDE_MIRROR_PINS=school/kept", "ALLMENDE_MIRROR_QUOTA=8MB", "ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
+		"ALLMENDE_MIRROR_PINS=school/kept", "ALLMENDE_MIRROR_QUOTA=13MB", "ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
 	base := mirrorURL(t, m)
 
@@ -31,8 +32,12 @@ func TestMirrorPinsAndQuota(t *testing.T) {
 	if code != http.StatusOK || len(body) != 6<<20 {
 		t.Fatalf("fill on demand: status %d, %d bytes", code, len(body))
 	}
-	// 12 MiB of models against an 8 MiB quota: the cached one must go, the
-	// pinned one stay.
+	// A third 6 MiB model against a 13 MiB quota: the cached one must go
+	// to make room, the pinned one stay.
+	code, _, body = httpGet(t, base+"/school/other/resolve/main/model.bin")
+	if code != http.StatusOK || len(body) != 6<<20 {
+		t.Fatalf("second fill on demand: status %d, %d bytes", code, len(body))
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(m.Log(), `evicted least recently used model" name=school/cached`) {
 		if time.Now().After(deadline) {

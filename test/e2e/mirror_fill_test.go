@@ -436,6 +436,22 @@ func TestCrashDuringMirrorFill(t *testing.T) {
 			if _, err := m.Stop(); err != nil {
 				t.Error(err)
 			}
+			assertAllEvictable(t, m)
 		})
+	}
+}
+
+// assertAllEvictable restarts n, a mirror holding only what it filled for
+// its clients, with a quota of one byte: the mirror's records must lead to
+// every pin, so all of them go.
+func assertAllEvictable(t *testing.T, n *harness.Node) {
+	t.Helper()
+	env := n.Env
+	n.Env = append(append([]string{}, env...), "ALLMENDE_MIRROR_QUOTA=1", "ALLMENDE_MIRROR_INTERVAL=200ms")
+	defer func() { n.Env = env }()
+	n.Start()
+	waitUntil(t, "every filled pin evicted under a one-byte quota", 30*time.Second, func() bool { return len(pinnedRoots(t, n)) == 0 })
+	if _, err := n.Stop(); err != nil {
+		t.Error(err)
 	}
 }

@@ -74,12 +74,11 @@ func lanNode(t *testing.T, h *netns.Host, env ...string) *harness.Node {
 // that namespace's loopback, which the test process cannot reach).
 func lanStats(h *netns.Host, n *harness.Node) (harness.Stats, error) {
 	var s harness.Stats
-	resp, err := h.HTTPClient(statsTimeout).Get(n.API + "/api/v0/stats")
+	body, err := n.APIGet(h.HTTPClient(statsTimeout), "/api/v0/stats")
 	if err != nil {
 		return s, err
 	}
-	defer resp.Body.Close()
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+	return s, json.Unmarshal(body, &s)
 }
 
 // waitPeers waits until n is connected to at least want peers.
@@ -360,11 +359,10 @@ func waitProvider(t *testing.T, h *netns.Host, n *harness.Node, root, want strin
 	deadline := time.Now().Add(discoverTimeout)
 	var ids []string
 	for time.Now().Before(deadline) {
-		resp, err := h.HTTPClient(discoverTimeout).Get(n.API + "/api/v0/routing/providers?cid=" + root)
+		body, err := n.APIGet(h.HTTPClient(discoverTimeout), "/api/v0/routing/providers?cid="+root)
 		if err == nil {
 			ids = nil
-			json.NewDecoder(resp.Body).Decode(&ids)
-			resp.Body.Close()
+			json.Unmarshal(body, &ids)
 			if slices.Contains(ids, want) {
 				return
 			}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,15 +18,35 @@ import (
 // httpTimeout bounds harness HTTP calls to a daemon's API.
 const httpTimeout = 10 * time.Second
 
-func httpGet(url string) ([]byte, error) {
-	c := &http.Client{Timeout: httpTimeout}
-	resp, err := c.Get(url)
+// APIToken returns the token the daemon requires on its API (it keeps it
+// in HOME/api.token), or "" if there is none yet.
+func (n *Node) APIToken() string {
+	b, err := os.ReadFile(filepath.Join(n.Home, "api.token"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// APIGet GETs route (e.g. "/api/v0/stats") from the daemon's API with its
+// token, through c (nil: a client with a timeout), and returns the body of
+// a 200 answer. Every test that talks to the API directly goes through it.
+func (n *Node) APIGet(c *http.Client, route string) ([]byte, error) {
+	if c == nil {
+		c = &http.Client{Timeout: httpTimeout}
+	}
+	req, err := http.NewRequest(http.MethodGet, n.API+route, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+n.APIToken())
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", route, resp.Status)
 	}
 	return io.ReadAll(resp.Body)
 }

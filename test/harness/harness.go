@@ -340,7 +340,7 @@ type Stats struct {
 // Stats reads the daemon's transfer counters from its API.
 func (n *Node) Stats() (Stats, error) {
 	var s Stats
-	resp, err := httpGet(n.API + "/api/v0/stats")
+	resp, err := n.APIGet(nil, "/api/v0/stats")
 	if err != nil {
 		return s, err
 	}
