@@ -32,7 +32,7 @@ var ErrLinkEscapes = errors.New("symlink leaves the directory")
 // walking root reaches link only through real directories).
 func ResolveInside(root, link string) (string, error) {
 	rel, err := filepath.Rel(root, filepath.Dir(link))
-	if err != nil || !IsLocalPath(rel) {
+	if err != nil || !isLocalPath(rel) {
 		return "", fmt.Errorf("%s: %w: %w: not under %s", link, ErrBadInput, ErrLinkEscapes, root)
 	}
 	r := linkResolver{root: root, link: link}
@@ -107,9 +107,9 @@ func splitPath(p string) []string {
 	return strings.Split(filepath.ToSlash(p), "/")
 }
 
-// IsLocalPath reports whether the relative path rel stays where it starts
+// isLocalPath reports whether the relative path rel stays where it starts
 // (no leading "..", not absolute).
-func IsLocalPath(rel string) bool {
+func isLocalPath(rel string) bool {
 	return rel == "." || filepath.IsLocal(rel)
 }
 

@@ -195,7 +195,7 @@ func FuzzExportSymlinks(f *testing.F) {
 			if err != nil {
 				continue // dangling or a loop: leads nowhere
 			}
-			if rel, err := filepath.Rel(realDest, got); err != nil || !IsLocalPath(rel) {
+			if rel, err := filepath.Rel(realDest, got); err != nil || !isLocalPath(rel) {
 				t.Fatalf("a -> %q, c -> %q: link %s resolves to %s, outside the output", a, c, l, got)
 			}
 		}
