@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -21,8 +22,9 @@ const sha256LiarSize = 3<<20 + 11
 // block verifies; only the whole-file sha256 gives them away), beside an
 // honest node that imported the real file. fetch sha256:S tries the liars'
 // CID (two peers name it, so it comes first), finds the sha256 wrong, bans
-// both and fetches from the honest node. With decoy bytes of another size
-// the lie shows on the first block.
+// both and fetches from the honest node. When the liars claim the real
+// size for decoy bytes of another size, the lie shows on the first block
+// and nothing more of the decoy is fetched.
 func TestLyingSHA256Provider(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "model")
 	real := filepath.Join(dir, "weights.bin")
@@ -35,17 +37,21 @@ func TestLyingSHA256Provider(t *testing.T) {
 	tests := []struct {
 		name      string
 		decoySize int64
+		// inVain is the decoy bytes the fetcher may fetch before it
+		// knows: all of them when only the sha256 tells, none when the
+		// root block's size does.
+		inVain float64
 	}{
-		{"decoy of the same size: caught by the whole-file sha256", sha256LiarSize},
-		{"decoy of another size: caught on its root block", sha256LiarSize - 5},
+		{"decoy of the same size: caught by the whole-file sha256", sha256LiarSize, sha256LiarSize},
+		{"decoy of another size, claimed as the real size: caught on its root block", sha256LiarSize - 5, 0},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			decoy := filepath.Join(t.TempDir(), "decoy")
 			harness.WriteRandomFile(t, decoy, tt.decoySize, uint64(50+i))
 			liars := []*liar{
-				startLiar(t, "honest", decoy, "-claim-sha256", sum),
-				startLiar(t, "honest", decoy, "-claim-sha256", sum),
+				startLiar(t, "honest", decoy, "-claim-sha256", sum, "-claim-size", fmt.Sprint(sha256LiarSize)),
+				startLiar(t, "honest", decoy, "-claim-sha256", sum, "-claim-size", fmt.Sprint(sha256LiarSize)),
 			}
 			n := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0") // for /metrics
 			n.Start()
@@ -68,6 +74,9 @@ func TestLyingSHA256Provider(t *testing.T) {
 				m[`allmende_guard_bad_blocks_total{protocol="resolve"}`], m[`allmende_guard_bad_bytes_total{protocol="resolve"}`])
 			if st.BannedPeers != 2 || m[`allmende_guard_bad_blocks_total{protocol="resolve"}`] != 2 {
 				t.Errorf("the liars were not both counted and banned: %+v, metrics %v", st, m)
+			}
+			if got := m[`allmende_guard_bad_bytes_total{protocol="resolve"}`]; got != tt.inVain {
+				t.Errorf("decoy bytes fetched in vain: %v, want %v", got, tt.inVain)
 			}
 			var peers []struct {
 				ID string `json:"id"`

@@ -58,6 +58,7 @@ func main() {
 	flag.StringVar(&o.mode, "mode", modeFlip, "how to lie about blocks: flip, truncate, pad, stall or honest")
 	flag.BoolVar(&o.bulk, "bulk", false, "also serve allmende's bulk protocol, lying the same way")
 	flag.StringVar(&o.claim, "claim-sha256", "", "answer a lookup of this whole-file sha256 (hex) with the served content's CID")
+	flag.Int64Var(&o.claimSize, "claim-size", -1, "with -claim-sha256: the size to claim (default: the served content's)")
 	flag.BoolVar(&o.links, "links", false, "serve a directory whose symlink chain leads out of it instead of <path>")
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -73,6 +74,7 @@ func main() {
 // options are the liar's flags.
 type options struct {
 	mode, claim string
+	claimSize   int64
 	bulk, links bool
 }
 
@@ -115,6 +117,9 @@ func run(o options, path string) error {
 		}
 		if fi, err := os.Stat(abs); err == nil && fi.Mode().IsRegular() {
 			size = uint64(fi.Size())
+		}
+		if o.claimSize >= 0 {
+			size = uint64(o.claimSize)
 		}
 		protocol.ServeResolve(h, slog.Default(), func(_ context.Context, _ peer.ID, req *protocol.ResolveRequest) *protocol.ResolveResponse {
 			if req.SHA256 != o.claim {
