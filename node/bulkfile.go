@@ -20,6 +20,10 @@ import (
 // sizes do not add up, or data would land outside the file.
 var errBadFileDAG = errors.New("inconsistent UnixFS file DAG")
 
+// errWrongSize means content is not a file of the size asked for; it is
+// found on the root block, before the rest is fetched.
+var errWrongSize = errors.New("wrong size")
+
 // blockSink receives every block of a fetch once it has been verified
 // against its CID. put is called from several goroutines at once, and after
 // it returns the caller drops the block, so a fetch holds no block data.
@@ -105,7 +109,9 @@ func createFileSink(path string, root cid.Cid, size uint64, st *store.Store) (*f
 	if err := store.CheckRoom(filepath.Dir(path), need); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// O_NOFOLLOW: a symlink planted here since the Lstat above must not
+	// redirect the write.
+	f, err := store.OpenNoFollow(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -273,14 +279,26 @@ func (s *fileSink) abort(keep bool) {
 	os.Remove(s.f.Name())
 }
 
+// fileWant is what a fetched file must be.
+type fileWant struct {
+	// size is checked against the root block before the rest is fetched,
+	// so content that is not the file asked for costs one block.
+	size uint64
+	// check vets the complete file before it appears.
+	check func(*os.File) error
+}
+
 // fetchInto fetches root's DAG. When root is a UnixFS file it writes the
 // file to out while the blocks arrive, whole or not at all, and returns
-// direct = true; otherwise the caller exports the fetched DAG itself. check,
-// if not nil, vets the complete file before it appears at out.
-func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress ProgressFunc, check func(*os.File) error) (direct bool, err error) {
+// direct = true; otherwise the caller exports the fetched DAG itself. want,
+// if not nil, is the file root must be (ErrHashMismatch otherwise).
+func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress ProgressFunc, want *fileWant) (direct bool, err error) {
 	var sink *fileSink
 	open := func(rootNd ipld.Node) (blockSink, error) {
 		size, ok := fileSize(rootNd)
+		if want != nil && (!ok || size != want.size) {
+			return nil, fmt.Errorf("fetch %s: %w: %w: not a file of %d bytes (is a file: %v, size %d)", root, ErrHashMismatch, errWrongSize, want.size, ok, size)
+		}
 		if !ok {
 			return nil, nil
 		}
@@ -292,7 +310,9 @@ func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout 
 		if err != nil {
 			return nil, fmt.Errorf("fetch %s: %w", root, err)
 		}
-		s.check = check
+		if want != nil {
+			s.check = want.check
+		}
 		sink = s
 		return s, nil
 	}

@@ -101,6 +101,9 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 			if errors.Is(err, store.ErrExists) {
 				return FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, ErrBadInput, err)
 			}
+			if errors.Is(err, store.ErrBadInput) { // e.g. a symlink leaving the output
+				return FetchResult{}, badInputIf(fmt.Errorf("fetch %s: %w", root, err), store.ErrBadInput)
+			}
 			return FetchResult{}, n.diskFull(fmt.Errorf("fetch %s: %w", root, err), writeErrs)
 		}
 	}

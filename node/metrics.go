@@ -25,7 +25,7 @@ func newGuardCollector(n *Node) *guardCollector {
 		stalls: prometheus.NewDesc("allmende_guard_stalls_total",
 			"Times a peer promised blocks, sent none while others could, and was set aside for the fetch.", proto, nil),
 		bans: prometheus.NewDesc("allmende_guard_peers_banned_total",
-			"Peers disconnected and banned for sending bad blocks.", nil, nil),
+			"Peers disconnected and banned for sending bad blocks or false sha256 answers.", nil, nil),
 		banned: prometheus.NewDesc("allmende_guard_banned_peers",
 			"Peers on the ban list now.", nil, nil),
 		quarantined: prometheus.NewDesc("allmende_store_blocks_quarantined_total",
@@ -46,7 +46,7 @@ func (c *guardCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range []struct {
 		name  string
 		stats protocol.GuardProtoStats
-	}{{protocol.GuardBitswap, st.Bitswap}, {protocol.GuardBulk, st.Bulk}} {
+	}{{protocol.GuardBitswap, st.Bitswap}, {protocol.GuardBulk, st.Bulk}, {protocol.GuardResolve, st.Resolve}} {
 		ch <- prometheus.MustNewConstMetric(c.badBlocks, prometheus.CounterValue, float64(p.stats.BadBlocks), p.name)
 		ch <- prometheus.MustNewConstMetric(c.badBytes, prometheus.CounterValue, float64(p.stats.BadBytes), p.name)
 		ch <- prometheus.MustNewConstMetric(c.stalls, prometheus.CounterValue, float64(p.stats.Stalls), p.name)

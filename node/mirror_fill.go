@@ -314,14 +314,14 @@ func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
 // from peers that hold a file with its sha256, else from the upstream.
 func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadCloser, error) {
 	if f.SHA256 != "" {
+		// openSHA256 checks size and sha256 itself and bans a peer that
+		// named other content, so the next fill asks the next source.
 		findCtx, cancel := context.WithTimeout(ctx, swarmLookupTimeout)
-		c, _, err := u.n.findSHA256(findCtx, f.SHA256)
+		r, err := u.n.openSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
 		cancel()
 		if err == nil {
-			if r, err := openFile(ctx, u.dag, c); err == nil {
-				u.fromSwarm.Add(1)
-				return hfapi.NewVerifyingReader(r, f), nil
-			}
+			u.fromSwarm.Add(1)
+			return r, nil
 		}
 	}
 	u.downloads.Add(1)

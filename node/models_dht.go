@@ -8,6 +8,7 @@ import (
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -55,21 +56,23 @@ func (x *modelIndex) sha256KeysOf(c cid.Cid) []mh.Multihash {
 	return keys
 }
 
-// findSHA256InDHT looks up providers of sum's DHT key, connects to them and
-// asks them over the resolve protocol which file CID has that sha256.
-func (n *Node) findSHA256InDHT(ctx context.Context, sum string) (cid.Cid, uint64, bool) {
+// sha256SourcesInDHT looks up providers of sum's DHT key (up to
+// maxSHA256Providers, banned peers skipped), connects to them and asks
+// each over the resolve protocol which file CID has that sha256.
+func (n *Node) sha256SourcesInDHT(ctx context.Context, sum string) []sha256Source {
 	d := n.routing.router()
 	if d == nil {
-		return cid.Undef, 0, false
+		return nil
 	}
 	key, err := SHA256Key(sum)
 	if err != nil {
-		return cid.Undef, 0, false
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, sha256LookupTimeout)
 	defer cancel()
+	var srcs []sha256Source
 	for ai := range d.FindProvidersAsync(ctx, cid.NewCidV1(cid.Raw, key), maxSHA256Providers) {
-		if ai.ID == n.host.ID() {
+		if ai.ID == n.host.ID() || n.guard.IsBanned(ai.ID) {
 			continue
 		}
 		if err := n.host.Connect(ctx, ai); err != nil {
@@ -81,8 +84,8 @@ func (n *Node) findSHA256InDHT(ctx context.Context, sum string) (cid.Cid, uint64
 			continue
 		}
 		if c, err := cid.Decode(resp.CID); err == nil {
-			return c, resp.Size, true
+			srcs = addSHA256Source(srcs, sha256Source{c: c, size: resp.Size, peers: []peer.ID{ai.ID}})
 		}
 	}
-	return cid.Undef, 0, false
+	return srcs
 }

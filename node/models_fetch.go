@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/allmende/allmende/protocol"
@@ -131,37 +134,99 @@ func checkOut(req ModelFetchRequest) error {
 	return nil
 }
 
-// findSHA256 resolves a whole-file sha256 to a file CID: locally, then by
-// asking connected peers, then through the DHT (see models_dht.go).
-func (n *Node) findSHA256(ctx context.Context, sum string) (cid.Cid, uint64, error) {
-	if f, ok := n.models.bySHA256(sum); ok {
-		c, err := cid.Decode(f.CID)
-		return c, f.Size, err
-	}
-	type hit struct {
-		c    cid.Cid
-		size uint64
-	}
-	hits := make(chan hit, 1)
-	n.askPeers(ctx, &protocol.ResolveRequest{SHA256: sum}, func(p peer.ID, r *protocol.ResolveResponse) {
-		if c, err := cid.Decode(r.CID); err == nil {
-			select {
-			case hits <- hit{c, r.Size}:
-			default:
-			}
-		}
-	})
-	select {
-	case h := <-hits:
-		return h.c, h.size, nil
-	default:
-	}
-	if c, size, ok := n.findSHA256InDHT(ctx, sum); ok {
-		return c, size, nil
-	}
-	return cid.Undef, 0, fmt.Errorf("sha256:%s: %w: no connected peer (nor the DHT) has a file with this sha256", sum, ErrNotFound)
+// maxSHA256Sources bounds the distinct file CIDs one sha256 fetch tries.
+const maxSHA256Sources = 16
+
+// sha256Source is one answer to "which file has this sha256": a file CID,
+// the size claimed for it, and the peers that gave it (none: this node's
+// own index).
+type sha256Source struct {
+	c     cid.Cid
+	size  uint64
+	peers []peer.ID
 }
 
+// findSHA256 resolves a whole-file sha256 to a file CID: locally, then by
+// asking connected peers, then through the DHT (see models_dht.go). The
+// answer is a claim; fetchBySHA256 checks it and moves on to the next.
+func (n *Node) findSHA256(ctx context.Context, sum string) (cid.Cid, uint64, error) {
+	for _, lookup := range []func(context.Context, string) []sha256Source{n.sha256Sources, n.sha256SourcesInDHT} {
+		if srcs := lookup(ctx, sum); len(srcs) > 0 {
+			return srcs[0].c, srcs[0].size, nil
+		}
+	}
+	return cid.Undef, 0, errNoSHA256(sum)
+}
+
+func errNoSHA256(sum string) error {
+	return fmt.Errorf("sha256:%s: %w: no connected peer (nor the DHT) has a file with this sha256", sum, ErrNotFound)
+}
+
+// sha256Sources lists the files this node's index, then its connected
+// peers (banned ones are not asked), say have sha256 sum: one entry per
+// CID, the local one first, then those most peers named.
+func (n *Node) sha256Sources(ctx context.Context, sum string) []sha256Source {
+	var local []sha256Source
+	if f, ok := n.models.bySHA256(sum); ok {
+		if c, err := cid.Decode(f.CID); err == nil {
+			local = append(local, sha256Source{c: c, size: f.Size})
+		}
+	}
+	var mu sync.Mutex
+	var remote []sha256Source
+	n.askPeers(ctx, &protocol.ResolveRequest{SHA256: sum}, func(p peer.ID, r *protocol.ResolveResponse) {
+		c, err := cid.Decode(r.CID)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		remote = addSHA256Source(remote, sha256Source{c: c, size: r.Size, peers: []peer.ID{p}})
+	})
+	sort.SliceStable(remote, func(i, j int) bool { return len(remote[i].peers) > len(remote[j].peers) })
+	return append(local, remote...)
+}
+
+// addSHA256Source adds src to srcs, merging it with an entry of the same
+// CID and claimed size.
+func addSHA256Source(srcs []sha256Source, src sha256Source) []sha256Source {
+	for i := range srcs {
+		if srcs[i].c.Equals(src.c) && srcs[i].size == src.size {
+			srcs[i].peers = append(srcs[i].peers, src.peers...)
+			return srcs
+		}
+	}
+	return append(srcs, src)
+}
+
+// reportFalseSHA256 tells the Guard that the peers who named src for sum
+// lied (its content has another sha256 or size): each is banned. wasted is
+// the bytes fetched because of the lie, counted once (against the first).
+func (n *Node) reportFalseSHA256(src sha256Source, sum string, wasted uint64, err error) {
+	for i, p := range src.peers {
+		if i > 0 {
+			wasted = 0
+		}
+		banned := n.guard.ReportFalseAnswer(p, int(min(wasted, math.MaxInt32)))
+		n.log.Warn("peer named a file with another sha256; trying the next source", "peer", p.String(),
+			"cid", src.c.String(), "sha256", sum, "banned", banned, "err", err)
+	}
+	if len(src.peers) == 0 {
+		n.log.Error("this node's index names a file with another sha256", "cid", src.c.String(), "sha256", sum, "err", err)
+	}
+}
+
+// worthNextSource reports whether a source's failure leaves the next
+// source a chance: not when the request itself is wrong, the output is
+// taken, the disk is full or the caller gave up.
+func worthNextSource(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && !errors.Is(err, ErrBadInput) && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrNoSpace)
+}
+
+// fetchBySHA256 fetches the file with whole-file sha256 req.Ref. Each
+// source (a file CID named by this node's index, its peers, then the DHT)
+// is tried in turn until one delivers content with that sha256; a peer
+// that named content with another sha256 (or size) is banned.
 func (n *Node) fetchBySHA256(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error) {
 	sum, err := ParseSHA256Ref(req.Ref)
 	if err != nil {
@@ -170,18 +235,103 @@ func (n *Node) fetchBySHA256(ctx context.Context, req ModelFetchRequest, progres
 	if req.HFCache != "" {
 		return ModelFetchResult{}, fmt.Errorf("fetch: %w: --hf-cache needs a model name", ErrBadInput)
 	}
-	c, size, err := n.findSHA256(ctx, sum)
-	if err != nil {
-		return ModelFetchResult{}, err
+	tried := map[cid.Cid]bool{}
+	var failed []error
+	for _, lookup := range []func(context.Context, string) []sha256Source{n.sha256Sources, n.sha256SourcesInDHT} {
+		for _, src := range lookup(ctx, sum) {
+			if tried[src.c] || len(tried) >= maxSHA256Sources {
+				continue
+			}
+			tried[src.c] = true
+			err := n.fetchFile(ctx, src.c, sum, src.size, req.Out, req.Timeout, progress)
+			if err == nil {
+				if err := n.store.Pin(ctx, src.c, SHA256Prefix+sum); err != nil {
+					return ModelFetchResult{}, fmt.Errorf("fetch: %w", err)
+				}
+				return ModelFetchResult{CID: src.c.String(), Out: req.Out, Files: 1, Size: src.size}, nil
+			}
+			if errors.Is(err, ErrHashMismatch) {
+				wasted := src.size // fetched whole, then hashed
+				if errors.Is(err, errWrongSize) {
+					wasted = 0 // found on the root block
+				}
+				n.reportFalseSHA256(src, sum, wasted, err)
+			}
+			if !worthNextSource(ctx, err) {
+				return ModelFetchResult{}, err
+			}
+			failed = append(failed, err)
+		}
 	}
-	if err := n.fetchFile(ctx, c, sum, size, req.Out, req.Timeout, progress); err != nil {
-		return ModelFetchResult{}, err
+	if len(failed) == 0 {
+		return ModelFetchResult{}, errNoSHA256(sum)
 	}
-	if err := n.store.Pin(ctx, c, SHA256Prefix+sum); err != nil {
-		return ModelFetchResult{}, fmt.Errorf("fetch: %w", err)
-	}
-	return ModelFetchResult{CID: c.String(), Out: req.Out, Files: 1, Size: size}, nil
+	return ModelFetchResult{}, fmt.Errorf("sha256:%s: no source delivered it (%d tried): %w", sum, len(failed), errors.Join(failed...))
 }
+
+// openSHA256 opens the file with whole-file sha256 sum and size bytes for
+// streaming from peers through dag: the sources findCtx finds (connected
+// peers, then the DHT) are tried in turn until one names a file of that
+// size (one block fetched each; a peer that names another size is banned).
+// The reader fetches under ctx and checks size and sha256 as it goes:
+// content with another sha256 fails the last Read with an error wrapping
+// mismatch and ErrHashMismatch, and bans the peers that named it, so the
+// next lookup finds the next source.
+func (n *Node) openSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum string, size uint64, mismatch error) (io.ReadCloser, error) {
+	if mismatch == nil {
+		mismatch = ErrHashMismatch
+	}
+	for _, lookup := range []func(context.Context, string) []sha256Source{n.sha256Sources, n.sha256SourcesInDHT} {
+		for _, src := range lookup(findCtx, sum) {
+			if src.size != size {
+				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: claimed %d bytes, want %d", ErrHashMismatch, src.size, size))
+				continue
+			}
+			nd, err := dag.Get(findCtx, src.c)
+			if err != nil {
+				continue
+			}
+			if got, ok := fileSize(nd); !ok || got != size {
+				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", ErrHashMismatch, size))
+				continue
+			}
+			r, err := uio.NewDagReader(ctx, nd, dag)
+			if err != nil {
+				continue
+			}
+			return &sha256Reader{r: r, h: sha256.New(), n: n, src: src, sum: sum, size: size, mismatch: mismatch}, nil
+		}
+	}
+	return nil, errNoSHA256(sum)
+}
+
+// sha256Reader reads a file from a sha256 source, checking it as it goes.
+type sha256Reader struct {
+	r        io.ReadCloser
+	h        hash.Hash
+	read     uint64
+	n        *Node
+	src      sha256Source
+	sum      string
+	size     uint64
+	mismatch error
+}
+
+func (s *sha256Reader) Read(p []byte) (int, error) {
+	k, err := s.r.Read(p)
+	s.h.Write(p[:k])
+	s.read += uint64(k)
+	if s.read > s.size || errors.Is(err, io.EOF) {
+		if got := hex.EncodeToString(s.h.Sum(nil)); got != s.sum || s.read != s.size {
+			err = fmt.Errorf("content %s: %w: %w: %d bytes or more hashing to %s, want %d bytes, %s",
+				s.src.c, s.mismatch, ErrHashMismatch, s.read, got, s.size, s.sum)
+			s.n.reportFalseSHA256(s.src, s.sum, s.read, err)
+		}
+	}
+	return k, err
+}
+
+func (s *sha256Reader) Close() error { return s.r.Close() }
 
 // fetchManifest gets the manifest file c from peers (its size checked
 // against manifest.MaxSize from the root before the rest is fetched) and
@@ -349,9 +499,9 @@ func reuseInterrupted(prev, rel, dest string, move func(from, to string) error) 
 // it to dest, which must not exist, checking size and whole-file sha256;
 // dest appears only if both match.
 func (n *Node) fetchFile(ctx context.Context, c cid.Cid, sum string, size uint64, dest string, timeout time.Duration, progress ProgressFunc) error {
-	direct, err := n.fetchInto(ctx, c, dest, timeout, progress, func(f *os.File) error {
+	direct, err := n.fetchInto(ctx, c, dest, timeout, progress, &fileWant{size: size, check: func(f *os.File) error {
 		return checkSHA256(f, dest, c, sum, size)
-	})
+	}})
 	if err != nil || direct {
 		return err
 	}
@@ -391,8 +541,13 @@ func writeVerified(ctx context.Context, dag ipld.DAGService, c cid.Cid, sum stri
 	if err != nil {
 		return fmt.Errorf("write %s: %w", dest, err)
 	}
-	tmp := dest + ".allmende-partial"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	tmp := store.PartialPath(dest)
+	// A stale partial file (or a symlink planted in its place) is removed,
+	// never followed.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write %s: %w", dest, err)
+	}
+	f, err := store.OpenNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", dest, err)
 	}

@@ -42,7 +42,7 @@ func TestModelsInProcess(t *testing.T) {
 	if !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("untrusted: err = %v, want ErrUntrusted", err)
 	}
-	if _, err := Trust(b.cfg.Home, pub.Publisher, ""); err != nil {
+	if _, err := Trust(b.cfg.Home, pub.Publisher, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "m")

@@ -42,10 +42,16 @@ var (
 	ErrTampered = errors.New("invalid record")
 )
 
-// TrustedKey is one publisher this node trusts.
+// TrustedKey is one publisher this node trusts, and for which names.
 type TrustedKey struct {
 	Key   string `json:"key"`
 	Label string `json:"label,omitempty"`
+	// Names are the patterns (manifest.ValidNamePattern, e.g. "acme/*")
+	// of the names this key may sign. Empty means not bound yet: the
+	// first record from the key that this node accepts binds it to the
+	// names under that record's org ("org/*"), written to the trust file
+	// then. Entries written before names existed start that way too.
+	Names []string `json:"names,omitempty"`
 }
 
 // PublisherKey returns this home's publisher key ID, creating the key
@@ -108,43 +114,88 @@ func Trusted(home string) ([]TrustedKey, error) {
 	return keys, nil
 }
 
-// Trust adds a publisher key (k51... or 12D3Koo...) to home's trust list.
-// It returns the key's canonical ID.
-func Trust(home, key, label string) (string, error) {
+// Trust adds a publisher key (k51... or 12D3Koo...) to home's trust list,
+// trusted for the names matching patterns (manifest.ValidNamePattern);
+// with no patterns, for the names under the org of the first record from
+// it this node accepts (see TrustedKey.Names). Adding a key already
+// trusted replaces its patterns when patterns are given, and its label
+// when one is. It returns the key's canonical ID.
+func Trust(home, key, label string, patterns []string) (string, error) {
 	canon, _, err := manifest.ParseKeyID(key)
 	if err != nil {
 		return "", fmt.Errorf("trust: %w: %w", ErrBadInput, err)
 	}
+	if len(patterns) > manifest.MaxNamePatterns {
+		return "", fmt.Errorf("trust: %w: %d name patterns, at most %d", ErrBadInput, len(patterns), manifest.MaxNamePatterns)
+	}
+	for _, p := range patterns {
+		if err := manifest.ValidNamePattern(p); err != nil {
+			return "", fmt.Errorf("trust: %w: %w", ErrBadInput, err)
+		}
+	}
+	return canon, updateTrust(home, func(keys []TrustedKey) []TrustedKey {
+		for i, k := range keys {
+			if k.Key != canon {
+				continue
+			}
+			if len(patterns) > 0 {
+				keys[i].Names = dedup(append([]string(nil), patterns...))
+			}
+			if label != "" {
+				keys[i].Label = label
+			}
+			return keys
+		}
+		return append(keys, TrustedKey{Key: canon, Label: label, Names: dedup(append([]string(nil), patterns...))})
+	})
+}
+
+// bindTrust binds a trusted key that has no name patterns yet to the
+// names under name's org, and returns the patterns the key has now.
+func bindTrust(home, key, name string) ([]string, error) {
+	var names []string
+	err := updateTrust(home, func(keys []TrustedKey) []TrustedKey {
+		for i, k := range keys {
+			if k.Key == key {
+				if len(k.Names) == 0 {
+					keys[i].Names = []string{manifest.OrgPattern(name)}
+				}
+				names = keys[i].Names
+			}
+		}
+		return keys
+	})
+	return names, err
+}
+
+// updateTrust rewrites home's trust list with change applied, atomically.
+func updateTrust(home string, change func([]TrustedKey) []TrustedKey) error {
 	trustMu.Lock()
 	defer trustMu.Unlock()
 	keys, err := Trusted(home)
 	if err != nil {
-		return "", err
+		return err
 	}
-	for _, k := range keys {
-		if k.Key == canon {
-			return canon, nil
-		}
-	}
-	keys = append(keys, TrustedKey{Key: canon, Label: label})
+	keys = change(keys)
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
 	raw, err := json.MarshalIndent(keys, "", "  ")
 	if err != nil {
-		return "", err
+		return err
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
-		return "", err
+		return err
 	}
-	return canon, store.WriteFileAtomic(filepath.Join(home, TrustFile), raw, 0o600)
+	return store.WriteFileAtomic(filepath.Join(home, TrustFile), raw, 0o600)
 }
 
-func isTrusted(keys []TrustedKey, id string) bool {
+// trustedKey returns the trust list's entry for id.
+func trustedKey(keys []TrustedKey, id string) (TrustedKey, bool) {
 	for _, k := range keys {
 		if k.Key == id {
-			return true
+			return k, true
 		}
 	}
-	return false
+	return TrustedKey{}, false
 }
 
 // recordPath is where the record for name@rev lives in home.
@@ -180,8 +231,9 @@ type resolvedName struct {
 }
 
 // resolveName collects records for name@rev from this node and every
-// connected peer, verifies them, and picks the highest sequence number
-// among trusted publishers (among all valid ones with trustAny).
+// connected peer, verifies them, and picks one (see pickRecord). A trusted
+// key not yet bound to names is bound to the org of the first record of
+// it accepted here.
 func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool) (*resolvedName, error) {
 	trust, err := Trusted(n.cfg.Home)
 	if err != nil {
@@ -203,8 +255,8 @@ func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool)
 			all = append(all, found{raw, "peer " + p.String()})
 		}
 	})
-	var best *resolvedName
-	var bad, untrusted []string
+	var valid []*manifest.Record
+	var bad []string
 	now := time.Now()
 	for _, f := range all {
 		rec, err := manifest.DecodeRecord(f.raw, now)
@@ -215,28 +267,93 @@ func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool)
 			bad = append(bad, fmt.Sprintf("from %s: %v", f.from, err))
 			continue
 		}
-		ok := isTrusted(trust, rec.Publisher)
-		if !ok && !trustAny {
-			untrusted = append(untrusted, rec.Publisher)
-			continue
+		valid = append(valid, rec)
+	}
+	pick := pickRecord(valid, trust, name, trustAny)
+	// Each round binds one key; a key bound meanwhile (by another resolve)
+	// to another org makes the choice again. Bounded: each round leaves
+	// one unbound key fewer.
+	for range len(valid) {
+		if pick.best == nil || !pick.bind {
+			break
 		}
-		if best == nil || rec.Seq > best.Record.Seq {
-			best = &resolvedName{Record: rec, Trusted: ok}
+		names, err := bindTrust(n.cfg.Home, pick.best.Record.Publisher, name)
+		if err != nil {
+			return nil, err
 		}
+		n.log.Info("trusted publisher bound to the names of its first accepted record", "publisher", pick.best.Record.Publisher, "names", strings.Join(names, ","))
+		if manifest.MatchName(names, name) {
+			break
+		}
+		if trust, err = Trusted(n.cfg.Home); err != nil {
+			return nil, err
+		}
+		pick = pickRecord(valid, trust, name, trustAny)
 	}
 	switch {
-	case best != nil:
+	case pick.best != nil:
 		for _, b := range bad {
 			n.log.Warn("ignored invalid name record", "name", name+"@"+rev, "err", b)
 		}
-		return best, nil
-	case len(untrusted) > 0:
+		return pick.best, nil
+	case len(pick.outside) > 0:
+		return nil, fmt.Errorf("%s@%s: refused: signed only by publishers not trusted for this name: %s; run `allmende trust add <key> --names ...` to widen a key's names, or pass --trust-any: %w",
+			name, rev, strings.Join(dedup(append(pick.outside, pick.untrusted...)), "; "), ErrUntrusted)
+	case len(pick.untrusted) > 0:
 		return nil, fmt.Errorf("%s@%s: refused: signed only by untrusted publisher %s; run `allmende trust add %s` or pass --trust-any: %w",
-			name, rev, strings.Join(dedup(untrusted), ", "), untrusted[0], ErrUntrusted)
+			name, rev, strings.Join(dedup(pick.untrusted), ", "), pick.untrusted[0], ErrUntrusted)
 	case len(bad) > 0:
 		return nil, fmt.Errorf("%s@%s: refused: no record verifies (%s): %w", name, rev, strings.Join(bad, "; "), ErrTampered)
 	}
 	return nil, fmt.Errorf("%s@%s: %w: no connected peer has a record for this name", name, rev, ErrNotFound)
+}
+
+// recordPick is pickRecord's verdict.
+type recordPick struct {
+	// best is the record chosen, nil if none may be used.
+	best *resolvedName
+	// bind: best's publisher is trusted but not yet bound to names.
+	bind bool
+	// untrusted are the publishers of records refused as untrusted;
+	// outside describes trusted keys refused for signing a name outside
+	// their patterns.
+	untrusted, outside []string
+}
+
+// pickRecord chooses among valid records for name: the highest sequence
+// number among publishers trusted for name (in the trust list, and name
+// matching the key's patterns, or the key not bound to names yet). Only
+// when there is none, and trustAny, the highest among the others: a record
+// from a trusted publisher always wins over untrusted ones, whatever their
+// sequence numbers. A key trusted for other names counts as untrusted.
+func pickRecord(recs []*manifest.Record, trust []TrustedKey, name string, trustAny bool) recordPick {
+	var pick recordPick
+	var bestTrusted, bestOther *manifest.Record
+	for _, rec := range recs {
+		k, ok := trustedKey(trust, rec.Publisher)
+		switch {
+		case ok && (len(k.Names) == 0 || manifest.MatchName(k.Names, name)):
+			if bestTrusted == nil || rec.Seq > bestTrusted.Seq {
+				bestTrusted = rec
+			}
+			continue
+		case ok:
+			pick.outside = append(pick.outside, fmt.Sprintf("%s is trusted only for %s", rec.Publisher, strings.Join(k.Names, ", ")))
+		default:
+			pick.untrusted = append(pick.untrusted, rec.Publisher)
+		}
+		if bestOther == nil || rec.Seq > bestOther.Seq {
+			bestOther = rec
+		}
+	}
+	switch {
+	case bestTrusted != nil:
+		k, _ := trustedKey(trust, bestTrusted.Publisher)
+		pick.best, pick.bind = &resolvedName{Record: bestTrusted, Trusted: true}, len(k.Names) == 0
+	case trustAny && bestOther != nil:
+		pick.best = &resolvedName{Record: bestOther}
+	}
+	return pick
 }
 
 func dedup(s []string) []string {
@@ -250,11 +367,14 @@ func dedup(s []string) []string {
 	return out
 }
 
-// askPeers sends req to every connected peer at once and calls answer
-// for each answer (concurrently).
+// askPeers sends req to every connected peer at once (but those the Guard
+// banned) and calls answer for each answer (concurrently).
 func (n *Node) askPeers(ctx context.Context, req *protocol.ResolveRequest, answer func(peer.ID, *protocol.ResolveResponse)) {
 	var wg sync.WaitGroup
 	for _, p := range n.host.Network().Peers() {
+		if n.guard.IsBanned(p) {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -311,6 +431,9 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (PublishResult, 
 		// An expired record still holds the last sequence number: a
 		// clock set back must not make the new record look older.
 		if old, err := manifest.DecodeRecord(raw, time.Now()); old != nil && (err == nil || errors.Is(err, manifest.ErrExpired)) && old.Seq >= seq {
+			if old.Seq >= manifest.MaxSeq {
+				return PublishResult{}, fmt.Errorf("publish %s@%s: the last record's sequence number %d leaves no room for a later one", req.Name, req.Revision, old.Seq)
+			}
 			seq = old.Seq + 1
 		}
 	}

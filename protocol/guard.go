@@ -53,6 +53,10 @@ const (
 	// GuardBulk is the bulk protocol (BulkID): a bad block is one that
 	// does not match the CID it was sent for.
 	GuardBulk = "bulk"
+	// GuardResolve is the resolve protocol (ResolveID): a bad answer is a
+	// file CID given for a whole-file sha256 whose content has another
+	// sha256 (or size).
+	GuardResolve = "resolve"
 )
 
 // GuardProtoStats are the Guard's counters for one protocol.
@@ -77,9 +81,12 @@ type GuardStats struct {
 	Banned int `json:"banned_peers"`
 	// Bans is the peers cut off since the Guard started.
 	Bans uint64 `json:"bans"`
-	// Bitswap and Bulk split the counters by protocol.
+	// Bitswap, Bulk and Resolve split the counters by protocol. For
+	// Resolve, BadBlocks counts false answers and BadBytes the content
+	// fetched in vain because of them.
 	Bitswap GuardProtoStats `json:"bitswap"`
 	Bulk    GuardProtoStats `json:"bulk"`
+	Resolve GuardProtoStats `json:"resolve"`
 }
 
 // Guard attributes blocks to the peers that sent them, which boxo bitswap
@@ -334,6 +341,22 @@ func (g *Guard) ReportBulk(p peer.ID, badBytes int) (banned bool) {
 		return true
 	}
 	return g.strikeUnlock(p, &g.stats.Bulk, 1, badBytes, "peer sent a bulk block that does not match its CID")
+}
+
+// ReportFalseAnswer counts an answer from p over the resolve protocol that
+// proved false once checked (a sha256 lookup answered with the CID of other
+// content, whose badBytes were fetched in vain) and bans p at once: an
+// honest node's answer comes from a file it hashed itself, so unlike a bad
+// block (a want sent long ago, a flipped bit on the way) a false answer is
+// no accident. It reports whether p is (now) banned.
+func (g *Guard) ReportFalseAnswer(p peer.ID, badBytes int) (banned bool) {
+	g.mu.Lock()
+	if _, ok := g.banned[p]; ok {
+		g.mu.Unlock()
+		return true
+	}
+	g.bad[p] = max(g.bad[p], MaxBadBlocks)
+	return g.strikeUnlock(p, &g.stats.Resolve, 1, badBytes, "peer answered a sha256 lookup with the CID of other content")
 }
 
 // ReportStall counts a peer set aside over proto (GuardBitswap or

@@ -147,3 +147,29 @@ func TestGuardDemotesStallers(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardBansFalseAnswerAtOnce: one sha256 answer proved false bans its
+// peer, where bad blocks are forgiven up to MaxBadBlocks; it is counted
+// under the resolve protocol and in the totals.
+func TestGuardBansFalseAnswerAtOnce(t *testing.T) {
+	h, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	g := NewGuard(h, slog.New(slog.DiscardHandler))
+	liar, other := peer.ID("liar"), peer.ID("other")
+	if !g.ReportFalseAnswer(liar, 1000) || !g.IsBanned(liar) {
+		t.Fatal("a false sha256 answer did not ban its peer")
+	}
+	if !g.ReportFalseAnswer(liar, 1000) {
+		t.Error("a banned peer is reported as not banned")
+	}
+	if g.IsBanned(other) {
+		t.Error("another peer was banned")
+	}
+	st := g.Stats()
+	if st.Resolve.BadBlocks != 1 || st.Resolve.BadBytes != 1000 || st.BadBlocks != 1 || st.Bans != 1 || st.Banned != 1 {
+		t.Errorf("stats = %+v, want one false answer of 1000 bytes and one ban", st)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -28,8 +29,10 @@ func PartialPath(dest string) string {
 
 // Export writes the UnixFS file or directory root, read through dag, to
 // dest. The result appears at dest whole or not at all: it is written under
-// PartialPath(dest), synced, and renamed. Entry names are checked so that
-// nothing is written outside dest.
+// PartialPath(dest), synced, and renamed. Entry names are checked, and a
+// directory is written through an os.Root, so that nothing is written
+// outside dest; a symlink in it that resolves outside dest (following the
+// links in its chain, see ResolveInside) fails the export with ErrBadInput.
 func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string) error {
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("export to %s: %w: remove it or choose another output path", dest, ErrExists)
@@ -42,8 +45,7 @@ func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string)
 	if err != nil {
 		return fmt.Errorf("export %s: %w", root, err)
 	}
-	ex := &exporter{dag: dag, root: tmp}
-	if err := ex.write(ctx, nd, tmp); err != nil {
+	if err := exportTo(ctx, dag, nd, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("export %s to %s: %w", root, dest, err)
 	}
@@ -54,43 +56,102 @@ func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string)
 	return SyncDir(filepath.Dir(dest))
 }
 
-type exporter struct {
-	dag  ipld.DAGService
-	root string
-}
-
-func (ex *exporter) write(ctx context.Context, nd ipld.Node, path string) error {
-	pn, ok := nd.(*merkledag.ProtoNode)
-	if !ok {
-		return ex.writeFile(ctx, nd, path)
-	}
-	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
-	if err != nil {
-		return fmt.Errorf("%s: not a UnixFS node: %w", path, err)
-	}
-	switch fsn.Type() {
-	case unixfs.TFile, unixfs.TRaw:
-		return ex.writeFile(ctx, nd, path)
-	case unixfs.TDirectory, unixfs.THAMTShard:
-		return ex.writeDir(ctx, nd, path)
-	case unixfs.TSymlink:
-		target := string(fsn.Data())
-		if !symlinkStaysInside(ex.root, path, target) {
-			return fmt.Errorf("%s: refusing symlink to %q outside the output", path, target)
-		}
-		return os.Symlink(target, path)
-	default:
-		return fmt.Errorf("%s: unsupported UnixFS type %s", path, fsn.Type())
-	}
-}
-
-func (ex *exporter) writeFile(ctx context.Context, nd ipld.Node, path string) error {
-	r, err := uio.NewDagReader(ctx, nd, ex.dag)
+// exportTo writes nd at tmp: a file directly, a directory through an
+// os.Root opened on it, whose symlinks are checked once all are written
+// (a link may lead through links written after it).
+func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string) error {
+	kind, err := nodeKind(nd)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	switch kind {
+	case unixfs.TDirectory, unixfs.THAMTShard:
+	case unixfs.TSymlink:
+		return fmt.Errorf("%w: the root is a symlink, which would point outside the output", ErrBadInput)
+	default:
+		f, err := OpenNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		return writeFileTo(ctx, dag, nd, f)
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return err
+	}
+	r, err := os.OpenRoot(tmp)
 	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ex := &exporter{dag: dag, root: r}
+	if err := ex.writeDir(ctx, nd, "."); err != nil {
+		return err
+	}
+	for _, l := range ex.links {
+		if _, err := ResolveInside(tmp, filepath.Join(tmp, l)); err != nil {
+			target, _ := r.Readlink(l)
+			return fmt.Errorf("symlink %s -> %s: %w: %w the output, following the links in its chain", l, target, ErrBadInput, ErrLinkEscapes)
+		}
+	}
+	return nil
+}
+
+// nodeKind is nd's UnixFS type (TRaw for a raw leaf).
+func nodeKind(nd ipld.Node) (unixfspb.Data_DataType, error) {
+	pn, ok := nd.(*merkledag.ProtoNode)
+	if !ok {
+		return unixfs.TRaw, nil
+	}
+	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+	if err != nil {
+		return 0, fmt.Errorf("not a UnixFS node: %w", err)
+	}
+	return fsn.Type(), nil
+}
+
+// exporter writes a directory tree under root; links collects the
+// symlinks written, relative to root.
+type exporter struct {
+	dag   ipld.DAGService
+	root  *os.Root
+	links []string
+}
+
+func (ex *exporter) write(ctx context.Context, nd ipld.Node, rel string) error {
+	kind, err := nodeKind(nd)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	switch kind {
+	case unixfs.TFile, unixfs.TRaw:
+		f, err := ex.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		return writeFileTo(ctx, ex.dag, nd, f)
+	case unixfs.TDirectory, unixfs.THAMTShard:
+		if err := ex.root.Mkdir(rel, 0o755); err != nil {
+			return err
+		}
+		return ex.writeDir(ctx, nd, rel)
+	case unixfs.TSymlink:
+		fsn, _ := unixfs.FSNodeFromBytes(nd.(*merkledag.ProtoNode).Data())
+		target := string(fsn.Data())
+		if filepath.IsAbs(target) || !filepath.IsLocal(filepath.Join(filepath.Dir(rel), target)) {
+			return fmt.Errorf("symlink %s -> %s: %w: %w the output", rel, target, ErrBadInput, ErrLinkEscapes)
+		}
+		ex.links = append(ex.links, rel)
+		return ex.root.Symlink(target, rel)
+	default:
+		return fmt.Errorf("%s: unsupported UnixFS type %s", rel, kind)
+	}
+}
+
+// writeFileTo writes the UnixFS file nd into f, syncs and closes it.
+func writeFileTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, f *os.File) error {
+	r, err := uio.NewDagReader(ctx, nd, dag)
+	if err != nil {
+		f.Close()
 		return err
 	}
 	if _, err := r.WriteTo(f); err != nil {
@@ -104,28 +165,35 @@ func (ex *exporter) writeFile(ctx context.Context, nd ipld.Node, path string) er
 	return f.Close()
 }
 
-func (ex *exporter) writeDir(ctx context.Context, nd ipld.Node, path string) error {
+// writeDir writes the entries of the directory nd into the existing
+// directory rel and syncs it.
+func (ex *exporter) writeDir(ctx context.Context, nd ipld.Node, rel string) error {
 	dir, err := uio.NewDirectoryFromNode(ex.dag, nd)
 	if err != nil {
 		return err
 	}
-	if err := os.Mkdir(path, 0o755); err != nil {
-		return err
-	}
 	err = dir.ForEachLink(ctx, func(l *ipld.Link) error {
 		if err := CheckEntryName(l.Name); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return fmt.Errorf("%s: %w", rel, err)
 		}
 		child, err := l.GetNode(ctx, ex.dag)
 		if err != nil {
 			return err
 		}
-		return ex.write(ctx, child, filepath.Join(path, l.Name))
+		return ex.write(ctx, child, filepath.Join(rel, l.Name))
 	})
 	if err != nil {
 		return err
 	}
-	return SyncDir(path)
+	d, err := ex.root.Open(rel)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", rel, err)
+	}
+	return nil
 }
 
 // CheckEntryName refuses directory entry names that could write outside

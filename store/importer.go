@@ -37,8 +37,9 @@ type ImportOptions struct {
 
 // Import reads the file or directory at path into dag as a UnixFS DAG and
 // returns its root. Hidden files are included. Symbolic links are kept as
-// UnixFS symlinks when they point inside the imported tree and are refused
-// otherwise.
+// UnixFS symlinks (not followed) when they resolve inside the imported tree,
+// following the links in their chain (see ResolveInside), and refused with
+// ErrBadInput otherwise.
 func Import(ctx context.Context, dag ipld.DAGService, path string, opts ImportOptions) (ipld.Node, error) {
 	return importInto(ctx, dag, path, opts, nil)
 }
@@ -181,8 +182,11 @@ func (im *importer) importSymlink(path string) (ipld.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
-	if !symlinkStaysInside(im.root, path, target) {
-		return nil, fmt.Errorf("import %s: %w: symlink to %q leaves the imported tree", path, ErrBadInput, target)
+	if path == im.root || filepath.IsAbs(target) {
+		return nil, fmt.Errorf("import: symlink %s -> %s: %w: %w %s (it must be relative, inside the tree)", path, target, ErrBadInput, ErrLinkEscapes, im.root)
+	}
+	if _, err := ResolveInside(im.root, path); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
 	}
 	data, err := unixfs.SymlinkData(target)
 	if err != nil {
@@ -196,17 +200,6 @@ func (im *importer) importSymlink(path string) (ipld.Node, error) {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	return nd, nil
-}
-
-// symlinkStaysInside reports whether a relative symlink at path with the
-// given target resolves to a location under root.
-func symlinkStaysInside(root, path, target string) bool {
-	if filepath.IsAbs(target) || path == root {
-		return false
-	}
-	resolved := filepath.Join(filepath.Dir(path), target)
-	rel, err := filepath.Rel(root, resolved)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 type progressReader struct {

@@ -34,8 +34,12 @@ publishers (see "allmende trust"; --trust-any accepts any), prints who
 signed, and fetches the files of its manifest, each checked against its
 sha256; --include/--exclude select files, --hf-cache lays the model out as
 the Hugging Face cache (blobs/, snapshots/<commit>/, refs/<revision>).
-A name signed only by untrusted publishers, or whose records do not verify
-(tampered, expired), is refused with status 1 and a message saying why.` + exitStatusHelp,
+A name signed only by untrusted publishers (or by trusted keys not trusted
+for that name, see "allmende trust add --names"), or whose records do not
+verify (tampered, expired), is refused with status 1 and a message saying
+why. A record from a trusted publisher always wins, even with --trust-any.
+sha256:<hex> tries each file peers name for it until one has that sha256,
+and bans a peer that named other content.` + exitStatusHelp,
 		Example: "  allmende fetch bafybei... -o ./model\n  allmende fetch acme/tiny-llama --include '*.gguf' -o ./tiny\n" +
 			"  allmende fetch acme/tiny-llama@main --hf-cache\n  allmende fetch sha256:3f1c... -o model.safetensors",
 		Args: args(cobra.ExactArgs(1)),

@@ -5,8 +5,12 @@
 package hfcache
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -41,7 +45,10 @@ type Snapshot struct {
 	RepoDir, Dir string
 }
 
-// RepoDirName is the cache's directory name for a repository.
+// RepoDirName is the cache's directory name for a repository, as
+// huggingface_hub's repo_folder_name makes it: the kind's prefix, then the
+// name with "/" replaced by "--". It is one-to-one only for valid names
+// (manifest.ValidName refuses "--"); Write checks.
 func RepoDirName(kind, name string) string {
 	prefix := "models--"
 	if kind == manifest.KindDataset {
@@ -90,6 +97,11 @@ func Open(dir, revision string) (*Snapshot, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s does not name org--name", ErrNotCache, base)
 	}
+	// A name holds no "--" (manifest.ValidName), so the folder name
+	// splits one way only.
+	if err := manifest.ValidName(org + "/" + name); err != nil {
+		return nil, fmt.Errorf("hf cache %s: %w", base, err)
+	}
 	s := &Snapshot{Kind: kind, Name: org + "/" + name, Revision: revision, RepoDir: dir}
 	if s.Revision == "" {
 		s.Revision = "main"
@@ -128,11 +140,14 @@ func (s *Snapshot) resolve() (string, error) {
 // ETag returns the blob name of a resolved file path inside the repository
 // (its etag), or "" if it is not in blobs/.
 func (s *Snapshot) ETag(real string) string {
-	blobs, err := filepath.EvalSymlinks(filepath.Join(s.RepoDir, blobsDir))
-	if err != nil || filepath.Dir(real) != blobs {
-		return ""
+	blobs := filepath.Join(s.RepoDir, blobsDir)
+	if filepath.Dir(real) == blobs {
+		return filepath.Base(real)
 	}
-	return filepath.Base(real)
+	if resolved, err := filepath.EvalSymlinks(blobs); err == nil && filepath.Dir(real) == resolved {
+		return filepath.Base(real)
+	}
+	return ""
 }
 
 // BlobWriter writes the content of f to the new file at dest (whole and
@@ -140,15 +155,33 @@ func (s *Snapshot) ETag(real string) string {
 type BlobWriter func(f manifest.File, dest string) error
 
 // Write lays m out under cacheDir as the Hugging Face cache does:
-// blobs/<etag> (written once through write), snapshots/<commit>/<path> as
-// relative symlinks to the blobs, and refs/<revision> holding the commit
-// without a trailing newline. Files listed in m are written only if keep
-// says so (nil keeps all). It returns the snapshot directory.
+// blobs/<etag> (written through write, unless a blob of that name already
+// holds exactly that content), snapshots/<commit>/<path> as relative
+// symlinks to the blobs, and refs/<revision> holding the commit without a
+// trailing newline. Files listed in m are written only if keep says so
+// (nil keeps all). The repository folder is models--org--name, one per
+// name: names cannot hold "--" (manifest.ValidName). Directories and links
+// are made through an os.Root on it, so nothing is written outside it. It
+// returns the snapshot directory.
 func Write(cacheDir string, m *manifest.Manifest, keep func(manifest.File) bool, write BlobWriter) (string, error) {
+	if err := manifest.ValidName(m.Name); err != nil {
+		return "", fmt.Errorf("hf cache: %w", err)
+	}
+	if !commitRE.MatchString(m.Commit) {
+		return "", fmt.Errorf("hf cache: %w: commit %q", manifest.ErrInvalid, m.Commit)
+	}
 	repo := filepath.Join(cacheDir, RepoDirName(m.Kind, m.Name))
-	snap := filepath.Join(repo, snapshotsDir, m.Commit)
-	for _, d := range []string{filepath.Join(repo, blobsDir), filepath.Join(repo, refsDir), snap} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		return "", fmt.Errorf("hf cache: %w", err)
+	}
+	root, err := os.OpenRoot(repo)
+	if err != nil {
+		return "", fmt.Errorf("hf cache: %w", err)
+	}
+	defer root.Close()
+	snap := path.Join(snapshotsDir, m.Commit)
+	for _, d := range []string{blobsDir, refsDir, snap} {
+		if err := root.MkdirAll(d, 0o755); err != nil {
 			return "", fmt.Errorf("hf cache: %w", err)
 		}
 	}
@@ -156,46 +189,85 @@ func Write(cacheDir string, m *manifest.Manifest, keep func(manifest.File) bool,
 		if keep != nil && !keep(f) {
 			continue
 		}
-		if err := writeFile(repo, snap, f, write); err != nil {
+		if err := writeFile(root, snap, f, write); err != nil {
 			return "", err
 		}
 	}
 	if m.Revision != m.Commit {
-		ref := filepath.Join(repo, refsDir, filepath.FromSlash(m.Revision))
-		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+		ref := path.Join(refsDir, m.Revision)
+		if err := root.MkdirAll(path.Dir(ref), 0o755); err != nil {
 			return "", fmt.Errorf("hf cache: %w", err)
 		}
-		if err := store.WriteFileAtomic(ref, []byte(m.Commit), 0o644); err != nil {
+		if err := store.WriteFileAtomic(filepath.Join(repo, filepath.FromSlash(ref)), []byte(m.Commit), 0o644); err != nil {
 			return "", fmt.Errorf("hf cache: %w", err)
 		}
 	}
-	return snap, nil
+	return filepath.Join(repo, filepath.FromSlash(snap)), nil
 }
 
-func writeFile(repo, snap string, f manifest.File, write BlobWriter) error {
+func writeFile(root *os.Root, snap string, f manifest.File, write BlobWriter) error {
 	if err := manifest.ValidatePath(f.Path); err != nil {
 		return err
 	}
-	blob := filepath.Join(repo, blobsDir, f.ETag())
-	if st, err := os.Stat(blob); err != nil || uint64(st.Size()) != f.Size {
-		os.Remove(blob)
-		if err := write(f, blob); err != nil {
+	blob := path.Join(blobsDir, f.ETag())
+	ok, err := blobHolds(root, blob, f)
+	if err != nil {
+		return fmt.Errorf("hf cache: %s: %w", f.Path, err)
+	}
+	if !ok {
+		if err := root.RemoveAll(blob); err != nil {
+			return fmt.Errorf("hf cache: %w", err)
+		}
+		if err := write(f, filepath.Join(root.Name(), filepath.FromSlash(blob))); err != nil {
 			return fmt.Errorf("hf cache: %s: %w", f.Path, err)
 		}
 	}
-	link := filepath.Join(snap, filepath.FromSlash(f.Path))
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+	link := path.Join(snap, f.Path)
+	if err := root.MkdirAll(path.Dir(link), 0o755); err != nil {
 		return fmt.Errorf("hf cache: %w", err)
 	}
 	target := LinkTarget(f.Path, f.ETag())
-	if cur, err := os.Readlink(link); err == nil && cur == target {
+	if cur, err := root.Readlink(link); err == nil && cur == target {
 		return nil
 	}
-	os.Remove(link)
-	if err := os.Symlink(target, link); err != nil {
+	if err := root.RemoveAll(link); err != nil {
+		return fmt.Errorf("hf cache: %w", err)
+	}
+	if err := root.Symlink(target, link); err != nil {
 		return fmt.Errorf("hf cache: %w", err)
 	}
 	return nil
+}
+
+// blobHolds reports whether the blob at name (under root) is a regular
+// file holding exactly f's content: its size, and its hash re-computed
+// (sha256 for an LFS file, else the git blob sha1), as a blob's name
+// promises. Anything else (a wrong or truncated blob, a symlink) is to be
+// replaced.
+func blobHolds(root *os.Root, name string, f manifest.File) (bool, error) {
+	st, err := root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !st.Mode().IsRegular() || uint64(st.Size()) != f.Size {
+		return false, nil
+	}
+	r, err := root.Open(name)
+	if err != nil {
+		return false, nil
+	}
+	defer r.Close()
+	h, want := sha256.New(), f.SHA256
+	if !f.LFS() {
+		h, want = manifest.NewBlobHash(f.Size), f.BlobSHA1
+	}
+	if _, err := io.Copy(h, r); err != nil {
+		return false, err
+	}
+	return hex.EncodeToString(h.Sum(nil)) == want, nil
 }
 
 // LinkTarget is the relative symlink target of snapshots/<commit>/<path>:

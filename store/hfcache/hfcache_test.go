@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -151,5 +152,87 @@ func TestRepoDirName(t *testing.T) {
 		if got := hfcache.RepoDirName(c.kind, c.name); got != c.want {
 			t.Errorf("%s: %s", c.why, got)
 		}
+	}
+}
+
+// TestWriteChecksReusedBlobs: a blob already in the cache is kept only if
+// it holds the content its name promises; one of the right size but other
+// bytes (or a symlink to a file elsewhere) is written again.
+func TestWriteChecksReusedBlobs(t *testing.T) {
+	lfs := []byte(strings.Repeat("w", 100))
+	small := []byte(`{"x":1}`)
+	m := &manifest.Manifest{Version: manifest.Version, Kind: manifest.KindModel, Name: "acme/tiny", Revision: "main", Commit: commit,
+		Files: []manifest.File{
+			{Path: "weights/big.bin", Size: uint64(len(lfs)), SHA256: sha(lfs)},
+			{Path: "config.json", Size: uint64(len(small)), SHA256: sha(small), BlobSHA1: manifest.GitBlobSHA1(small)},
+		}}
+	content := map[string][]byte{"weights/big.bin": lfs, "config.json": small}
+	tests := []struct {
+		name    string
+		plant   func(t *testing.T, blob string, want []byte) // what lies at the blob's path before
+		written bool
+	}{
+		{"no blob yet", func(*testing.T, string, []byte) {}, true},
+		{"the right blob is reused", func(t *testing.T, blob string, want []byte) {
+			must(t, os.WriteFile(blob, want, 0o644))
+		}, false},
+		{"same size, other bytes: replaced", func(t *testing.T, blob string, want []byte) {
+			must(t, os.WriteFile(blob, []byte(strings.Repeat("X", len(want))), 0o644))
+		}, true},
+		{"a symlink to the right bytes elsewhere: replaced by a file", func(t *testing.T, blob string, want []byte) {
+			elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+			must(t, os.WriteFile(elsewhere, want, 0o644))
+			must(t, os.Symlink(elsewhere, blob))
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cache := t.TempDir()
+			blobs := filepath.Join(cache, "models--acme--tiny", "blobs")
+			must(t, os.MkdirAll(blobs, 0o755))
+			for _, f := range m.Files {
+				tt.plant(t, filepath.Join(blobs, f.ETag()), content[f.Path])
+			}
+			var written []string
+			_, err := hfcache.Write(cache, m, nil, func(f manifest.File, dest string) error {
+				written = append(written, f.Path)
+				return os.WriteFile(dest, content[f.Path], 0o644)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(written) == len(m.Files)) != tt.written || (len(written) != 0 && len(written) != len(m.Files)) {
+				t.Errorf("blobs written: %q, want all: %v", written, tt.written)
+			}
+			for _, f := range m.Files {
+				blob := filepath.Join(blobs, f.ETag())
+				fi, err := os.Lstat(blob)
+				got, _ := os.ReadFile(blob)
+				if err != nil || !fi.Mode().IsRegular() || string(got) != string(content[f.Path]) {
+					t.Errorf("%s: blob is %v (%v) holding %q", f.Path, fi, err, got)
+				}
+			}
+		})
+	}
+}
+
+// TestDoubleDashNames: huggingface_hub names the folder of org/name
+// models--org--name, so a name with "--" could share a folder with another
+// (a--b/c and a/b--c): such names are refused on write and on import.
+func TestDoubleDashNames(t *testing.T) {
+	cache := t.TempDir()
+	for _, name := range []string{"a--b/c", "a/b--c"} {
+		m := &manifest.Manifest{Version: manifest.Version, Kind: manifest.KindModel, Name: name, Revision: "main", Commit: commit}
+		if _, err := hfcache.Write(cache, m, nil, nil); !errors.Is(err, manifest.ErrInvalid) {
+			t.Errorf("write %s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	if entries, _ := os.ReadDir(cache); len(entries) != 0 {
+		t.Errorf("refused writes left %v", entries)
+	}
+	repo := filepath.Join(t.TempDir(), "models--a--b--c")
+	must(t, os.MkdirAll(filepath.Join(repo, "snapshots", commit), 0o755))
+	if _, err := hfcache.Open(repo, commit); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("open %s: err = %v, want ErrInvalid (which of a--b/c and a/b--c is it?)", repo, err)
 	}
 }

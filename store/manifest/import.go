@@ -54,8 +54,9 @@ type ImportOptions struct {
 // Import reads every file below dir once, building its UnixFS DAG in dag
 // while hashing it (sha256, and git blob sha1 for non-LFS files), checks
 // safetensors and GGUF headers, and returns the manifest with the
-// directory's root CID. Symlinks are followed when they stay inside the
-// boundary and refused otherwise.
+// directory's root CID. Symlinks are followed when they resolve inside the
+// boundary, following every link in their chain, and refused with
+// ErrBadInput naming the link otherwise.
 func Import(ctx context.Context, dag ipld.DAGService, dir string, opts ImportOptions) (*Manifest, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -77,7 +78,7 @@ func Import(ctx context.Context, dag ipld.DAGService, dir string, opts ImportOpt
 	m := &Manifest{Version: Version, Kind: opts.Kind, Name: opts.Name, Revision: opts.Revision,
 		License: opts.License, Source: opts.Source, Commit: strings.Repeat("0", 40), Root: "bafkqaaa"}
 	buf := ipld.NewBufferedDAG(ctx, dag)
-	im := &importer{dag: buf, direct: dag, opts: opts, m: m}
+	im := &importer{dag: buf, direct: dag, opts: opts, m: m, open: map[string]bool{}}
 	root, err := im.dir(ctx, dir, "")
 	if err != nil {
 		return nil, err
@@ -109,9 +110,14 @@ type importer struct {
 	direct ipld.DAGService
 	opts   ImportOptions
 	m      *Manifest
+	// open are the real directories being imported, the top one down to
+	// the current one: a link to one of them is a loop.
+	open map[string]bool
 }
 
 func (im *importer) dir(ctx context.Context, path, rel string) (ipld.Node, error) {
+	im.open[path] = true
+	defer delete(im.open, path)
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
@@ -148,35 +154,31 @@ func joinRel(rel, name string) string {
 	return rel + "/" + name
 }
 
-// entry imports one directory entry, following a symlink that stays
-// inside the boundary.
+// entry imports one directory entry, following a symlink whose chain stays
+// inside the boundary (see store.ResolveInside); a directory reached
+// through a link is read at its real place, so links below it resolve
+// from there.
 func (im *importer) entry(ctx context.Context, path, rel string) (ipld.Node, error) {
 	if err := ValidatePath(rel); err != nil {
 		return nil, fmt.Errorf("import: %w: %w", ErrBadInput, err)
 	}
-	real, err := filepath.EvalSymlinks(path)
+	real, err := store.ResolveInside(im.opts.Boundary, path)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	info, err := os.Lstat(real)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w: %v", path, ErrBadInput, err)
 	}
-	if !inside(im.opts.Boundary, real) {
-		return nil, fmt.Errorf("import %s: %w: symlink leaves %s", path, ErrBadInput, im.opts.Boundary)
-	}
-	info, err := os.Stat(real)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", path, err)
-	}
 	switch {
+	case info.IsDir() && im.open[real]:
+		return nil, fmt.Errorf("import: symlink %s: %w: it leads back to %s, a directory it is in (a loop)", path, ErrBadInput, real)
 	case info.IsDir():
-		return im.dir(ctx, path, rel)
+		return im.dir(ctx, real, rel)
 	case info.Mode().IsRegular():
 		return im.file(ctx, real, rel, info.Size())
 	}
 	return nil, fmt.Errorf("import %s: %w: unsupported file type %s", path, ErrBadInput, info.Mode().Type())
-}
-
-func inside(root, p string) bool {
-	r, err := filepath.Rel(root, p)
-	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) && !filepath.IsAbs(r)
 }
 
 // file imports one regular file in a single read, hashing as it chunks.
@@ -189,7 +191,7 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 	if etag != "" {
 		wantSHA1 = len(etag) == 40
 	}
-	f, err := os.Open(real)
+	f, err := store.OpenNoFollow(real, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", real, err)
 	}

@@ -140,10 +140,13 @@ var (
 	foldCase = cases.Fold()
 )
 
-// ValidName checks an org/name repository name.
+// ValidName checks an org/name repository name: the Hugging Face Hub's
+// rules (huggingface_hub's validate_repo_id), which refuse ".." and "--"
+// in a name. "--" matters beyond the hub: the Hugging Face cache folder of
+// org/name is models--org--name, so "a--b/c" and "a/b--c" would share one.
 func ValidName(name string) error {
-	if !nameRE.MatchString(name) || strings.Contains(name, "..") {
-		return fmt.Errorf("%w: name %q must be org/name (letters, digits, . _ -)", ErrInvalid, name)
+	if !nameRE.MatchString(name) || strings.Contains(name, "..") || strings.Contains(name, "--") {
+		return fmt.Errorf("%w: name %q must be org/name (letters, digits, . _ -; no \"..\" or \"--\")", ErrInvalid, name)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -131,6 +132,10 @@ func DecodeRecord(data []byte, now time.Time) (*Record, error) {
 // MaxRecordSize bounds an encoded record.
 const MaxRecordSize = 8 << 10
 
+// MaxSeq is the highest sequence number a record may carry: a record at
+// the top of the range could never be superseded by a later one.
+const MaxSeq = math.MaxUint64 - 1
+
 func (r *Record) validate() error {
 	if r.Version != RecordVersion {
 		return fmt.Errorf("%w: record version %d", ErrInvalid, r.Version)
@@ -143,6 +148,9 @@ func (r *Record) validate() error {
 	}
 	if _, err := cid.Decode(r.Manifest); err != nil {
 		return fmt.Errorf("%w: record manifest %q: %v", ErrInvalid, r.Manifest, err)
+	}
+	if r.Seq > MaxSeq {
+		return fmt.Errorf("%w: record sequence number %d leaves no room for a later record (at most %d)", ErrInvalid, r.Seq, uint64(MaxSeq))
 	}
 	return nil
 }
