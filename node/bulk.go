@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -371,7 +372,7 @@ func (w *walker) accept(nd ipld.Node, r *batchResult) error {
 			return err
 		}
 	}
-	r.got = append(r.got, fetched{size: len(nd.RawData()), children: childCIDs(nd)})
+	r.got = append(r.got, fetched{size: len(nd.RawData()), children: ufs.Children(nd)})
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/go-cid"
@@ -71,22 +72,6 @@ type fileSink struct {
 	// reused is set when the partial file was left by an earlier fetch;
 	// the store may record leaves as held in it besides those in held.
 	reused bool
-}
-
-// fileSize returns the content size of nd if it is a UnixFS file (or a raw
-// leaf); ok is false for anything else, e.g. a directory.
-func fileSize(nd ipld.Node) (size uint64, ok bool) {
-	switch n := nd.(type) {
-	case *merkledag.RawNode:
-		return uint64(len(n.RawData())), true
-	case *merkledag.ProtoNode:
-		fsn, err := unixfs.FSNodeFromBytes(n.Data())
-		if err != nil || (fsn.Type() != unixfs.TFile && fsn.Type() != unixfs.TRaw) {
-			return 0, false
-		}
-		return fsn.FileSize(), true
-	}
-	return 0, false
 }
 
 // createFileSink opens the partial output file at path, sized for a file of
@@ -295,7 +280,7 @@ type fileWant struct {
 func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress ProgressFunc, want *fileWant) (direct bool, err error) {
 	var sink *fileSink
 	open := func(rootNd ipld.Node) (blockSink, error) {
-		size, ok := fileSize(rootNd)
+		size, ok := ufs.FileSize(rootNd)
 		if want != nil && (!ok || size != want.size) {
 			return nil, fmt.Errorf("fetch %s: %w: %w: not a file of %d bytes (is a file: %v, size %d)", root, ErrHashMismatch, errWrongSize, want.size, ok, size)
 		}

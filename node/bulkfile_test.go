@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
 	chunker "github.com/ipfs/boxo/chunker"
@@ -91,7 +92,7 @@ func TestFileSinkAssemblesFile(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dag, root := buildFile(t, tc.data, tc.rawLeaves)
-			size, ok := fileSize(root)
+			size, ok := ufs.FileSize(root)
 			if !ok || size != uint64(len(tc.data)) {
 				t.Fatalf("fileSize = %d, %v; want %d", size, ok, len(tc.data))
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
@@ -97,7 +98,7 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 		return FetchResult{}, n.diskFull(err, writeErrs)
 	}
 	if !direct {
-		if err := store.Export(ctx, n.store.DAG(), root, out); err != nil {
+		if err := store.Export(ctx, n.store.LocalDAG(), root, out); err != nil {
 			if errors.Is(err, store.ErrExists) {
 				return FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, ErrBadInput, err)
 			}
@@ -171,7 +172,7 @@ func (n *Node) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Dura
 		}
 	}
 	w.account(rootNd)
-	if err := w.walk(ctx, childCIDs(rootNd)); err != nil {
+	if err := w.walk(ctx, ufs.Children(rootNd)); err != nil {
 		return fetchErr(ctx, root, err)
 	}
 	return nil
@@ -427,13 +428,4 @@ func (w *walker) accountBytes(n int) {
 	if w.progress != nil {
 		w.progress(Progress{Done: min(w.done, w.total), Total: w.total})
 	}
-}
-
-func childCIDs(nd ipld.Node) []cid.Cid {
-	links := nd.Links()
-	out := make([]cid.Cid, len(links))
-	for i, l := range links {
-		out[i] = l.Cid
-	}
-	return out
 }

@@ -10,8 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +17,7 @@ import (
 	"github.com/allmende/allmende/node/hfapi"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -343,7 +341,7 @@ func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJo
 	}
 	defer f.Close()
 	h := sha256.New()
-	nd, err := store.BuildFile(ctx, u.n.store.DAG(), io.TeeReader(f, h))
+	nd, err := store.BuildFile(ctx, u.n.store.LocalDAG(), io.TeeReader(f, h))
 	if err != nil {
 		return keptFile{}, fmt.Errorf("import %s: %w", job.f.Path, err)
 	}
@@ -406,7 +404,15 @@ func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manif
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	root, err := buildDirectory(ctx, n.store.DAG(), files)
+	entries := make([]ufs.Entry, 0, len(files))
+	for _, f := range files {
+		c, err := cid.Decode(f.CID)
+		if err != nil {
+			return cid.Undef, err
+		}
+		entries = append(entries, ufs.Entry{Path: f.Path, CID: c})
+	}
+	root, err := ufs.BuildDirectory(ctx, n.store.LocalDAG(), entries)
 	if err != nil {
 		return cid.Undef, err
 	}
@@ -418,82 +424,9 @@ func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manif
 	return n.keepModel(ctx, m, cache)
 }
 
-// buildDirectory assembles a UnixFS directory tree over files' CIDs.
-func buildDirectory(ctx context.Context, dag ipld.DAGService, files []manifest.File) (cid.Cid, error) {
-	type tree struct {
-		files map[string]cid.Cid
-		dirs  map[string]*tree
-	}
-	newTree := func() *tree { return &tree{files: map[string]cid.Cid{}, dirs: map[string]*tree{}} }
-	top := newTree()
-	for _, f := range files {
-		c, err := cid.Decode(f.CID)
-		if err != nil {
-			return cid.Undef, err
-		}
-		parts := strings.Split(f.Path, "/")
-		t := top
-		for _, d := range parts[:len(parts)-1] {
-			if t.dirs[d] == nil {
-				t.dirs[d] = newTree()
-			}
-			t = t.dirs[d]
-		}
-		t.files[parts[len(parts)-1]] = c
-	}
-	var build func(t *tree) (ipld.Node, error)
-	build = func(t *tree) (ipld.Node, error) {
-		dir, err := uio.NewDirectory(dag, uio.WithCidBuilder(uio.UnixFS_v1_2025.CidBuilder()))
-		if err != nil {
-			return nil, err
-		}
-		names := make([]string, 0, len(t.files)+len(t.dirs))
-		for name := range t.files {
-			names = append(names, name)
-		}
-		for name := range t.dirs {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			var child ipld.Node
-			if sub, ok := t.dirs[name]; ok {
-				child, err = build(sub)
-			} else {
-				child, err = dag.Get(ctx, t.files[name])
-			}
-			if err != nil {
-				return nil, err
-			}
-			if err := dir.AddChild(ctx, name, child); err != nil {
-				return nil, err
-			}
-		}
-		nd, err := dir.GetNode()
-		if err != nil {
-			return nil, err
-		}
-		return nd, dag.Add(ctx, nd)
-	}
-	nd, err := build(top)
-	if err != nil {
-		return cid.Undef, fmt.Errorf("build directory: %w", err)
-	}
-	return nd.Cid(), nil
-}
-
 // openCID returns a seekable reader over a UnixFS file.
 func (n *Node) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
-	return openFile(ctx, n.dag, c)
-}
-
-// openFile returns a seekable reader over the UnixFS file c in dag.
-func openFile(ctx context.Context, dag ipld.DAGService, c cid.Cid) (io.ReadSeekCloser, error) {
-	nd, err := dag.Get(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	return uio.NewDagReader(ctx, nd, dag)
+	return ufs.Open(ctx, n.dag, c)
 }
 
 // fillJob is one file being downloaded from the upstream.

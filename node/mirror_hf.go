@@ -94,7 +94,7 @@ func (b *hfBackend) localManifest(ctx context.Context, name, rev string) (cid.Ci
 	if !ok {
 		return cid.Undef, nil, ErrNotFound
 	}
-	m, err := readManifest(ctx, b.n.store.DAG(), c)
+	m, err := readManifest(ctx, b.n.store.LocalDAG(), c)
 	return c, m, err
 }
 
@@ -227,7 +227,7 @@ func (n *Node) manifests(ctx context.Context) []*manifest.Manifest {
 		if err != nil {
 			continue
 		}
-		if m, err := readManifest(ctx, n.store.DAG(), c); err == nil {
+		if m, err := readManifest(ctx, n.store.LocalDAG(), c); err == nil {
 			out = append(out, m)
 		}
 	}

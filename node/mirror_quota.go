@@ -343,7 +343,7 @@ func (b nodeQuota) drop(ctx context.Context, e keyedEntry) error {
 	unpin := []string{e.key}
 	if e.Kind == cachedModel {
 		unpin = append(unpin, e.Root)
-		if m, err := readManifest(ctx, b.n.store.DAG(), c); err == nil {
+		if m, err := readManifest(ctx, b.n.store.LocalDAG(), c); err == nil {
 			unpin = append(unpin, fileCIDs(m)...)
 			b.n.models.forget(c, m)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/hfcache"
 	"github.com/allmende/allmende/store/manifest"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -112,7 +113,7 @@ func (x *modelIndex) bySHA256(sum string) (manifest.File, bool) {
 
 // startModels loads the model index and answers the resolve protocol.
 func (n *Node) startModels(ctx context.Context) error {
-	x, err := openModelIndex(ctx, n.cfg.Home, n.store.DAG())
+	x, err := openModelIndex(ctx, n.cfg.Home, n.store.LocalDAG())
 	if err != nil {
 		return err
 	}
@@ -144,7 +145,7 @@ func (n *Node) answerResolve(ctx context.Context, from peer.ID, req *protocol.Re
 	if err != nil {
 		return &protocol.ResolveResponse{Error: "bad cid"}
 	}
-	data, err := readRange(ctx, n.store.DAG(), c, req.Offset, req.Length)
+	data, err := readRange(ctx, n.store.LocalDAG(), c, req.Offset, req.Length)
 	if err != nil {
 		n.log.Debug("range request failed", "peer", from.String(), "cid", req.CID, "err", err)
 		return &protocol.ResolveResponse{Error: "not available"}
@@ -206,7 +207,7 @@ func (n *Node) Import(ctx context.Context, req ImportRequest, progress ProgressF
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	m, err := manifest.Import(ctx, n.store.DAG(), dir, opts)
+	m, err := manifest.Import(ctx, n.store.LocalDAG(), dir, opts)
 	if err != nil {
 		return ImportResult{}, badInputIf(err, store.ErrBadInput, manifest.ErrInvalid)
 	}
@@ -299,7 +300,7 @@ func (n *Node) manifestFile(ctx context.Context, m *manifest.Manifest) (ipld.Nod
 	if len(data) > manifest.MaxSize {
 		return nil, fmt.Errorf("store manifest: %w: %d bytes, at most %d", manifest.ErrInvalid, len(data), manifest.MaxSize)
 	}
-	nd, err := store.BuildFile(ctx, n.store.DAG(), bytes.NewReader(data))
+	nd, err := store.BuildFile(ctx, n.store.LocalDAG(), bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("store manifest: %w", err)
 	}
@@ -309,14 +310,14 @@ func (n *Node) manifestFile(ctx context.Context, m *manifest.Manifest) (ipld.Nod
 // readManifest reads and decodes the manifest file c through ng, checking
 // its size against manifest.MaxSize before reading it.
 func readManifest(ctx context.Context, ng ipld.NodeGetter, c cid.Cid) (*manifest.Manifest, error) {
-	ra, err := newDAGReaderAt(ctx, ng, c)
+	ra, err := ufs.NewReaderAt(ctx, ng, c)
 	if err != nil {
 		return nil, err
 	}
-	if ra.size > manifest.MaxSize {
-		return nil, fmt.Errorf("%w: manifest of %d bytes, at most %d", manifest.ErrInvalid, ra.size, manifest.MaxSize)
+	if ra.Size() > manifest.MaxSize {
+		return nil, fmt.Errorf("%w: manifest of %d bytes, at most %d", manifest.ErrInvalid, ra.Size(), manifest.MaxSize)
 	}
-	data := make([]byte, ra.size)
+	data := make([]byte, ra.Size())
 	if _, err := ra.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/hfcache"
 	"github.com/allmende/allmende/store/manifest"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
@@ -291,7 +292,7 @@ func (n *Node) openSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum
 			if err != nil {
 				continue
 			}
-			if got, ok := fileSize(nd); !ok || got != size {
+			if got, ok := ufs.FileSize(nd); !ok || got != size {
 				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", ErrHashMismatch, size))
 				continue
 			}
@@ -505,7 +506,7 @@ func (n *Node) fetchFile(ctx context.Context, c cid.Cid, sum string, size uint64
 	if err != nil || direct {
 		return err
 	}
-	return writeVerified(ctx, n.store.DAG(), c, sum, size, dest)
+	return writeVerified(ctx, n.store.LocalDAG(), c, sum, size, dest)
 }
 
 // checkSHA256 reads f from the start and checks its size and sha256, for

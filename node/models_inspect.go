@@ -13,8 +13,8 @@ import (
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store/format"
 	"github.com/allmende/allmende/store/manifest"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -22,8 +22,6 @@ import (
 
 // Bounds of byte-range reads of a file DAG.
 const (
-	// MaxDAGDepth bounds how deep a file DAG is descended for a byte range.
-	MaxDAGDepth = 16
 	// MaxLocalRange is the most bytes one range read returns (a header of
 	// up to format.MaxHeaderSize fits).
 	MaxLocalRange = 128 << 20
@@ -134,7 +132,7 @@ func (n *Node) inspectFile(ctx context.Context, f manifest.File, ranged *atomic.
 // headerBytes returns the first size bytes of file c: from the local store
 // if it has them, else from the first peer that sends them.
 func (n *Node) headerBytes(ctx context.Context, c cid.Cid, size uint64, ranged *atomic.Uint64) ([]byte, error) {
-	if data, err := readRange(ctx, n.store.DAG(), c, 0, size); err == nil {
+	if data, err := readRange(ctx, n.store.LocalDAG(), c, 0, size); err == nil {
 		return data, nil
 	}
 	for _, p := range n.host.Network().Peers() {
@@ -170,18 +168,18 @@ func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64,
 func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64) InspectFile {
 	out := InspectFile{CID: c.String(), Size: size}
 	ng := merkledag.NewSession(ctx, n.dag)
-	ra, err := newDAGReaderAt(ctx, ng, c)
+	ra, err := ufs.NewReaderAt(ctx, ng, c)
 	if err != nil {
 		out.Error = err.Error()
 		return out
 	}
-	out.Size = ra.size
+	out.Size = ra.Size()
 	var magic [4]byte
 	kind := format.Safetensors
 	if _, err := ra.ReadAt(magic[:], 0); err == nil && string(magic[:]) == "GGUF" {
 		kind = format.GGUF
 	}
-	if out.Info, err = format.Parse(kind, ra, int64(ra.size)); err != nil {
+	if out.Info, err = format.Parse(kind, ra, int64(ra.Size())); err != nil {
 		out.Error = err.Error()
 	}
 	return out
@@ -189,114 +187,16 @@ func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64) InspectFi
 
 // readRange reads length bytes at offset of the UnixFS file c through ng.
 func readRange(ctx context.Context, ng ipld.NodeGetter, c cid.Cid, offset, length uint64) ([]byte, error) {
-	ra, err := newDAGReaderAt(ctx, ng, c)
+	ra, err := ufs.NewReaderAt(ctx, ng, c)
 	if err != nil {
 		return nil, err
 	}
-	if offset > ra.size || length > ra.size-offset || length > MaxLocalRange {
-		return nil, fmt.Errorf("range %d+%d outside %s (%d bytes)", offset, length, c, ra.size)
+	if offset > ra.Size() || length > ra.Size()-offset || length > MaxLocalRange {
+		return nil, fmt.Errorf("range %d+%d outside %s (%d bytes)", offset, length, c, ra.Size())
 	}
 	buf := make([]byte, length)
 	if _, err := ra.ReadAt(buf, int64(offset)); err != nil && err != io.EOF {
 		return nil, err
 	}
 	return buf, nil
-}
-
-// dagReaderAt reads a UnixFS file DAG at any offset, getting only the
-// nodes on the path to the bytes asked for (boxo's DagReader prefetches
-// siblings, which would fetch megabytes for a header).
-type dagReaderAt struct {
-	ctx  context.Context
-	ng   ipld.NodeGetter
-	root ipld.Node
-	size uint64
-}
-
-func newDAGReaderAt(ctx context.Context, ng ipld.NodeGetter, c cid.Cid) (*dagReaderAt, error) {
-	root, err := ng.Get(ctx, c)
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", c, err)
-	}
-	size, err := unixfsFileSize(root)
-	if err != nil {
-		return nil, err
-	}
-	return &dagReaderAt{ctx: ctx, ng: ng, root: root, size: size}, nil
-}
-
-func unixfsFileSize(nd ipld.Node) (uint64, error) {
-	switch nd := nd.(type) {
-	case *merkledag.RawNode:
-		return uint64(len(nd.RawData())), nil
-	case *merkledag.ProtoNode:
-		fsn, err := unixfs.FSNodeFromBytes(nd.Data())
-		if err != nil {
-			return 0, err
-		}
-		if fsn.Type() != unixfs.TFile && fsn.Type() != unixfs.TRaw {
-			return 0, fmt.Errorf("%s is not a file", nd.Cid())
-		}
-		return fsn.FileSize(), nil
-	}
-	return 0, fmt.Errorf("%s is not a UnixFS file", nd.Cid())
-}
-
-// ReadAt implements io.ReaderAt.
-func (d *dagReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	total := 0
-	for len(p) > 0 {
-		if off < 0 || uint64(off) >= d.size {
-			return total, io.EOF
-		}
-		k, err := d.readNode(d.root, p, uint64(off), 0)
-		if err != nil {
-			return total, err
-		}
-		if k == 0 {
-			return total, io.ErrUnexpectedEOF
-		}
-		total += k
-		p = p[k:]
-		off += int64(k)
-	}
-	return total, nil
-}
-
-// readNode copies bytes at off within nd into p from a single leaf.
-func (d *dagReaderAt) readNode(nd ipld.Node, p []byte, off uint64, depth int) (int, error) {
-	if depth > MaxDAGDepth {
-		return 0, fmt.Errorf("file DAG deeper than %d", MaxDAGDepth)
-	}
-	switch nd := nd.(type) {
-	case *merkledag.RawNode:
-		data := nd.RawData()
-		if off >= uint64(len(data)) {
-			return 0, nil
-		}
-		return copy(p, data[off:]), nil
-	case *merkledag.ProtoNode:
-		fsn, err := unixfs.FSNodeFromBytes(nd.Data())
-		if err != nil {
-			return 0, err
-		}
-		if data := fsn.Data(); off < uint64(len(data)) {
-			return copy(p, data[off:]), nil
-		} else {
-			off -= uint64(len(data))
-		}
-		links := nd.Links()
-		for i, bs := range fsn.BlockSizes() {
-			if off < bs && i < len(links) {
-				child, err := links[i].GetNode(d.ctx, d.ng)
-				if err != nil {
-					return 0, err
-				}
-				return d.readNode(child, p, off, depth+1)
-			}
-			off -= bs
-		}
-		return 0, nil
-	}
-	return 0, fmt.Errorf("%s is not a UnixFS file node", nd.Cid())
 }

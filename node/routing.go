@@ -10,13 +10,10 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/store"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
-	ipld "github.com/ipfs/go-ipld-format"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p-kad-dht/amino"
 	"github.com/libp2p/go-libp2p-kad-dht/dual"
@@ -280,7 +277,7 @@ func (r *dhtRouting) keysOf(ctx context.Context, root cid.Cid) ([]mh.Multihash, 
 	r.mu.Unlock()
 	if !ok {
 		roots = []cid.Cid{root}
-		err := walkFileRoots(ctx, r.store.DAG(), root, func(c cid.Cid) {
+		err := ufs.WalkFiles(ctx, r.store.LocalDAG(), root, func(c cid.Cid) {
 			roots = append(roots, c)
 		})
 		if err != nil {
@@ -310,47 +307,6 @@ func (r *dhtRouting) announceExtra(f func(fileRoot cid.Cid) []mh.Multihash) {
 	r.extraKeys = f
 	r.mu.Unlock()
 	r.reconcileSoon()
-}
-
-// walkFileRoots calls fn with the CID of every file below the directory
-// root (nothing if root is not a directory).
-func walkFileRoots(ctx context.Context, dag ipld.DAGService, root cid.Cid, fn func(cid.Cid)) error {
-	nd, err := dag.Get(ctx, root)
-	if err != nil {
-		return err
-	}
-	if !isDirectory(nd) {
-		return nil
-	}
-	dir, err := uio.NewDirectoryFromNode(dag, nd)
-	if err != nil {
-		return err
-	}
-	return dir.ForEachLink(ctx, func(l *ipld.Link) error {
-		child, err := dag.Get(ctx, l.Cid)
-		if err != nil {
-			return err
-		}
-		if isDirectory(child) {
-			return walkFileRoots(ctx, dag, l.Cid, fn)
-		}
-		fn(l.Cid)
-		return nil
-	})
-}
-
-// isDirectory reports whether nd is a UnixFS directory or HAMT shard.
-func isDirectory(nd ipld.Node) bool {
-	pn, ok := nd.(*merkledag.ProtoNode)
-	if !ok {
-		return false
-	}
-	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
-	if err != nil {
-		return false
-	}
-	t := fsn.Type()
-	return t == unixfs.TDirectory || t == unixfs.THAMTShard
 }
 
 // parseBootstrap turns bootstrap multiaddrs (ending in /p2p/<id>) into

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
 )
 
@@ -42,7 +43,7 @@ func (n *Node) checkSpace(ctx context.Context, root cid.Cid, out string, timeout
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
-	if _, isFile := fileSize(nd); isFile && !n.cfg.FetchCopy {
+	if _, isFile := ufs.FileSize(nd); isFile && !n.cfg.FetchCopy {
 		// The output file holds the leaves; the store keeps the inner
 		// nodes, about 1/300 of a file cut into 1 MiB raw leaves. Leaves
 		// that come over bitswap are stored as well, and a disk that
@@ -67,7 +68,7 @@ func (n *Node) missingBytes(ctx context.Context, c cid.Cid, size uint64) (uint64
 	if c.Prefix().Codec == cid.Raw {
 		return 0, nil
 	}
-	nd, err := n.store.DAG().Get(ctx, c)
+	nd, err := n.store.LocalDAG().Get(ctx, c)
 	if err != nil {
 		return size, nil // unreadable here means it will be fetched again
 	}

@@ -7,10 +7,11 @@ import (
 	"path"
 	"sort"
 
-	"github.com/allmende/allmende/store/manifest"
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/allmende/allmende/store/manifest"
 )
 
 // indexTimeout bounds the work behind one rendering of the web page.

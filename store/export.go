@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
-	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -60,7 +60,7 @@ func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string)
 // os.Root opened on it, whose symlinks are checked once all are written
 // (a link may lead through links written after it).
 func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string) error {
-	kind, err := nodeKind(nd)
+	kind, err := ufs.Type(nd)
 	if err != nil {
 		return err
 	}
@@ -96,19 +96,6 @@ func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string
 	return nil
 }
 
-// nodeKind is nd's UnixFS type (TRaw for a raw leaf).
-func nodeKind(nd ipld.Node) (unixfspb.Data_DataType, error) {
-	pn, ok := nd.(*merkledag.ProtoNode)
-	if !ok {
-		return unixfs.TRaw, nil
-	}
-	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
-	if err != nil {
-		return 0, fmt.Errorf("not a UnixFS node: %w", err)
-	}
-	return fsn.Type(), nil
-}
-
 // exporter writes a directory tree under root; links collects the
 // symlinks written, relative to root.
 type exporter struct {
@@ -118,7 +105,7 @@ type exporter struct {
 }
 
 func (ex *exporter) write(ctx context.Context, nd ipld.Node, rel string) error {
-	kind, err := nodeKind(nd)
+	kind, err := ufs.Type(nd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/allmende/allmende/store/ufs"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
@@ -146,7 +147,7 @@ func (im *importer) importDir(ctx context.Context, path string) (ipld.Node, erro
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	dir, err := uio.NewDirectory(im.dag, uio.WithCidBuilder(uio.UnixFS_v1_2025.CidBuilder()))
+	dir, err := ufs.NewDirectory(im.dag)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}

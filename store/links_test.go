@@ -88,7 +88,7 @@ func TestImportSymlinkChains(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			top := linkTree(t, tt.dirs, tt.links)
-			_, err := Import(context.Background(), openTestStore(t).DAG(), top, ImportOptions{})
+			_, err := Import(context.Background(), openTestStore(t).LocalDAG(), top, ImportOptions{})
 			switch {
 			case tt.ok && err != nil:
 				t.Fatalf("import: %v", err)
@@ -116,10 +116,10 @@ func TestExportRefusesLinkChains(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			s := openTestStore(t)
-			root := hostileDir(t, s.DAG(), tt.entries)
+			root := hostileDir(t, s.LocalDAG(), tt.entries)
 			base := t.TempDir()
 			dest := filepath.Join(base, "out")
-			err := Export(ctx, s.DAG(), root, dest)
+			err := Export(ctx, s.LocalDAG(), root, dest)
 			if tt.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -177,10 +177,10 @@ func FuzzExportSymlinks(f *testing.F) {
 		}
 		ctx := context.Background()
 		s := openTestStore(t)
-		root := hostileDir(t, s.DAG(), map[string]string{"a": a, "c": c, "file": ""})
+		root := hostileDir(t, s.LocalDAG(), map[string]string{"a": a, "c": c, "file": ""})
 		base := t.TempDir()
 		dest := filepath.Join(base, "out")
-		if err := Export(ctx, s.DAG(), root, dest); err != nil {
+		if err := Export(ctx, s.LocalDAG(), root, dest); err != nil {
 			if got := listTree(t, base); !slices.Equal(got, []string{"."}) {
 				t.Fatalf("a refused export left %q", got)
 			}

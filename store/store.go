@@ -79,10 +79,10 @@ type Store struct {
 	fs     *filestore.Filestore
 	refs   *refReads
 	// verified are the files verified whole, for Serving.
-	verified     verifiedFiles
-	trustedReads atomic.Uint64
-	dag          ipld.DAGService
-	pins         pinner.Pinner
+	verified      verifiedFiles
+	unhashedReads atomic.Uint64
+	dag           ipld.DAGService
+	pins          pinner.Pinner
 	// zeros stands in for the bytes of leaves recorded by reference
 	// (PutFileRefs); nothing writes it.
 	zeros []byte
@@ -169,8 +169,11 @@ func (s *Store) Blockstore() blockstore.GCBlockstore { return s.bs }
 // their own (package node keeps the DHT provide list under /routing).
 func (s *Store) Meta() datastore.Batching { return s.meta }
 
-// DAG is a DAG service over local blocks only.
-func (s *Store) DAG() ipld.DAGService { return s.dag }
+// LocalDAG is a DAG service over the blocks this store holds, and nothing
+// else: a Get of a block not held fails at once (ipld.ErrNotFound), it never
+// asks the network. Packages above the store build a network DAG (one that
+// fetches what is missing through an exchange) under another name.
+func (s *Store) LocalDAG() ipld.DAGService { return s.dag }
 
 // DiskUsage is the bytes the block store and the copies of added files
 // occupy.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/format"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/files"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -123,7 +123,7 @@ func (im *importer) dir(ctx context.Context, path, rel string) (ipld.Node, error
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	d, err := uio.NewDirectory(im.dag, uio.WithCidBuilder(uio.UnixFS_v1_2025.CidBuilder()))
+	d, err := ufs.NewDirectory(im.dag)
 	if err != nil {
 		return nil, err
 	}

@@ -260,7 +260,7 @@ func TestImportNoCopy(t *testing.T) {
 		weights[i] = byte(i * 7)
 	}
 	os.WriteFile(filepath.Join(dir, "w.bin"), weights, 0o644)
-	m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "acme/nocopy", NoCopy: true})
+	m, err := manifest.Import(ctx, st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/nocopy", NoCopy: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,11 +271,11 @@ func TestImportNoCopy(t *testing.T) {
 	read := func() error {
 		var out strings.Builder
 		c, _ := cid.Decode(f.CID)
-		nd, err := st.DAG().Get(ctx, c)
+		nd, err := st.LocalDAG().Get(ctx, c)
 		if err != nil {
 			return err
 		}
-		r, err := uio.NewDagReader(ctx, nd, st.DAG())
+		r, err := uio.NewDagReader(ctx, nd, st.LocalDAG())
 		if err != nil {
 			return err
 		}
@@ -314,7 +314,7 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 			}
 			copied := importFile(t, dir, false)
 			st := openStore(t)
-			m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: true})
+			m, err := manifest.Import(ctx, st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -323,11 +323,11 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 				t.Fatalf("in place: sha256 %s, CID %s; copy: %s, %s", f.SHA256, f.CID, copied.SHA256, copied.CID)
 			}
 			c, _ := cid.Decode(f.CID)
-			nd, err := st.DAG().Get(ctx, c)
+			nd, err := st.LocalDAG().Get(ctx, c)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := uio.NewDagReader(ctx, nd, st.DAG())
+			r, err := uio.NewDagReader(ctx, nd, st.LocalDAG())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,9 +337,9 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 			}
 			serving := st.Serving()
 			for _, l := range nd.Links() {
-				before := st.TrustedReads()
-				if _, err := serving.Get(ctx, l.Cid); err != nil || st.TrustedReads() == before {
-					t.Fatalf("leaf %s: %v, served without re-hash: %v", l.Cid, err, st.TrustedReads() > before)
+				before := st.UnhashedReads()
+				if _, err := serving.Get(ctx, l.Cid); err != nil || st.UnhashedReads() == before {
+					t.Fatalf("leaf %s: %v, served without re-hash: %v", l.Cid, err, st.UnhashedReads() > before)
 				}
 			}
 		})
@@ -351,7 +351,7 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 func importFile(t *testing.T, dir string, noCopy bool) manifest.File {
 	t.Helper()
 	st := openStore(t)
-	m, err := manifest.Import(context.Background(), st.DAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: noCopy})
+	m, err := manifest.Import(context.Background(), st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: noCopy})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 
 // verifiedFiles maps the path of each file verified whole to the state it
 // was verified in and the leaves that verification covered (CID and
-// offset). Only those are trusted: a reference left from an earlier
+// offset). Only those leaves are read unhashed: a reference left from an earlier
 // import of the file, before it was changed in place, points at bytes that
 // are no longer its own.
 type verifiedFiles struct {
@@ -41,10 +41,10 @@ type verifiedFile struct {
 	leaves map[cid.Cid]uint64 // leaf → offset
 }
 
-// trusts reports whether the leaf c at offset in the file at path may be
+// covers reports whether the leaf c at offset in the file at path may be
 // read without hashing: the file was verified whole with c at offset and
 // is in state now. It loads the records kept in the store on first use.
-func (v *verifiedFiles) trusts(ctx context.Context, s *Store, path string, c cid.Cid, offset uint64, now FileState) bool {
+func (v *verifiedFiles) covers(ctx context.Context, s *Store, path string, c cid.Cid, offset uint64, now FileState) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.loaded {
@@ -101,11 +101,11 @@ func (v *verifiedFiles) note(ctx context.Context, s *Store, root cid.Cid, st Fil
 	v.addLocked(ctx, s, root, st)
 }
 
-// distrust drops every verified state kept for the file at path, in
+// forgetVerified drops every verified state kept for the file at path, in
 // memory and in the store: until it is verified again, its leaves are
 // re-hashed whenever they are served and the mirror does not send it
 // whole.
-func (s *Store) distrust(ctx context.Context, path string) {
+func (s *Store) forgetVerified(ctx context.Context, path string) {
 	s.verified.mu.Lock()
 	delete(s.verified.files, path)
 	s.verified.mu.Unlock()
@@ -116,7 +116,7 @@ func (s *Store) distrust(ctx context.Context, path string) {
 	})
 }
 
-// addLocked trusts the leaves of root's layout in the file in state st.
+// addLocked covers the leaves of root's layout in the file in state st.
 func (v *verifiedFiles) addLocked(ctx context.Context, s *Store, root cid.Cid, st FileState) {
 	layout, err := s.wholeLayout(ctx, root)
 	if err != nil || layout.path != st.Path {
@@ -154,7 +154,7 @@ func (s *Store) Serving() blockstore.Blockstore {
 func (b *servingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	if c.Prefix().Codec == cid.Raw {
 		if data, ok := b.s.readLeaf(ctx, c, nil); ok {
-			b.s.trustedReads.Add(1)
+			b.s.unhashedReads.Add(1)
 			return blocks.NewBlockWithCid(data, c)
 		}
 	}
@@ -167,7 +167,7 @@ func (b *servingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, e
 func (b *servingBlockstore) ReadBlock(ctx context.Context, c cid.Cid, buf []byte) ([]byte, error) {
 	if c.Prefix().Codec == cid.Raw {
 		if data, ok := b.s.readLeaf(ctx, c, buf); ok {
-			b.s.trustedReads.Add(1)
+			b.s.unhashedReads.Add(1)
 			return data, nil
 		}
 	}
@@ -236,12 +236,12 @@ func (s *Store) readHeld(ctx context.Context, c cid.Cid, buf []byte) ([]byte, bo
 		// The state of the file opened, not of the path: a file renamed
 		// over it after a stat would go unnoticed.
 		now, err := FileStateOf(path, f)
-		if err != nil || !s.verified.trusts(ctx, s, path, c, ref.Offset, now) {
+		if err != nil || !s.verified.covers(ctx, s, path, c, ref.Offset, now) {
 			return nil, false
 		}
 	}
 	return data, true
 }
 
-// TrustedReads counts the leaves served without re-hashing them.
-func (s *Store) TrustedReads() uint64 { return s.trustedReads.Load() }
+// UnhashedReads counts the leaves served without re-hashing them.
+func (s *Store) UnhashedReads() uint64 { return s.unhashedReads.Load() }
