@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -277,7 +278,7 @@ type fileWant struct {
 // file to out while the blocks arrive, whole or not at all, and returns
 // direct = true; otherwise the caller exports the fetched DAG itself. want,
 // if not nil, is the file root must be (ErrHashMismatch otherwise).
-func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress ProgressFunc, want *fileWant) (direct bool, err error) {
+func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress api.ProgressFunc, want *fileWant) (direct bool, err error) {
 	var sink *fileSink
 	open := func(rootNd ipld.Node) (blockSink, error) {
 		size, ok := ufs.FileSize(rootNd)

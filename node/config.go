@@ -3,6 +3,8 @@ package node
 import (
 	"log/slog"
 	"time"
+
+	"github.com/allmende/allmende/node/localapi"
 )
 
 // Config is everything a Node needs to start. Package cmd builds it from
@@ -24,7 +26,7 @@ type Config struct {
 	// APIToken, if set, must come with every API request as
 	// "Authorization: Bearer <token>". It is required when APIAddr is not
 	// a loopback address.
-	APIToken Secret
+	APIToken localapi.Secret
 	// Bootstrap peers are dialled at start.
 	Bootstrap []string
 	// MDNS enables LAN discovery.

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/allmende/allmende/node/httpserve"
+	"github.com/allmende/allmende/node/localapi"
 	"github.com/allmende/allmende/store"
 )
 
@@ -16,10 +18,10 @@ import (
 // (replacing a stale one) and calls ready with the base URL; on the way
 // out it removes HOME/api.
 func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err error) {
-	if err := CheckExposure(cfg.APIAddr, cfg.APIToken); err != nil {
+	if err := localapi.CheckExposure(cfg.APIAddr, cfg.APIToken); err != nil {
 		return err
 	}
-	if err := CheckToken(cfg.APIToken); err != nil {
+	if err := localapi.CheckToken(cfg.APIToken); err != nil {
 		return err
 	}
 	n, err := New(ctx, cfg)
@@ -55,19 +57,19 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 	if ready != nil {
 		ready(url)
 	}
-	err = ServeAPI(ctx, ln, n, n.log, guard)
+	err = localapi.Serve(ctx, ln, n, n.log, guard)
 	cancel()
 	return errors.Join(err, <-mirrorDone)
 }
 
 // apiGuard makes sure HOME/api.token holds the token the API requires
 // and returns the guard for an API listening on listen.
-func (n *Node) apiGuard(listen net.Addr) (*APIGuard, error) {
-	token, err := EnsureTokenFile(n.cfg.Home, n.cfg.APIToken)
+func (n *Node) apiGuard(listen net.Addr) (*localapi.Guard, error) {
+	token, err := localapi.EnsureTokenFile(n.cfg.Home, n.cfg.APIToken)
 	if err != nil {
 		return nil, err
 	}
-	return NewAPIGuard(listen, token, n.log.With("component", "api"))
+	return localapi.NewGuard(listen, token, n.log.With("component", "api"))
 }
 
 // startMirror starts the mirror server if mirror.addr is set and records
@@ -100,7 +102,7 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 	go func() {
 		// Every mirror answer may be a file of many GiB or wait on a fill:
 		// each write gets its own deadline.
-		err := n.serveMirror(ctx, ln, writeDeadlines(h), hfb)
+		err := n.serveMirror(ctx, ln, httpserve.WriteDeadlines(h), hfb)
 		os.Remove(filepath.Join(n.cfg.Home, MirrorFile))
 		done <- err
 	}()

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/blockstore"
@@ -28,56 +29,32 @@ import (
 // never waits for a single block's round trip.
 const fetchBatch = 16
 
-// FetchRequest says what to fetch and where to.
-type FetchRequest struct {
-	// Ref names the content: a CID.
-	Ref string `json:"ref"`
-	// Out is the absolute path to write the file or directory to.
-	Out string `json:"out"`
-	// Timeout, if positive, replaces the node's fetch.timeout.
-	Timeout time.Duration `json:"timeout,omitempty"`
-}
-
-// FetchResult describes a completed fetch.
-type FetchResult struct {
-	CID string `json:"cid"`
-	Out string `json:"out"`
-	// Size is the content size written at Out.
-	Size uint64 `json:"size"`
-	// Received is the block bytes that came over the network for this
-	// fetch; blocks already in the store (from an interrupted fetch) are
-	// not fetched again.
-	Received uint64 `json:"received"`
-	// Seconds is the wall time of the fetch.
-	Seconds float64 `json:"seconds"`
-}
-
 // Fetch gets the DAG below ref from peers into the store, verifying every
 // block against its CID, then writes it to out (absolute) whole or not at
 // all, and pins it so this node seeds it too. Blocks fetched before an
 // interruption stay in the store, so a repeated fetch resumes.
-func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFunc) (FetchResult, error) {
+func (n *Node) fetchRef(ctx context.Context, req api.FetchRequest, progress api.ProgressFunc) (api.FetchResult, error) {
 	start := time.Now()
 	out := req.Out
 	timeout := n.cfg.FetchTimeout
 	if req.Timeout > 0 {
 		timeout = req.Timeout
 	}
-	root, err := ParseCID(req.Ref)
+	root, err := api.ParseCID(req.Ref)
 	if err != nil {
-		return FetchResult{}, err
+		return api.FetchResult{}, err
 	}
 	if !filepath.IsAbs(out) {
-		return FetchResult{}, fmt.Errorf("fetch %s: %w: output path must be absolute", root, ErrBadInput)
+		return api.FetchResult{}, fmt.Errorf("fetch %s: %w: output path must be absolute", root, api.ErrBadInput)
 	}
 	if _, err := os.Lstat(out); err == nil {
-		return FetchResult{}, fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", root, ErrBadInput, out)
+		return api.FetchResult{}, fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", root, api.ErrBadInput, out)
 	}
 	if _, err := os.Stat(filepath.Dir(out)); err != nil {
-		return FetchResult{}, fmt.Errorf("fetch %s: %w: output directory: %v", root, ErrBadInput, err)
+		return api.FetchResult{}, fmt.Errorf("fetch %s: %w: output directory: %v", root, api.ErrBadInput, err)
 	}
 	if err := n.checkSpace(ctx, root, out, timeout); err != nil {
-		return FetchResult{}, err
+		return api.FetchResult{}, err
 	}
 	writeErrs, _ := n.store.WriteErrors()
 	before, _ := n.Stats(ctx)
@@ -93,30 +70,30 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 	direct, err := n.fetchInto(ctx, root, out, timeout, progress, nil)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return FetchResult{}, fmt.Errorf("%w: %w", ErrBadInput, err)
+			return api.FetchResult{}, fmt.Errorf("%w: %w", api.ErrBadInput, err)
 		}
-		return FetchResult{}, n.diskFull(err, writeErrs)
+		return api.FetchResult{}, n.diskFull(err, writeErrs)
 	}
 	if !direct {
 		if err := store.Export(ctx, n.store.LocalDAG(), root, out); err != nil {
 			if errors.Is(err, store.ErrExists) {
-				return FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, ErrBadInput, err)
+				return api.FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, api.ErrBadInput, err)
 			}
 			if errors.Is(err, store.ErrBadInput) { // e.g. a symlink leaving the output
-				return FetchResult{}, badInputIf(fmt.Errorf("fetch %s: %w", root, err), store.ErrBadInput)
+				return api.FetchResult{}, badInputIf(fmt.Errorf("fetch %s: %w", root, err), store.ErrBadInput)
 			}
-			return FetchResult{}, n.diskFull(fmt.Errorf("fetch %s: %w", root, err), writeErrs)
+			return api.FetchResult{}, n.diskFull(fmt.Errorf("fetch %s: %w", root, err), writeErrs)
 		}
 	}
 	if err := n.store.Pin(ctx, root, filepath.Base(out)); err != nil {
-		return FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
+		return api.FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
 	}
 	size, err := n.store.ContentSize(ctx, root)
 	if err != nil {
-		return FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
+		return api.FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
 	}
 	after, _ := n.Stats(ctx)
-	res := FetchResult{
+	res := api.FetchResult{
 		CID:      root.String(),
 		Out:      out,
 		Size:     size,
@@ -132,13 +109,13 @@ func (n *Node) Fetch(ctx context.Context, req FetchRequest, progress ProgressFun
 // first with up to FetchParallel blocks wanted at once in one bitswap
 // session, and fails with ErrNotFound when no block arrives for
 // FetchTimeout.
-func (n *Node) fetchDAG(ctx context.Context, root cid.Cid, timeout time.Duration, progress ProgressFunc) error {
+func (n *Node) fetchDAG(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc) error {
 	return n.fetchDAGInto(ctx, root, timeout, progress, nil)
 }
 
 // fetchDAGInto is fetchDAG that also hands every block to the sink that
 // sinkFor returns for the root node (none if sinkFor or its result is nil).
-func (n *Node) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress ProgressFunc, sinkFor func(ipld.Node) (blockSink, error)) error {
+func (n *Node) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc, sinkFor func(ipld.Node) (blockSink, error)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var lastBlock atomic.Int64
@@ -204,7 +181,7 @@ func watchStall(ctx context.Context, cancel context.CancelCauseFunc, root cid.Ci
 		case now := <-tick.C:
 			idle := now.Sub(time.Unix(0, lastBlock.Load()))
 			if idle > timeout {
-				cancel(fmt.Errorf("fetch %s: %w: no peer sent a block for %s (fetch.timeout); connect to a peer that has it", root, ErrNotFound, timeout))
+				cancel(fmt.Errorf("fetch %s: %w: no peer sent a block for %s (fetch.timeout); connect to a peer that has it", root, api.ErrNotFound, timeout))
 				return
 			}
 			if idle > renewAfter && now.Sub(renewed) > renewAfter {
@@ -272,7 +249,7 @@ func (s *sessions) startLocked() {
 type walker struct {
 	sessions  *sessions
 	local     blockstore.Blockstore
-	progress  ProgressFunc
+	progress  api.ProgressFunc
 	lastBlock *atomic.Int64
 	parallel  int
 	total     uint64
@@ -426,6 +403,6 @@ func (w *walker) account(nd ipld.Node) {
 func (w *walker) accountBytes(n int) {
 	w.done += uint64(n)
 	if w.progress != nil {
-		w.progress(Progress{Done: min(w.done, w.total), Total: w.total})
+		w.progress(api.Progress{Done: min(w.done, w.total), Total: w.total})
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/httpserve"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -88,7 +90,7 @@ func registerMirrorMetrics(reg prometheus.Registerer, hfb *hfBackend) {
 // the Guard's counters of lying and stalling peers.
 func (n *Node) registerMetrics(reg prometheus.Registerer) {
 	reg.MustRegister(newGuardCollector(n))
-	stat := func(f func(Stats) uint64) func() float64 {
+	stat := func(f func(api.Stats) uint64) func() float64 {
 		return func() float64 {
 			s, err := n.Stats(context.Background())
 			if err != nil {
@@ -99,13 +101,13 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 	}
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_received_total", Help: "Block bytes received from peers."},
-			stat(func(s Stats) uint64 { return s.BytesReceived })),
+			stat(func(s api.Stats) uint64 { return s.BytesReceived })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_sent_total", Help: "Block bytes sent to peers."},
-			stat(func(s Stats) uint64 { return s.BytesSent })),
+			stat(func(s api.Stats) uint64 { return s.BytesSent })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_received_total", Help: "Blocks received from peers."},
-			stat(func(s Stats) uint64 { return s.BlocksReceived })),
+			stat(func(s api.Stats) uint64 { return s.BlocksReceived })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_sent_total", Help: "Blocks sent to peers."},
-			stat(func(s Stats) uint64 { return s.BlocksSent })),
+			stat(func(s api.Stats) uint64 { return s.BlocksSent })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allmende_peers", Help: "Connected peers."},
 			func() float64 { return float64(len(n.host.Network().Peers())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allmende_store_bytes", Help: "Bytes the block store occupies."},
@@ -125,7 +127,7 @@ func ParseNetworks(cidrs []string) ([]netip.Prefix, error) {
 	for _, s := range cidrs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil {
-			return nil, fmt.Errorf("%w: network %q: %v", ErrBadInput, s, err)
+			return nil, fmt.Errorf("%w: network %q: %v", api.ErrBadInput, s, err)
 		}
 		out = append(out, p.Masked())
 	}
@@ -190,7 +192,7 @@ func (n *Node) newMirror(allow []netip.Prefix) (http.Handler, *hfBackend, error)
 // ctx ends.
 func (n *Node) serveMirror(ctx context.Context, ln net.Listener, h http.Handler, hfb *hfBackend) error {
 	go n.housekeep(ctx, hfb)
-	if err := serveHTTP(ctx, ln, h); err != nil {
+	if err := httpserve.Serve(ctx, ln, h); err != nil {
 		return fmt.Errorf("mirror server: %w", err)
 	}
 	return nil

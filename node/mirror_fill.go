@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/hfapi"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
@@ -74,7 +75,7 @@ type upstreamFiller struct {
 func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
 	client, err := hfapi.NewClient(endpoint, n.log)
 	if err != nil {
-		return nil, fmt.Errorf("mirror.upstream: %w: %w", ErrBadInput, err)
+		return nil, fmt.Errorf("mirror.upstream: %w: %w", api.ErrBadInput, err)
 	}
 	u := &upstreamFiller{
 		n:         n,

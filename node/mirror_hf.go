@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/hfapi"
 	"github.com/allmende/allmende/store/manifest"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
@@ -88,11 +89,11 @@ func (b *hfBackend) moved(ctx context.Context, m *manifest.Manifest, kind hfapi.
 // also be the commit id).
 func (b *hfBackend) localManifest(ctx context.Context, name, rev string) (cid.Cid, *manifest.Manifest, error) {
 	if b.n.models == nil {
-		return cid.Undef, nil, ErrNotFound
+		return cid.Undef, nil, api.ErrNotFound
 	}
 	c, ok := b.n.models.byName(name, rev)
 	if !ok {
-		return cid.Undef, nil, ErrNotFound
+		return cid.Undef, nil, api.ErrNotFound
 	}
 	m, err := readManifest(ctx, b.n.store.LocalDAG(), c)
 	return c, m, err

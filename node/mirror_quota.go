@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/allmende/allmende/internal/units"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
@@ -165,7 +166,7 @@ func (q *mirrorQuota) held() uint64 {
 // and waiting up to wait for reservations in progress to be released.
 func (q *mirrorQuota) reserve(ctx context.Context, quota, disk uint64, wait time.Duration) (*reservation, error) {
 	if q.limit > 0 && quota > q.limit {
-		return nil, fmt.Errorf("%w: %s needed, more than all of it (%s)", errQuotaFull, HumanBytes(quota), HumanBytes(q.limit))
+		return nil, fmt.Errorf("%w: %s needed, more than all of it (%s)", errQuotaFull, units.HumanBytes(quota), units.HumanBytes(q.limit))
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -235,7 +236,7 @@ func (q *mirrorQuota) fitLocked(ctx context.Context, quota, disk, headroom uint6
 		return err
 	}
 	return fmt.Errorf("%w: %s more would pass it (%s) by %s, and nothing more can be evicted",
-		errQuotaFull, HumanBytes(quota), HumanBytes(q.limit), HumanBytes(short))
+		errQuotaFull, units.HumanBytes(quota), units.HumanBytes(q.limit), units.HumanBytes(short))
 }
 
 // shortLocked is how many bytes the quota lacks for need more.

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/hfcache"
@@ -153,48 +154,17 @@ func (n *Node) answerResolve(ctx context.Context, from peer.ID, req *protocol.Re
 	return &protocol.ResolveResponse{Data: data}
 }
 
-// ImportRequest asks to import a folder or Hugging Face cache repository
-// as a named model.
-type ImportRequest struct {
-	// Path is absolute on the node's machine.
-	Path string `json:"path"`
-	// Name is org/name; optional for a Hugging Face cache directory.
-	Name     string `json:"name,omitempty"`
-	Revision string `json:"revision,omitempty"`
-	License  string `json:"license,omitempty"`
-	Kind     string `json:"kind,omitempty"`
-	Source   string `json:"source,omitempty"`
-	// Force imports files with malformed safetensors/GGUF headers.
-	Force bool `json:"force,omitempty"`
-	// Copy stores a copy of every file; by default the store keeps
-	// references to the files in place (no-copy) and re-hashes them on
-	// every read.
-	Copy bool `json:"copy,omitempty"`
-}
-
-// ImportResult describes an imported model.
-type ImportResult struct {
-	Manifest string `json:"manifest"`
-	Root     string `json:"root"`
-	Kind     string `json:"kind"`
-	Name     string `json:"name"`
-	Revision string `json:"revision"`
-	Commit   string `json:"commit"`
-	Files    int    `json:"files"`
-	Size     uint64 `json:"size"`
-}
-
 // Import imports req.Path as a model: every file read once (chunked and
 // hashed together), leaf blocks kept as references to the files in place
 // unless req.Copy, the manifest stored as a block, root and manifest
 // pinned, and the model indexed so peers can find it by sha256 and name.
-func (n *Node) Import(ctx context.Context, req ImportRequest, progress ProgressFunc) (ImportResult, error) {
+func (n *Node) importModel(ctx context.Context, req api.ImportRequest, progress api.ProgressFunc) (api.ImportResult, error) {
 	if !filepath.IsAbs(req.Path) {
-		return ImportResult{}, fmt.Errorf("import %s: %w: path must be absolute", req.Path, ErrBadInput)
+		return api.ImportResult{}, fmt.Errorf("import %s: %w: path must be absolute", req.Path, api.ErrBadInput)
 	}
 	opts, dir, err := importOptions(req)
 	if err != nil {
-		return ImportResult{}, err
+		return api.ImportResult{}, err
 	}
 	opts.Verified = n.markVerified
 	total := followedSize(dir)
@@ -202,29 +172,29 @@ func (n *Node) Import(ctx context.Context, req ImportRequest, progress ProgressF
 	opts.Progress = func(d int64) {
 		done += uint64(d)
 		if progress != nil {
-			progress(Progress{Done: done, Total: total})
+			progress(api.Progress{Done: done, Total: total})
 		}
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
 	m, err := manifest.Import(ctx, n.store.LocalDAG(), dir, opts)
 	if err != nil {
-		return ImportResult{}, badInputIf(err, store.ErrBadInput, manifest.ErrInvalid)
+		return api.ImportResult{}, badInputIf(err, store.ErrBadInput, manifest.ErrInvalid)
 	}
 	mc, err := n.storeManifest(ctx, m)
 	if err != nil {
-		return ImportResult{}, err
+		return api.ImportResult{}, err
 	}
 	root, _ := cid.Decode(m.Root)
 	if err := n.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
-		return ImportResult{}, fmt.Errorf("import: %w", err)
+		return api.ImportResult{}, fmt.Errorf("import: %w", err)
 	}
 	var size uint64
 	for _, f := range m.Files {
 		size += f.Size
 	}
 	n.log.Info("imported", "name", m.Name+"@"+m.Revision, "cid", mc.String(), "path", req.Path, "bytes", size)
-	return ImportResult{Manifest: mc.String(), Root: m.Root, Kind: m.Kind, Name: m.Name, Revision: m.Revision,
+	return api.ImportResult{Manifest: mc.String(), Root: m.Root, Kind: m.Kind, Name: m.Name, Revision: m.Revision,
 		Commit: m.Commit, Files: len(m.Files), Size: size}, nil
 }
 
@@ -245,21 +215,21 @@ func followedSize(dir string) uint64 {
 
 // importOptions recognises a Hugging Face cache repository and fills in
 // its name, commit and blob names; a plain folder needs a name.
-func importOptions(req ImportRequest) (manifest.ImportOptions, string, error) {
+func importOptions(req api.ImportRequest) (manifest.ImportOptions, string, error) {
 	opts := manifest.ImportOptions{Kind: req.Kind, Name: req.Name, Revision: req.Revision, License: req.License,
 		Source: req.Source, Force: req.Force, NoCopy: !req.Copy}
 	snap, err := hfcache.Open(req.Path, req.Revision)
 	switch {
 	case errors.Is(err, hfcache.ErrNotCache):
 		if req.Name == "" {
-			return opts, "", fmt.Errorf("import %s: %w: --name org/model is required for a plain folder", req.Path, ErrBadInput)
+			return opts, "", fmt.Errorf("import %s: %w: --name org/model is required for a plain folder", req.Path, api.ErrBadInput)
 		}
 		if err := manifest.ValidName(req.Name); err != nil {
-			return opts, "", fmt.Errorf("import: %w: %w", ErrBadInput, err)
+			return opts, "", fmt.Errorf("import: %w: %w", api.ErrBadInput, err)
 		}
 		return opts, req.Path, nil
 	case err != nil:
-		return opts, "", fmt.Errorf("import: %w: %w", ErrBadInput, err)
+		return opts, "", fmt.Errorf("import: %w: %w", api.ErrBadInput, err)
 	}
 	if opts.Name == "" {
 		opts.Name = snap.Name
@@ -328,7 +298,7 @@ func readManifest(ctx context.Context, ng ipld.NodeGetter, c cid.Cid) (*manifest
 // if it is one of kinds, without changing its message.
 func badInputIf(err error, kinds ...error) error {
 	for _, k := range kinds {
-		if errors.Is(err, k) && !errors.Is(err, ErrBadInput) {
+		if errors.Is(err, k) && !errors.Is(err, api.ErrBadInput) {
 			return badInput{err}
 		}
 	}
@@ -338,5 +308,5 @@ func badInputIf(err error, kinds ...error) error {
 // badInput is an error that also counts as ErrBadInput.
 type badInput struct{ error }
 
-func (b badInput) Is(target error) bool { return target == ErrBadInput }
+func (b badInput) Is(target error) bool { return target == api.ErrBadInput }
 func (b badInput) Unwrap() error        { return b.error }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/hfcache"
@@ -28,44 +29,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// SHA256Prefix starts a reference by whole-file sha256.
-const SHA256Prefix = "sha256:"
-
-// ModelFetchRequest asks for a model by name or a file by sha256.
-type ModelFetchRequest struct {
-	// Ref is org/name[@revision] or sha256:<hex>.
-	Ref string `json:"ref"`
-	// Out is the absolute path to write to (not with HFCache).
-	Out string `json:"out,omitempty"`
-	// HFCache, if set, is the absolute Hugging Face cache directory to lay
-	// the model out in instead of Out.
-	HFCache string `json:"hf_cache,omitempty"`
-	// Include and Exclude are glob patterns on file paths.
-	Include []string `json:"include,omitempty"`
-	Exclude []string `json:"exclude,omitempty"`
-	// TrustAny accepts records from publishers not in the trust list.
-	TrustAny bool          `json:"trust_any,omitempty"`
-	Timeout  time.Duration `json:"timeout,omitempty"`
-}
-
-// ModelFetchResult describes a completed model or sha256 fetch.
-type ModelFetchResult struct {
-	Name     string `json:"name,omitempty"`
-	Revision string `json:"revision,omitempty"`
-	Commit   string `json:"commit,omitempty"`
-	Manifest string `json:"manifest,omitempty"`
-	// Publisher signed the record the name resolved through; Trusted says
-	// whether it is in the trust list.
-	Publisher string  `json:"publisher,omitempty"`
-	Trusted   bool    `json:"trusted"`
-	CID       string  `json:"cid,omitempty"`
-	Out       string  `json:"out"`
-	Files     int     `json:"files"`
-	Size      uint64  `json:"size"`
-	Received  uint64  `json:"received"`
-	Seconds   float64 `json:"seconds"`
-}
-
 // ParseModelRef splits org/name[@revision] (revision defaults to main).
 func ParseModelRef(ref string) (name, rev string, err error) {
 	name, rev, _ = strings.Cut(ref, "@")
@@ -73,19 +36,19 @@ func ParseModelRef(ref string) (name, rev string, err error) {
 		rev = "main"
 	}
 	if err := manifest.ValidName(name); err != nil {
-		return "", "", fmt.Errorf("%w: %w", ErrBadInput, err)
+		return "", "", fmt.Errorf("%w: %w", api.ErrBadInput, err)
 	}
 	if err := manifest.ValidRevision(rev); err != nil {
-		return "", "", fmt.Errorf("%w: %w", ErrBadInput, err)
+		return "", "", fmt.Errorf("%w: %w", api.ErrBadInput, err)
 	}
 	return name, rev, nil
 }
 
 // ParseSHA256Ref returns the hex digest of sha256:<hex>.
 func ParseSHA256Ref(ref string) (string, error) {
-	sum := strings.ToLower(strings.TrimPrefix(ref, SHA256Prefix))
+	sum := strings.ToLower(strings.TrimPrefix(ref, api.SHA256Prefix))
 	if !manifest.IsSHA256(sum) {
-		return "", fmt.Errorf("%w: %q is not sha256:<64 hex digits>", ErrBadInput, ref)
+		return "", fmt.Errorf("%w: %q is not sha256:<64 hex digits>", api.ErrBadInput, ref)
 	}
 	return sum, nil
 }
@@ -93,20 +56,20 @@ func ParseSHA256Ref(ref string) (string, error) {
 // FetchModel fetches a model by name (resolved through signed records) or
 // one file by whole-file sha256, checking every file against its sha256 as
 // well as every block against its CID.
-func (n *Node) FetchModel(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error) {
+func (n *Node) fetchModel(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
 	start := time.Now()
 	before, _ := n.Stats(ctx)
 	if req.Timeout <= 0 {
 		req.Timeout = n.cfg.FetchTimeout
 	}
 	if err := checkOut(req); err != nil {
-		return ModelFetchResult{}, err
+		return api.ModelFetchResult{}, err
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	var res ModelFetchResult
+	var res api.ModelFetchResult
 	var err error
-	if strings.HasPrefix(req.Ref, SHA256Prefix) {
+	if strings.HasPrefix(req.Ref, api.SHA256Prefix) {
 		res, err = n.fetchBySHA256(ctx, req, progress)
 	} else {
 		res, err = n.fetchByName(ctx, req, progress)
@@ -119,18 +82,18 @@ func (n *Node) FetchModel(ctx context.Context, req ModelFetchRequest, progress P
 	return res, nil
 }
 
-func checkOut(req ModelFetchRequest) error {
+func checkOut(req api.ModelFetchRequest) error {
 	if req.HFCache != "" {
 		if !filepath.IsAbs(req.HFCache) {
-			return fmt.Errorf("fetch: %w: cache directory must be absolute", ErrBadInput)
+			return fmt.Errorf("fetch: %w: cache directory must be absolute", api.ErrBadInput)
 		}
 		return nil
 	}
 	if !filepath.IsAbs(req.Out) {
-		return fmt.Errorf("fetch %s: %w: output path must be absolute", req.Ref, ErrBadInput)
+		return fmt.Errorf("fetch %s: %w: output path must be absolute", req.Ref, api.ErrBadInput)
 	}
 	if _, err := os.Lstat(req.Out); err == nil {
-		return fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", req.Ref, ErrBadInput, req.Out)
+		return fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", req.Ref, api.ErrBadInput, req.Out)
 	}
 	return nil
 }
@@ -160,7 +123,7 @@ func (n *Node) findSHA256(ctx context.Context, sum string) (cid.Cid, uint64, err
 }
 
 func errNoSHA256(sum string) error {
-	return fmt.Errorf("sha256:%s: %w: no connected peer (nor the DHT) has a file with this sha256", sum, ErrNotFound)
+	return fmt.Errorf("sha256:%s: %w: no connected peer (nor the DHT) has a file with this sha256", sum, api.ErrNotFound)
 }
 
 // sha256Sources lists the files this node's index, then its connected
@@ -221,20 +184,20 @@ func (n *Node) reportFalseSHA256(src sha256Source, sum string, wasted uint64, er
 // source a chance: not when the request itself is wrong, the output is
 // taken, the disk is full or the caller gave up.
 func worthNextSource(ctx context.Context, err error) bool {
-	return ctx.Err() == nil && !errors.Is(err, ErrBadInput) && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrNoSpace)
+	return ctx.Err() == nil && !errors.Is(err, api.ErrBadInput) && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrNoSpace)
 }
 
 // fetchBySHA256 fetches the file with whole-file sha256 req.Ref. Each
 // source (a file CID named by this node's index, its peers, then the DHT)
 // is tried in turn until one delivers content with that sha256; a peer
 // that named content with another sha256 (or size) is banned.
-func (n *Node) fetchBySHA256(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error) {
+func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
 	sum, err := ParseSHA256Ref(req.Ref)
 	if err != nil {
-		return ModelFetchResult{}, err
+		return api.ModelFetchResult{}, err
 	}
 	if req.HFCache != "" {
-		return ModelFetchResult{}, fmt.Errorf("fetch: %w: --hf-cache needs a model name", ErrBadInput)
+		return api.ModelFetchResult{}, fmt.Errorf("fetch: %w: --hf-cache needs a model name", api.ErrBadInput)
 	}
 	tried := map[cid.Cid]bool{}
 	var failed []error
@@ -246,10 +209,10 @@ func (n *Node) fetchBySHA256(ctx context.Context, req ModelFetchRequest, progres
 			tried[src.c] = true
 			err := n.fetchFile(ctx, src.c, sum, src.size, req.Out, req.Timeout, progress)
 			if err == nil {
-				if err := n.store.Pin(ctx, src.c, SHA256Prefix+sum); err != nil {
-					return ModelFetchResult{}, fmt.Errorf("fetch: %w", err)
+				if err := n.store.Pin(ctx, src.c, api.SHA256Prefix+sum); err != nil {
+					return api.ModelFetchResult{}, fmt.Errorf("fetch: %w", err)
 				}
-				return ModelFetchResult{CID: src.c.String(), Out: req.Out, Files: 1, Size: src.size}, nil
+				return api.ModelFetchResult{CID: src.c.String(), Out: req.Out, Files: 1, Size: src.size}, nil
 			}
 			if errors.Is(err, ErrHashMismatch) {
 				wasted := src.size // fetched whole, then hashed
@@ -259,15 +222,15 @@ func (n *Node) fetchBySHA256(ctx context.Context, req ModelFetchRequest, progres
 				n.reportFalseSHA256(src, sum, wasted, err)
 			}
 			if !worthNextSource(ctx, err) {
-				return ModelFetchResult{}, err
+				return api.ModelFetchResult{}, err
 			}
 			failed = append(failed, err)
 		}
 	}
 	if len(failed) == 0 {
-		return ModelFetchResult{}, errNoSHA256(sum)
+		return api.ModelFetchResult{}, errNoSHA256(sum)
 	}
-	return ModelFetchResult{}, fmt.Errorf("sha256:%s: no source delivered it (%d tried): %w", sum, len(failed), errors.Join(failed...))
+	return api.ModelFetchResult{}, fmt.Errorf("sha256:%s: no source delivered it (%d tried): %w", sum, len(failed), errors.Join(failed...))
 }
 
 // openSHA256 opens the file with whole-file sha256 sum and size bytes for
@@ -345,7 +308,7 @@ func (n *Node) fetchManifest(ctx context.Context, c cid.Cid, timeout time.Durati
 	case errors.Is(err, manifest.ErrInvalid):
 		return nil, fmt.Errorf("manifest %s: refused: %w", c, err)
 	case err != nil:
-		return nil, fmt.Errorf("manifest %s: %w: %v", c, ErrNotFound, err)
+		return nil, fmt.Errorf("manifest %s: %w: %v", c, api.ErrNotFound, err)
 	}
 	return m, nil
 }
@@ -374,26 +337,26 @@ func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, t
 	return m, rn, nil
 }
 
-func (n *Node) fetchByName(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error) {
+func (n *Node) fetchByName(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
 	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, req.Timeout)
 	if err != nil {
-		return ModelFetchResult{}, err
+		return api.ModelFetchResult{}, err
 	}
 	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)
 	if err != nil {
-		return ModelFetchResult{}, fmt.Errorf("fetch: %w: %w", ErrBadInput, err)
+		return api.ModelFetchResult{}, fmt.Errorf("fetch: %w: %w", api.ErrBadInput, err)
 	}
 	if len(sel) == 0 {
-		return ModelFetchResult{}, fmt.Errorf("fetch %s: %w: no file matches --include/--exclude", req.Ref, ErrBadInput)
+		return api.ModelFetchResult{}, fmt.Errorf("fetch %s: %w: no file matches --include/--exclude", req.Ref, api.ErrBadInput)
 	}
 	var total, done uint64
 	for _, f := range sel {
 		total += f.Size
 	}
-	fileProgress := func(base uint64) ProgressFunc {
-		return func(p Progress) {
+	fileProgress := func(base uint64) api.ProgressFunc {
+		return func(p api.Progress) {
 			if progress != nil {
-				progress(Progress{Done: min(base+p.Done, total), Total: total})
+				progress(api.Progress{Done: min(base+p.Done, total), Total: total})
 			}
 		}
 	}
@@ -422,10 +385,10 @@ func (n *Node) fetchByName(ctx context.Context, req ModelFetchRequest, progress 
 		})
 	}
 	if err != nil {
-		return ModelFetchResult{}, fmt.Errorf("fetch %s: %w", req.Ref, err)
+		return api.ModelFetchResult{}, fmt.Errorf("fetch %s: %w", req.Ref, err)
 	}
 	if _, err := n.storeManifest(ctx, m); err != nil {
-		return ModelFetchResult{}, err
+		return api.ModelFetchResult{}, err
 	}
 	if rn.Trusted { // serve the trusted record on to peers
 		if err := writeRecord(n.cfg.Home, rn.Record); err != nil {
@@ -433,7 +396,7 @@ func (n *Node) fetchByName(ctx context.Context, req ModelFetchRequest, progress 
 		}
 	}
 	n.log.Info("fetched model", "name", m.Name+"@"+m.Revision, "cid", rn.Record.Manifest, "publisher", rn.Record.Publisher, "path", out)
-	return ModelFetchResult{Name: m.Name, Revision: m.Revision, Commit: m.Commit, Manifest: rn.Record.Manifest,
+	return api.ModelFetchResult{Name: m.Name, Revision: m.Revision, Commit: m.Commit, Manifest: rn.Record.Manifest,
 		Publisher: rn.Record.Publisher, Trusted: rn.Trusted, Out: out, Files: len(sel), Size: total}, nil
 }
 
@@ -499,7 +462,7 @@ func reuseInterrupted(prev, rel, dest string, move func(from, to string) error) 
 // fetchFile makes the DAG of c local (verified block by block) and writes
 // it to dest, which must not exist, checking size and whole-file sha256;
 // dest appears only if both match.
-func (n *Node) fetchFile(ctx context.Context, c cid.Cid, sum string, size uint64, dest string, timeout time.Duration, progress ProgressFunc) error {
+func (n *Node) fetchFile(ctx context.Context, c cid.Cid, sum string, size uint64, dest string, timeout time.Duration, progress api.ProgressFunc) error {
 	direct, err := n.fetchInto(ctx, c, dest, timeout, progress, &fileWant{size: size, check: func(f *os.File) error {
 		return checkSHA256(f, dest, c, sum, size)
 	}})

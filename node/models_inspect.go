@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store/format"
 	"github.com/allmende/allmende/store/manifest"
@@ -27,39 +28,11 @@ const (
 	MaxLocalRange = 128 << 20
 )
 
-// InspectRequest asks for the headers of model files.
-type InspectRequest struct {
-	// Ref is a CID, sha256:<hex> or org/name[@revision].
-	Ref      string   `json:"ref"`
-	Include  []string `json:"include,omitempty"`
-	Exclude  []string `json:"exclude,omitempty"`
-	TrustAny bool     `json:"trust_any,omitempty"`
-}
-
-// InspectFile is one file's header summary.
-type InspectFile struct {
-	Path  string       `json:"path,omitempty"`
-	CID   string       `json:"cid"`
-	Size  uint64       `json:"size"`
-	Info  *format.Info `json:"info,omitempty"`
-	Error string       `json:"error,omitempty"`
-}
-
-// InspectResult lists header summaries and how many bytes came from peers.
-type InspectResult struct {
-	Name      string        `json:"name,omitempty"`
-	Revision  string        `json:"revision,omitempty"`
-	Publisher string        `json:"publisher,omitempty"`
-	Files     []InspectFile `json:"files"`
-	// Received counts block and range bytes received from peers.
-	Received uint64 `json:"received"`
-}
-
 // Inspect parses the safetensors and GGUF headers of a file or model,
 // fetching only header bytes from peers: for a named model the exact header
 // span (verified against the manifest's header sha256), for a CID only the
 // leaves that hold the header.
-func (n *Node) Inspect(ctx context.Context, req InspectRequest) (InspectResult, error) {
+func (n *Node) Inspect(ctx context.Context, req api.InspectRequest) (api.InspectResult, error) {
 	before, _ := n.Stats(ctx)
 	var ranged atomic.Uint64
 	res, err := n.inspect(ctx, req, &ranged)
@@ -71,30 +44,30 @@ func (n *Node) Inspect(ctx context.Context, req InspectRequest) (InspectResult, 
 	return res, nil
 }
 
-func (n *Node) inspect(ctx context.Context, req InspectRequest, ranged *atomic.Uint64) (InspectResult, error) {
-	if strings.HasPrefix(req.Ref, SHA256Prefix) {
+func (n *Node) inspect(ctx context.Context, req api.InspectRequest, ranged *atomic.Uint64) (api.InspectResult, error) {
+	if strings.HasPrefix(req.Ref, api.SHA256Prefix) {
 		sum, err := ParseSHA256Ref(req.Ref)
 		if err != nil {
-			return InspectResult{}, err
+			return api.InspectResult{}, err
 		}
 		c, size, err := n.findSHA256(ctx, sum)
 		if err != nil {
-			return InspectResult{}, err
+			return api.InspectResult{}, err
 		}
-		return InspectResult{Files: []InspectFile{n.inspectCID(ctx, c, size)}}, nil
+		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, size)}}, nil
 	}
 	if c, err := cid.Decode(req.Ref); err == nil {
-		return InspectResult{Files: []InspectFile{n.inspectCID(ctx, c, 0)}}, nil
+		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, 0)}}, nil
 	}
 	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, n.cfg.FetchTimeout)
 	if err != nil {
-		return InspectResult{}, err
+		return api.InspectResult{}, err
 	}
 	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)
 	if err != nil {
-		return InspectResult{}, fmt.Errorf("inspect: %w: %w", ErrBadInput, err)
+		return api.InspectResult{}, fmt.Errorf("inspect: %w: %w", api.ErrBadInput, err)
 	}
-	res := InspectResult{Name: m.Name, Revision: m.Revision, Publisher: rn.Record.Publisher}
+	res := api.InspectResult{Name: m.Name, Revision: m.Revision, Publisher: rn.Record.Publisher}
 	for _, f := range sel {
 		if format.Detect(f.Path) == "" {
 			continue
@@ -106,8 +79,8 @@ func (n *Node) inspect(ctx context.Context, req InspectRequest, ranged *atomic.U
 
 // inspectFile reads a manifest file's header span, locally or as a range
 // from a peer, checks it against the manifest and parses it.
-func (n *Node) inspectFile(ctx context.Context, f manifest.File, ranged *atomic.Uint64) InspectFile {
-	out := InspectFile{Path: f.Path, CID: f.CID, Size: f.Size}
+func (n *Node) inspectFile(ctx context.Context, f manifest.File, ranged *atomic.Uint64) api.InspectFile {
+	out := api.InspectFile{Path: f.Path, CID: f.CID, Size: f.Size}
 	c, err := cid.Decode(f.CID)
 	if err != nil || f.Header == nil {
 		r := n.inspectCID(ctx, c, f.Size)
@@ -121,7 +94,7 @@ func (n *Node) inspectFile(ctx context.Context, f manifest.File, ranged *atomic.
 		}
 	}
 	if err == nil {
-		out.Info, err = format.Parse(f.Header.Format, bytes.NewReader(hdr), int64(f.Size))
+		out.Info, err = headerInfo(format.Parse(f.Header.Format, bytes.NewReader(hdr), int64(f.Size)))
 	}
 	if err != nil {
 		out.Error = err.Error()
@@ -142,7 +115,7 @@ func (n *Node) headerBytes(ctx context.Context, c cid.Cid, size uint64, ranged *
 		}
 		n.log.Debug("range request failed", "peer", p.String(), "cid", c.String(), "err", err)
 	}
-	return nil, fmt.Errorf("%w: no connected peer sent the header of %s", ErrNotFound, c)
+	return nil, fmt.Errorf("%w: no connected peer sent the header of %s", api.ErrNotFound, c)
 }
 
 func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64, ranged *atomic.Uint64) ([]byte, error) {
@@ -165,8 +138,8 @@ func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64,
 
 // inspectCID parses the header of file c, fetching only the blocks on the
 // path to the header bytes.
-func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64) InspectFile {
-	out := InspectFile{CID: c.String(), Size: size}
+func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64) api.InspectFile {
+	out := api.InspectFile{CID: c.String(), Size: size}
 	ng := merkledag.NewSession(ctx, n.dag)
 	ra, err := ufs.NewReaderAt(ctx, ng, c)
 	if err != nil {
@@ -179,7 +152,7 @@ func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64) InspectFi
 	if _, err := ra.ReadAt(magic[:], 0); err == nil && string(magic[:]) == "GGUF" {
 		kind = format.GGUF
 	}
-	if out.Info, err = format.Parse(kind, ra, int64(ra.Size())); err != nil {
+	if out.Info, err = headerInfo(format.Parse(kind, ra, int64(ra.Size()))); err != nil {
 		out.Error = err.Error()
 	}
 	return out
@@ -199,4 +172,13 @@ func readRange(ctx context.Context, ng ipld.NodeGetter, c cid.Cid, offset, lengt
 		return nil, err
 	}
 	return buf, nil
+}
+
+// headerInfo is a parsed header as the API presents it.
+func headerInfo(i *format.Info, err error) (*api.HeaderInfo, error) {
+	if i == nil {
+		return nil, err
+	}
+	h := api.HeaderInfo(*i)
+	return &h, err
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store/format/formattest"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
@@ -25,11 +26,11 @@ func TestModelsInProcess(t *testing.T) {
 	gguf := formattest.GGUF("qwen2", 7, []formattest.Tensor{{Name: "t", Shape: []uint64{300, 1000}}}) // > 1 MiB: two leaves
 	os.WriteFile(filepath.Join(src, "m.gguf"), gguf, 0o644)
 	os.WriteFile(filepath.Join(src, "README.md"), []byte("# m\n"), 0o644)
-	imp, err := a.Import(ctx, ImportRequest{Path: src, Name: "acme/m"}, nil)
+	imp, err := a.Import(ctx, api.ImportRequest{Path: src, Name: "acme/m"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := a.Publish(ctx, PublishRequest{Name: "acme/m"})
+	pub, err := a.Publish(ctx, api.PublishRequest{Name: "acme/m"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func TestModelsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = b.FetchModel(ctx, ModelFetchRequest{Ref: "acme/m", Out: filepath.Join(t.TempDir(), "x")}, nil)
+	_, err = b.FetchModel(ctx, api.ModelFetchRequest{Ref: "acme/m", Out: filepath.Join(t.TempDir(), "x")}, nil)
 	if !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("untrusted: err = %v, want ErrUntrusted", err)
 	}
@@ -46,12 +47,12 @@ func TestModelsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "m")
-	res, err := b.FetchModel(ctx, ModelFetchRequest{Ref: "acme/m@main", Out: out}, nil)
+	res, err := b.FetchModel(ctx, api.ModelFetchRequest{Ref: "acme/m@main", Out: out}, nil)
 	if err != nil || res.Manifest != imp.Manifest || !res.Trusted || res.Files != 2 {
 		t.Fatalf("fetch by name: %+v, %v", res, err)
 	}
 
-	ins, err := b.Inspect(ctx, InspectRequest{Ref: "acme/m"})
+	ins, err := b.Inspect(ctx, api.InspectRequest{Ref: "acme/m"})
 	if err != nil || len(ins.Files) != 1 || ins.Files[0].Info == nil || ins.Files[0].Info.Architecture != "qwen2" {
 		t.Fatalf("inspect by name: %+v, %v", ins, err)
 	}
@@ -61,7 +62,7 @@ func TestModelsInProcess(t *testing.T) {
 	if err := c.Connect(ctx, id.Addrs[0]); err != nil {
 		t.Fatal(err)
 	}
-	byCID, err := c.Inspect(ctx, InspectRequest{Ref: ins.Files[0].CID})
+	byCID, err := c.Inspect(ctx, api.InspectRequest{Ref: ins.Files[0].CID})
 	if err != nil || byCID.Files[0].Info == nil || byCID.Files[0].Info.Params != 300_000 {
 		t.Fatalf("inspect by CID: %+v, %v", byCID, err)
 	}
@@ -70,7 +71,7 @@ func TestModelsInProcess(t *testing.T) {
 	}
 	sum := mustSHA(t, b, "m.gguf")
 	one := filepath.Join(t.TempDir(), "one.gguf")
-	if _, err := c.FetchModel(ctx, ModelFetchRequest{Ref: SHA256Prefix + sum, Out: one}, nil); err != nil {
+	if _, err := c.FetchModel(ctx, api.ModelFetchRequest{Ref: api.SHA256Prefix + sum, Out: one}, nil); err != nil {
 		t.Fatalf("fetch by sha256: %v", err)
 	}
 }
@@ -127,7 +128,7 @@ func TestModelIndexSurvivesRestart(t *testing.T) {
 	a := newTestNode(t)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "w.bin"), []byte("weights"), 0o644)
-	imp, err := a.Import(ctx, ImportRequest{Path: src, Name: "acme/r", Copy: true}, nil)
+	imp, err := a.Import(ctx, api.ImportRequest{Path: src, Name: "acme/r", Copy: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestModelIndexSurvivesRestart(t *testing.T) {
 	if c, ok := b.models.byName("acme/r", "main"); !ok || c.String() != imp.Manifest {
 		t.Errorf("after restart byName = %v, %v; want %s", c, ok, imp.Manifest)
 	}
-	if _, err := b.Publish(ctx, PublishRequest{Name: "acme/r"}); err != nil {
+	if _, err := b.Publish(ctx, api.PublishRequest{Name: "acme/r"}); err != nil {
 		t.Errorf("publish after restart: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
@@ -123,14 +124,14 @@ func Trusted(home string) ([]TrustedKey, error) {
 func Trust(home, key, label string, patterns []string) (string, error) {
 	canon, _, err := manifest.ParseKeyID(key)
 	if err != nil {
-		return "", fmt.Errorf("trust: %w: %w", ErrBadInput, err)
+		return "", fmt.Errorf("trust: %w: %w", api.ErrBadInput, err)
 	}
 	if len(patterns) > manifest.MaxNamePatterns {
-		return "", fmt.Errorf("trust: %w: %d name patterns, at most %d", ErrBadInput, len(patterns), manifest.MaxNamePatterns)
+		return "", fmt.Errorf("trust: %w: %d name patterns, at most %d", api.ErrBadInput, len(patterns), manifest.MaxNamePatterns)
 	}
 	for _, p := range patterns {
 		if err := manifest.ValidNamePattern(p); err != nil {
-			return "", fmt.Errorf("trust: %w: %w", ErrBadInput, err)
+			return "", fmt.Errorf("trust: %w: %w", api.ErrBadInput, err)
 		}
 	}
 	return canon, updateTrust(home, func(keys []TrustedKey) []TrustedKey {
@@ -305,7 +306,7 @@ func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool)
 	case len(bad) > 0:
 		return nil, fmt.Errorf("%s@%s: refused: no record verifies (%s): %w", name, rev, strings.Join(bad, "; "), ErrTampered)
 	}
-	return nil, fmt.Errorf("%s@%s: %w: no connected peer has a record for this name", name, rev, ErrNotFound)
+	return nil, fmt.Errorf("%s@%s: %w: no connected peer has a record for this name", name, rev, api.ErrNotFound)
 }
 
 // recordPick is pickRecord's verdict.
@@ -391,27 +392,10 @@ func (n *Node) askPeers(ctx context.Context, req *protocol.ResolveRequest, answe
 	wg.Wait()
 }
 
-// PublishRequest asks to sign name@revision → its local manifest.
-type PublishRequest struct {
-	Name     string        `json:"name"`
-	Revision string        `json:"revision,omitempty"`
-	Validity time.Duration `json:"validity,omitempty"`
-}
-
-// PublishResult describes a published record.
-type PublishResult struct {
-	Name      string    `json:"name"`
-	Revision  string    `json:"revision"`
-	Manifest  string    `json:"manifest"`
-	Seq       uint64    `json:"seq"`
-	Expires   time.Time `json:"expires"`
-	Publisher string    `json:"publisher"`
-}
-
 // Publish signs a record mapping name@revision to the manifest this node
 // imported or fetched for it, with a sequence number above any earlier
 // record of its own, and serves it to peers.
-func (n *Node) Publish(ctx context.Context, req PublishRequest) (PublishResult, error) {
+func (n *Node) Publish(ctx context.Context, req api.PublishRequest) (api.PublishResult, error) {
 	if req.Revision == "" {
 		req.Revision = "main"
 	}
@@ -420,11 +404,11 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (PublishResult, 
 	}
 	mc, ok := n.models.byName(req.Name, req.Revision)
 	if !ok {
-		return PublishResult{}, fmt.Errorf("publish %s@%s: %w: no such model here; import it first", req.Name, req.Revision, ErrBadInput)
+		return api.PublishResult{}, fmt.Errorf("publish %s@%s: %w: no such model here; import it first", req.Name, req.Revision, api.ErrBadInput)
 	}
 	sk, err := loadPublisherKey(n.cfg.Home)
 	if err != nil {
-		return PublishResult{}, err
+		return api.PublishResult{}, err
 	}
 	seq := uint64(time.Now().UnixNano())
 	if raw, ok := readRecord(n.cfg.Home, req.Name, req.Revision); ok {
@@ -432,7 +416,7 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (PublishResult, 
 		// clock set back must not make the new record look older.
 		if old, err := manifest.DecodeRecord(raw, time.Now()); old != nil && (err == nil || errors.Is(err, manifest.ErrExpired)) && old.Seq >= seq {
 			if old.Seq >= manifest.MaxSeq {
-				return PublishResult{}, fmt.Errorf("publish %s@%s: the last record's sequence number %d leaves no room for a later one", req.Name, req.Revision, old.Seq)
+				return api.PublishResult{}, fmt.Errorf("publish %s@%s: the last record's sequence number %d leaves no room for a later one", req.Name, req.Revision, old.Seq)
 			}
 			seq = old.Seq + 1
 		}
@@ -440,12 +424,12 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (PublishResult, 
 	rec := &manifest.Record{Name: req.Name, Revision: req.Revision, Manifest: mc.String(), Seq: seq,
 		Expires: time.Now().Add(req.Validity).UTC().Truncate(time.Second)}
 	if err := rec.Sign(sk); err != nil {
-		return PublishResult{}, fmt.Errorf("publish: sign: %w", err)
+		return api.PublishResult{}, fmt.Errorf("publish: sign: %w", err)
 	}
 	if err := writeRecord(n.cfg.Home, rec); err != nil {
-		return PublishResult{}, err
+		return api.PublishResult{}, err
 	}
 	n.log.Info("published", "name", req.Name+"@"+req.Revision, "cid", rec.Manifest, "publisher", rec.Publisher)
-	return PublishResult{Name: rec.Name, Revision: rec.Revision, Manifest: rec.Manifest, Seq: rec.Seq,
+	return api.PublishResult{Name: rec.Name, Revision: rec.Revision, Manifest: rec.Manifest, Seq: rec.Seq,
 		Expires: rec.Expires, Publisher: rec.Publisher}, nil
 }

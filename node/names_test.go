@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -125,8 +126,8 @@ func TestTrustFile(t *testing.T) {
 	if _, err := Trust(home, other.id, "", []string{"other/*", "friends/model"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Trust(home, other.id, "", []string{"not a pattern"}); !errors.Is(err, ErrBadInput) {
-		t.Errorf("a bad pattern: err = %v, want ErrBadInput", err)
+	if _, err := Trust(home, other.id, "", []string{"not a pattern"}); !errors.Is(err, api.ErrBadInput) {
+		t.Errorf("a bad pattern: err = %v, want api.ErrBadInput", err)
 	}
 	if _, err := Trust(home, acme.id, "acme", nil); err != nil {
 		t.Fatal(err)
@@ -149,10 +150,10 @@ func TestPublishRefusesSeqAtTop(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "config.json"), []byte(`{}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Import(ctx, ImportRequest{Path: src, Name: "acme/top"}, nil); err != nil {
+	if _, err := n.Import(ctx, api.ImportRequest{Path: src, Name: "acme/top"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Publish(ctx, PublishRequest{Name: "acme/top"}); err != nil {
+	if _, err := n.Publish(ctx, api.PublishRequest{Name: "acme/top"}); err != nil {
 		t.Fatal(err)
 	}
 	sk, err := loadPublisherKey(n.cfg.Home)
@@ -166,7 +167,7 @@ func TestPublishRefusesSeqAtTop(t *testing.T) {
 	if err := writeRecord(n.cfg.Home, top); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Publish(ctx, PublishRequest{Name: "acme/top"}); err == nil {
+	if _, err := n.Publish(ctx, api.PublishRequest{Name: "acme/top"}); err == nil {
 		t.Error("published after a record at MaxSeq")
 	}
 }

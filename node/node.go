@@ -9,29 +9,18 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/time/rate"
-)
-
-// Error kinds that callers (and the CLI's exit status) tell apart with
-// errors.Is. They survive the trip through the HTTP API.
-var (
-	// ErrBadInput: the request cannot succeed as given (an unparsable CID,
-	// a missing path, an output path that exists).
-	ErrBadInput = errors.New("bad input")
-	// ErrNotFound: nothing answered for the content in time.
-	ErrNotFound = errors.New("not found")
 )
 
 // Node is a running allmende node: a store served and fetched over libp2p.
@@ -158,15 +147,9 @@ func (n *Node) Store() *store.Store { return n.store }
 // Host is the node's libp2p host.
 func (n *Node) Host() host.Host { return n.host }
 
-// IDInfo identifies a node and says how to reach it.
-type IDInfo struct {
-	ID    string   `json:"id"`
-	Addrs []string `json:"addrs"`
-}
-
 // ID returns the node's peer ID and full multiaddrs (with /p2p/<id>).
-func (n *Node) ID(context.Context) (IDInfo, error) {
-	info := IDInfo{ID: n.host.ID().String()}
+func (n *Node) ID(context.Context) (api.IDInfo, error) {
+	info := api.IDInfo{ID: n.host.ID().String()}
 	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
 	if err != nil {
 		return info, err
@@ -182,11 +165,11 @@ func (n *Node) ID(context.Context) (IDInfo, error) {
 func (n *Node) Connect(ctx context.Context, addr string) error {
 	a, err := ma.NewMultiaddr(addr)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w: %v", addr, ErrBadInput, err)
+		return fmt.Errorf("connect %s: %w: %v", addr, api.ErrBadInput, err)
 	}
 	ai, err := peer.AddrInfoFromP2pAddr(a)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w: the address must end in /p2p/<peer id>", addr, ErrBadInput)
+		return fmt.Errorf("connect %s: %w: the address must end in /p2p/<peer id>", addr, api.ErrBadInput)
 	}
 	if err := n.host.Connect(ctx, *ai); err != nil {
 		return fmt.Errorf("connect %s: %w", addr, err)
@@ -194,43 +177,30 @@ func (n *Node) Connect(ctx context.Context, addr string) error {
 	return nil
 }
 
-// PeerInfo describes a connected peer.
-type PeerInfo struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
-}
-
 // Peers lists connected peers, each once (with the address of one of its
 // connections: two nodes that dial each other at once have two).
-func (n *Node) Peers(context.Context) ([]PeerInfo, error) {
-	var out []PeerInfo
+func (n *Node) Peers(context.Context) ([]api.PeerInfo, error) {
+	var out []api.PeerInfo
 	for _, p := range n.host.Network().Peers() {
 		conns := n.host.Network().ConnsToPeer(p)
 		if len(conns) == 0 {
 			continue
 		}
-		out = append(out, PeerInfo{ID: p.String(), Addr: conns[0].RemoteMultiaddr().String()})
+		out = append(out, api.PeerInfo{ID: p.String(), Addr: conns[0].RemoteMultiaddr().String()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
-// PinInfo describes a pinned root, as `allmende ls --json` prints it.
-type PinInfo struct {
-	CID  string `json:"cid"`
-	Name string `json:"name"`
-	Size uint64 `json:"size"`
-}
-
 // List returns the pinned roots.
-func (n *Node) List(ctx context.Context) ([]PinInfo, error) {
+func (n *Node) List(ctx context.Context) ([]api.PinInfo, error) {
 	pins, err := n.store.Pins(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]PinInfo, 0, len(pins))
+	out := make([]api.PinInfo, 0, len(pins))
 	for _, p := range pins {
-		out = append(out, PinInfo{CID: p.CID.String(), Name: p.Name, Size: p.Size})
+		out = append(out, api.PinInfo{CID: p.CID.String(), Name: p.Name, Size: p.Size})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -238,13 +208,13 @@ func (n *Node) List(ctx context.Context) ([]PinInfo, error) {
 
 // Remove unpins root.
 func (n *Node) Remove(ctx context.Context, ref string) error {
-	c, err := ParseCID(ref)
+	c, err := api.ParseCID(ref)
 	if err != nil {
 		return err
 	}
 	if err := n.store.Unpin(ctx, c); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: %w", ErrBadInput, err)
+			return fmt.Errorf("%w: %w", api.ErrBadInput, err)
 		}
 		return err
 	}
@@ -253,33 +223,20 @@ func (n *Node) Remove(ctx context.Context, ref string) error {
 }
 
 // GC frees every block no pin holds.
-func (n *Node) GC(ctx context.Context) (store.GCResult, error) {
-	return n.store.GC(ctx)
-}
-
-// Stats are transfer counters since the node started.
-type Stats struct {
-	BlocksReceived uint64 `json:"blocks_received"`
-	BytesReceived  uint64 `json:"bytes_received"`
-	BlocksSent     uint64 `json:"blocks_sent"`
-	BytesSent      uint64 `json:"bytes_sent"`
-	DupBytes       uint64 `json:"dup_bytes_received"`
-	// BadBlocks are blocks received that no want asked for (corrupt
-	// ones among them); none is stored. BannedPeers sent too many.
-	BadBlocks   uint64 `json:"bad_blocks"`
-	BadBytes    uint64 `json:"bad_bytes"`
-	BannedPeers int    `json:"banned_peers"`
+func (n *Node) GC(ctx context.Context) (api.GCResult, error) {
+	res, err := n.store.GC(ctx)
+	return api.GCResult(res), err
 }
 
 // Stats returns transfer counters.
-func (n *Node) Stats(context.Context) (Stats, error) {
+func (n *Node) Stats(context.Context) (api.Stats, error) {
 	st, err := n.bitswap.Stat()
 	if err != nil {
-		return Stats{}, err
+		return api.Stats{}, err
 	}
 	recvBytes, recvBlocks, sentBytes, sentBlocks := n.bulk.stats()
 	guard := n.guard.Stats()
-	return Stats{
+	return api.Stats{
 		BlocksReceived: st.BlocksReceived + recvBlocks,
 		BytesReceived:  st.DataReceived + recvBytes,
 		BlocksSent:     st.BlocksSent + sentBlocks,
@@ -289,14 +246,4 @@ func (n *Node) Stats(context.Context) (Stats, error) {
 		BadBytes:       guard.BadBytes,
 		BannedPeers:    guard.Banned,
 	}, nil
-}
-
-// ParseCID parses a CID given on the command line or over the API.
-func ParseCID(s string) (cid.Cid, error) {
-	s = strings.TrimPrefix(strings.TrimSpace(s), "/ipfs/")
-	c, err := cid.Decode(s)
-	if err != nil {
-		return cid.Undef, fmt.Errorf("%w: %q is not a CID: %v", ErrBadInput, s, err)
-	}
-	return c, nil
 }

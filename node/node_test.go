@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"go.uber.org/goleak"
 )
 
@@ -68,7 +69,7 @@ func TestNodesCloseWithoutLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if _, err := b.Fetch(ctx, FetchRequest{Ref: added.CID, Out: out}, nil); err != nil {
+	if _, err := b.Fetch(ctx, api.FetchRequest{Ref: added.CID, Out: out}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/libp2p/go-libp2p/core/pnet"
 )
 
@@ -39,7 +40,7 @@ func loadSwarmKey(path string) (pnet.PSK, error) {
 	}
 	psk, err := pnet.DecodeV1PSK(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("swarm.key %s: %w: %v", path, ErrBadInput, err)
+		return nil, fmt.Errorf("swarm.key %s: %w: %v", path, api.ErrBadInput, err)
 	}
 	return psk, nil
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/allmende/allmende/node/api"
 )
 
 func TestSwarmKey(t *testing.T) {
@@ -19,9 +21,9 @@ func TestSwarmKey(t *testing.T) {
 		wantErr error
 	}{
 		{"a generated key loads", good, nil},
-		{"a wrong header is bad input", []byte("/key/swarm/psk/2.0.0/\n/base16/\n00\n"), ErrBadInput},
-		{"a short key is bad input", []byte(swarmKeyHeader + "abcd\n"), ErrBadInput},
-		{"garbage is bad input", []byte("not a key"), ErrBadInput},
+		{"a wrong header is bad input", []byte("/key/swarm/psk/2.0.0/\n/base16/\n00\n"), api.ErrBadInput},
+		{"a short key is bad input", []byte(swarmKeyHeader + "abcd\n"), api.ErrBadInput},
+		{"garbage is bad input", []byte("not a key"), api.ErrBadInput},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
@@ -50,6 +50,10 @@ const (
 	reconcileInterval = 10 * time.Minute
 	// bootstrapTimeout bounds dialling the configured bootstrap peers.
 	bootstrapTimeout = 30 * time.Second
+	// findProvidersTimeout bounds one FindProviders lookup.
+	findProvidersTimeout = 20 * time.Second
+	// maxProviders is the most providers one lookup returns.
+	maxProviders = 20
 	// providerNamespace is where the provide list and the provider's state
 	// live in the store's metadata datastore.
 	providerNamespace = "/routing/provider"
@@ -103,7 +107,7 @@ func newRouting(cfg Config, h host.Host, st *store.Store, bootstrap []peer.AddrI
 	}
 	modes, ok := dhtModes[cfg.DHTMode]
 	if !ok {
-		return nil, fmt.Errorf("dht.mode %q: %w: want auto, server, client or off", cfg.DHTMode, ErrBadInput)
+		return nil, fmt.Errorf("dht.mode %q: %w: want auto, server, client or off", cfg.DHTMode, api.ErrBadInput)
 	}
 	d, err := dual.New(h,
 		dual.DHTOption(dht.BootstrapPeers(bootstrap...)),
@@ -316,13 +320,13 @@ func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
 	for _, s := range addrs {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("bootstrap address %q: %w: %v", s, ErrBadInput, err)
+			return nil, fmt.Errorf("bootstrap address %q: %w: %v", s, api.ErrBadInput, err)
 		}
 		mas = append(mas, a)
 	}
 	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
 	if err != nil {
-		return nil, fmt.Errorf("bootstrap addresses: %w: %v (each must end in /p2p/<peer id>)", ErrBadInput, err)
+		return nil, fmt.Errorf("bootstrap addresses: %w: %v (each must end in /p2p/<peer id>)", api.ErrBadInput, err)
 	}
 	return infos, nil
 }
@@ -351,32 +355,16 @@ func (n *Node) connectBootstrap(ctx context.Context, peers []peer.AddrInfo) {
 	}
 }
 
-// Provider lookup over the API, for diagnostics and tests.
-const (
-	// routeProviders lists the peers the DHT names as providers of ?cid=.
-	routeProviders = "/api/v0/routing/providers"
-	// findProvidersTimeout bounds one lookup.
-	findProvidersTimeout = 20 * time.Second
-	// maxProviders is the most providers one lookup returns.
-	maxProviders = 20
-)
-
-// providerFinder is implemented by *Node; the API serves routeProviders
-// only for an API that implements it.
-type providerFinder interface {
-	FindProviders(ctx context.Context, ref string) ([]string, error)
-}
-
 // FindProviders asks the DHT (LAN and WAN) which peers announce ref, a
 // CID, and returns their peer IDs (this node excluded).
 func (n *Node) FindProviders(ctx context.Context, ref string) ([]string, error) {
-	c, err := ParseCID(ref)
+	c, err := api.ParseCID(ref)
 	if err != nil {
 		return nil, err
 	}
 	d := n.routing.router()
 	if d == nil {
-		return nil, fmt.Errorf("find providers: %w: the DHT is off (dht.mode)", ErrBadInput)
+		return nil, fmt.Errorf("find providers: %w: the DHT is off (dht.mode)", api.ErrBadInput)
 	}
 	ctx, cancel := context.WithTimeout(ctx, findProvidersTimeout)
 	defer cancel()
@@ -387,21 +375,4 @@ func (n *Node) FindProviders(ctx context.Context, ref string) ([]string, error) 
 		}
 	}
 	return ids, nil
-}
-
-// registerRouting adds routeProviders to mux if api can find providers.
-func registerRouting(mux *http.ServeMux, api API) {
-	pf, ok := api.(providerFinder)
-	if !ok {
-		return
-	}
-	mux.HandleFunc("GET "+routeProviders, func(w http.ResponseWriter, r *http.Request) {
-		ids, err := pf.FindProviders(r.Context(), r.URL.Query().Get("cid"))
-		if err != nil {
-			e := toAPIError(err)
-			writeJSON(w, statusOf(e), map[string]*apiError{"error": e})
-			return
-		}
-		writeJSON(w, http.StatusOK, ids)
-	})
 }

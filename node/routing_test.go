@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/configs"
+	"github.com/allmende/allmende/node/api"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 )
 
@@ -86,7 +87,7 @@ func TestProvideList(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			root, _ := ParseCID(res.CID)
+			root, _ := api.ParseCID(res.CID)
 			if got := provideList(t, n); len(got) != tt.keys || !got[root.Hash().B58String()] {
 				t.Errorf("provide list %v, want %d keys including the root", got, tt.keys)
 			}

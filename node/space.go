@@ -8,14 +8,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
 )
-
-// ErrNoSpace means a disk is too full for an operation. It is permanent:
-// nothing retries it; the user frees space and asks again.
-var ErrNoSpace = store.ErrNoSpace
 
 // checkSpace refuses a fetch up front when the store or the destination
 // lacks room for it. The room needed comes from the root node's cumulative
@@ -31,7 +29,7 @@ func (n *Node) checkSpace(ctx context.Context, root cid.Cid, out string, timeout
 	nd, err := n.dag.Get(getCtx, root)
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(getCtx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("fetch %s: %w: no peer sent the root block for %s (fetch.timeout); connect to a peer that has it", root, ErrNotFound, timeout)
+			return fmt.Errorf("fetch %s: %w: no peer sent the root block for %s (fetch.timeout); connect to a peer that has it", root, api.ErrNotFound, timeout)
 		}
 		return n.diskFull(fmt.Errorf("fetch %s: %w", root, err), 0)
 	}
@@ -97,15 +95,15 @@ func needSpace(root cid.Cid, destDir string, destNeed uint64, storeDir string, s
 	if destDev == storeDev {
 		if need := destNeed + storeNeed; need > destFree {
 			return fmt.Errorf("fetch %s: %w: needs %s at %s (store and output), %s free",
-				root, ErrNoSpace, HumanBytes(need), destDir, HumanBytes(destFree))
+				root, store.ErrNoSpace, units.HumanBytes(need), destDir, units.HumanBytes(destFree))
 		}
 		return nil
 	}
 	if destNeed > destFree {
-		return fmt.Errorf("fetch %s: %w: needs %s at %s, %s free", root, ErrNoSpace, HumanBytes(destNeed), destDir, HumanBytes(destFree))
+		return fmt.Errorf("fetch %s: %w: needs %s at %s, %s free", root, store.ErrNoSpace, units.HumanBytes(destNeed), destDir, units.HumanBytes(destFree))
 	}
 	if storeNeed > storeFree {
-		return fmt.Errorf("fetch %s: %w: needs %s in the store at %s, %s free", root, ErrNoSpace, HumanBytes(storeNeed), storeDir, HumanBytes(storeFree))
+		return fmt.Errorf("fetch %s: %w: needs %s in the store at %s, %s free", root, store.ErrNoSpace, units.HumanBytes(storeNeed), storeDir, units.HumanBytes(storeFree))
 	}
 	return nil
 }
@@ -129,16 +127,16 @@ func freeSpace(path string) (free uint64, dev uint64, err error) {
 // of failed writes at its start), or the output could not be written. Other
 // errors pass unchanged.
 func (n *Node) diskFull(err error, writeErrsBefore uint64) error {
-	if err == nil || errors.Is(err, ErrNoSpace) {
+	if err == nil || errors.Is(err, store.ErrNoSpace) {
 		return err
 	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%w (free space and fetch again; blocks already fetched are kept): %w", ErrNoSpace, err)
+		return fmt.Errorf("%w (free space and fetch again; blocks already fetched are kept): %w", store.ErrNoSpace, err)
 	}
 	count, last := n.store.WriteErrors()
-	if count > writeErrsBefore && errors.Is(last, ErrNoSpace) {
+	if count > writeErrsBefore && errors.Is(last, store.ErrNoSpace) {
 		return fmt.Errorf("%w: the store at %s is full (free space and fetch again; blocks already fetched are kept): %w",
-			ErrNoSpace, n.store.Dir(), errors.Join(last, err))
+			store.ErrNoSpace, n.store.Dir(), errors.Join(last, err))
 	}
 	return err
 }

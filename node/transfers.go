@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/allmende/allmende/node/api"
 )
 
 // Transfer is a fetch in progress, as the web page and API show it.
@@ -24,7 +26,7 @@ type transferTable struct {
 
 // track registers a transfer and returns a progress function that updates
 // it (and calls inner) and a function that removes it.
-func (t *transferTable) track(cid, out string, inner ProgressFunc) (ProgressFunc, func()) {
+func (t *transferTable) track(cid, out string, inner api.ProgressFunc) (api.ProgressFunc, func()) {
 	t.mu.Lock()
 	if t.m == nil {
 		t.m = make(map[uint64]*Transfer)
@@ -34,7 +36,7 @@ func (t *transferTable) track(cid, out string, inner ProgressFunc) (ProgressFunc
 	tr := &Transfer{CID: cid, Out: out, Started: time.Now()}
 	t.m[id] = tr
 	t.mu.Unlock()
-	update := func(p Progress) {
+	update := func(p api.Progress) {
 		t.mu.Lock()
 		tr.Done, tr.Total = p.Done, p.Total
 		t.mu.Unlock()

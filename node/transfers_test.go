@@ -1,14 +1,18 @@
 package node
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/allmende/allmende/node/api"
+)
 
 func TestTransferTable(t *testing.T) {
 	var tt transferTable
-	var seen Progress
-	update, end := tt.track("bafyA", "/tmp/a", func(p Progress) { seen = p })
+	var seen api.Progress
+	update, end := tt.track("bafyA", "/tmp/a", func(p api.Progress) { seen = p })
 	_, end2 := tt.track("bafyB", "/tmp/b", nil)
-	update(Progress{Done: 5, Total: 10})
-	if seen != (Progress{Done: 5, Total: 10}) {
+	update(api.Progress{Done: 5, Total: 10})
+	if seen != (api.Progress{Done: 5, Total: 10}) {
 		t.Errorf("inner progress got %+v", seen)
 	}
 	list := tt.list()

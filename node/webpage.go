@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"net/url"
 	"path"
 	"sort"
@@ -11,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -19,7 +20,7 @@ const indexTimeout = 5 * time.Second
 
 // indexPage is the mirror's web page: server-rendered, no assets from
 // anywhere, readable on a phone.
-var indexPage = template.Must(template.New("index").Funcs(template.FuncMap{"bytes": HumanBytes, "base": path.Base}).Parse(`<!doctype html>
+var indexPage = template.Must(template.New("index").Funcs(template.FuncMap{"bytes": units.HumanBytes, "base": path.Base}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>allmende mirror</title>
@@ -59,8 +60,8 @@ type indexData struct {
 	Host      string
 	Models    []modelView
 	ID        string
-	Pins      []PinInfo
-	Peers     []PeerInfo
+	Pins      []api.PinInfo
+	Peers     []api.PeerInfo
 	DiskUsage uint64
 	Quota     uint64
 	Transfers []Transfer
@@ -119,7 +120,7 @@ func modelViews(ms []*manifest.Manifest) []modelView {
 
 // otherPins drops the pins that belong to models (their roots, files and
 // manifests), which the page shows as models already.
-func otherPins(pins []PinInfo, ms []*manifest.Manifest, manifestCIDs []string) []PinInfo {
+func otherPins(pins []api.PinInfo, ms []*manifest.Manifest, manifestCIDs []string) []api.PinInfo {
 	owned := map[string]bool{}
 	for _, c := range manifestCIDs {
 		owned[c] = true
@@ -130,25 +131,11 @@ func otherPins(pins []PinInfo, ms []*manifest.Manifest, manifestCIDs []string) [
 			owned[f.CID] = true
 		}
 	}
-	var out []PinInfo
+	var out []api.PinInfo
 	for _, p := range pins {
 		if !owned[p.CID] {
 			out = append(out, p)
 		}
 	}
 	return out
-}
-
-// HumanBytes formats a byte count for people (binary units).
-func HumanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

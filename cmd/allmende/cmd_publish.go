@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -29,8 +30,8 @@ model by name.` + exitStatusHelp,
 			if err != nil {
 				return err
 			}
-			return withModelAPI(cmd, g, func(ctx context.Context, _ *env, api node.ModelAPI) error {
-				res, err := api.Publish(ctx, node.PublishRequest{Name: name, Revision: rev, Validity: validity})
+			return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, n api.API) error {
+				res, err := n.Publish(ctx, api.PublishRequest{Name: name, Revision: rev, Validity: validity})
 				if err != nil {
 					return err
 				}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/allmende/allmende/configs"
 	"github.com/allmende/allmende/node"
+	homedir "github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/localapi"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -61,7 +63,7 @@ func loadConfig(g *globalOptions, flags *pflag.FlagSet) (*viper.Viper, string, e
 
 	file := g.configFile
 	if file == "" {
-		file = filepath.Join(home, node.ConfigFile)
+		file = homedir.Dir(home).Config()
 	}
 	user, err := os.ReadFile(file)
 	if err != nil && (g.configFile != "" || !errors.Is(err, fs.ErrNotExist)) {
@@ -121,7 +123,7 @@ func stringList(v *viper.Viper, key string) []string {
 func nodeConfig(v *viper.Viper, home string, log *slog.Logger) node.Config {
 	storePath := v.GetString("store.path")
 	if storePath == "" {
-		storePath = node.DefaultStorePath(home)
+		storePath = homedir.Dir(home).Store()
 	}
 	return node.Config{
 		Home:               home,
@@ -130,7 +132,7 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) node.Config {
 		StoreDirectIO:      v.GetBool("store.direct_io"),
 		Listen:             stringList(v, "listen"),
 		APIAddr:            v.GetString("api.addr"),
-		APIToken:           node.Secret(v.GetString("api.token")),
+		APIToken:           localapi.Secret(v.GetString("api.token")),
 		Bootstrap:          stringList(v, "bootstrap"),
 		MDNS:               v.GetBool("mdns.enabled"),
 		DHTMode:            v.GetString("dht.mode"),

@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"bufio"
@@ -9,19 +9,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/node/api"
 )
 
-// Client talks to a running daemon's HTTP API.
+// Client talks to a running daemon's HTTP API; it implements api.API.
 type Client struct {
 	base  string
 	http  *http.Client
 	token Secret
 }
 
-var _ API = (*Client)(nil)
+var _ api.API = (*Client)(nil)
 
 // maxStreamLine bounds one line of a streamed answer.
 const maxStreamLine = 1 << 20
@@ -35,62 +36,93 @@ func NewClient(base string) *Client {
 // requires it (HOME/api.token, or api.token if configured).
 func (c *Client) SetToken(token Secret) { c.token = token }
 
-// ID implements API.
-func (c *Client) ID(ctx context.Context) (IDInfo, error) {
-	var v IDInfo
+// ID implements api.API.
+func (c *Client) ID(ctx context.Context) (api.IDInfo, error) {
+	var v api.IDInfo
 	return v, c.call(ctx, http.MethodGet, routeID, nil, &v)
 }
 
-// Connect implements API.
+// Connect implements api.API.
 func (c *Client) Connect(ctx context.Context, addr string) error {
 	return c.call(ctx, http.MethodPost, routeConnect, request{Addr: addr}, nil)
 }
 
-// Peers implements API.
-func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
-	var v []PeerInfo
+// Peers implements api.API.
+func (c *Client) Peers(ctx context.Context) ([]api.PeerInfo, error) {
+	var v []api.PeerInfo
 	return v, c.call(ctx, http.MethodGet, routePeers, nil, &v)
 }
 
-// Add implements API. path must be absolute on the daemon's machine.
-func (c *Client) Add(ctx context.Context, path string, progress ProgressFunc) (AddResult, error) {
-	var v AddResult
+// Add implements api.API. path must be absolute on the daemon's machine.
+func (c *Client) Add(ctx context.Context, path string, progress api.ProgressFunc) (api.AddResult, error) {
+	var v api.AddResult
 	return v, c.stream(ctx, routeAdd, request{Path: path}, progress, &v)
 }
 
-// Fetch implements API. out must be absolute on the daemon's machine.
-func (c *Client) Fetch(ctx context.Context, req FetchRequest, progress ProgressFunc) (FetchResult, error) {
-	var v FetchResult
+// Fetch implements api.API. out must be absolute on the daemon's machine.
+func (c *Client) Fetch(ctx context.Context, req api.FetchRequest, progress api.ProgressFunc) (api.FetchResult, error) {
+	var v api.FetchResult
 	return v, c.stream(ctx, routeFetch, request{Ref: req.Ref, Out: req.Out, Timeout: req.Timeout}, progress, &v)
 }
 
-// List implements API.
-func (c *Client) List(ctx context.Context) ([]PinInfo, error) {
-	var v []PinInfo
+// List implements api.API.
+func (c *Client) List(ctx context.Context) ([]api.PinInfo, error) {
+	var v []api.PinInfo
 	return v, c.call(ctx, http.MethodGet, routeList, nil, &v)
 }
 
-// Remove implements API.
+// Remove implements api.API.
 func (c *Client) Remove(ctx context.Context, ref string) error {
 	return c.call(ctx, http.MethodPost, routeRemove, request{Ref: ref}, nil)
 }
 
-// GC implements API.
-func (c *Client) GC(ctx context.Context) (store.GCResult, error) {
-	var v store.GCResult
+// GC implements api.API.
+func (c *Client) GC(ctx context.Context) (api.GCResult, error) {
+	var v api.GCResult
 	return v, c.call(ctx, http.MethodPost, routeGC, request{}, &v)
 }
 
-// Stats implements API.
-func (c *Client) Stats(ctx context.Context) (Stats, error) {
-	var v Stats
+// api.Stats implements API.
+func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
+	var v api.Stats
 	return v, c.call(ctx, http.MethodGet, routeStats, nil, &v)
 }
 
-// Verify implements API.
-func (c *Client) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
-	var v VerifyResult
+// Verify implements api.API.
+func (c *Client) Verify(ctx context.Context, req api.VerifyRequest) (api.VerifyResult, error) {
+	var v api.VerifyResult
 	return v, c.call(ctx, http.MethodPost, routeVerify, request{Repair: req.Repair}, &v)
+}
+
+// FindProviders implements api.API.
+func (c *Client) FindProviders(ctx context.Context, ref string) ([]string, error) {
+	var v []string
+	return v, c.call(ctx, http.MethodGet, routeProviders+"?cid="+url.QueryEscape(ref), nil, &v)
+}
+
+// Import implements api.API. req.Path must be absolute on the daemon's
+// machine.
+func (c *Client) Import(ctx context.Context, req api.ImportRequest, progress api.ProgressFunc) (api.ImportResult, error) {
+	var v api.ImportResult
+	return v, c.stream(ctx, routeImport, req, progress, &v)
+}
+
+// Publish implements api.API.
+func (c *Client) Publish(ctx context.Context, req api.PublishRequest) (api.PublishResult, error) {
+	var v api.PublishResult
+	return v, c.stream(ctx, routePublish, req, nil, &v)
+}
+
+// FetchModel implements api.API.
+func (c *Client) FetchModel(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
+	var v api.ModelFetchResult
+	return v, c.stream(ctx, routeFetchModel, req, progress, &v)
+}
+
+// Inspect implements api.API.
+func (c *Client) Inspect(ctx context.Context, req api.InspectRequest) (api.InspectResult, error) {
+	var v api.InspectResult
+	return v, c.stream(ctx, routeInspect, req, nil, &v)
 }
 
 func (c *Client) do(ctx context.Context, method, route string, body any) (*http.Response, error) {
@@ -150,7 +182,7 @@ func decodeError(resp *http.Response) error {
 	return v.Error
 }
 
-func (c *Client) stream(ctx context.Context, route string, body any, progress ProgressFunc, out any) error {
+func (c *Client) stream(ctx context.Context, route string, body any, progress api.ProgressFunc, out any) error {
 	resp, err := c.do(ctx, http.MethodPost, route, body)
 	if err != nil {
 		return err

@@ -1,11 +1,10 @@
-package node
+package localapi
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,82 +13,58 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/node/api"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-func FuzzParseCID(f *testing.F) {
-	for _, s := range []string{
-		"bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am",
-		"/ipfs/bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am",
-		"QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
-		"", "b", "z", "f01", "not-a-cid", "/ipfs/", " bafy ",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c, err := ParseCID(s)
-		if err != nil {
-			if !errors.Is(err, ErrBadInput) {
-				t.Errorf("ParseCID(%q) error %v is not ErrBadInput", s, err)
-			}
-			return
-		}
-		again, err := ParseCID(c.String())
-		if err != nil || !again.Equals(c) {
-			t.Errorf("ParseCID(%q) = %s, which does not parse back (%v)", s, c, err)
-		}
-	})
-}
-
-// parsingAPI answers API calls by running the same input checks as a Node,
+// parsingAPI answers api.API calls by running the same input checks as a Node,
 // without a store or network, so the handler and the parsers behind it can
 // be fuzzed. Methods not listed here are not reached by the fuzzed routes.
-type parsingAPI struct{ API }
+type parsingAPI struct{ api.API }
 
-func (parsingAPI) ID(context.Context) (IDInfo, error) { return IDInfo{ID: "self"}, nil }
+func (parsingAPI) ID(context.Context) (api.IDInfo, error) { return api.IDInfo{ID: "self"}, nil }
 
 func (parsingAPI) Connect(_ context.Context, addr string) error {
 	a, err := ma.NewMultiaddr(addr)
 	if err != nil {
-		return ErrBadInput
+		return api.ErrBadInput
 	}
 	if _, err := peer.AddrInfoFromP2pAddr(a); err != nil {
-		return ErrBadInput
+		return api.ErrBadInput
 	}
 	return nil
 }
 
-func (parsingAPI) Add(_ context.Context, path string, p ProgressFunc) (AddResult, error) {
+func (parsingAPI) Add(_ context.Context, path string, p api.ProgressFunc) (api.AddResult, error) {
 	if !filepath.IsAbs(path) {
-		return AddResult{}, ErrBadInput
+		return api.AddResult{}, api.ErrBadInput
 	}
-	p(Progress{Done: 1, Total: 1})
-	return AddResult{Name: filepath.Base(path)}, nil
+	p(api.Progress{Done: 1, Total: 1})
+	return api.AddResult{Name: filepath.Base(path)}, nil
 }
 
-func (parsingAPI) Fetch(_ context.Context, req FetchRequest, _ ProgressFunc) (FetchResult, error) {
-	c, err := ParseCID(req.Ref)
+func (parsingAPI) Fetch(_ context.Context, req api.FetchRequest, _ api.ProgressFunc) (api.FetchResult, error) {
+	c, err := api.ParseCID(req.Ref)
 	if err != nil {
-		return FetchResult{}, err
+		return api.FetchResult{}, err
 	}
 	if !filepath.IsAbs(req.Out) {
-		return FetchResult{}, ErrBadInput
+		return api.FetchResult{}, api.ErrBadInput
 	}
-	return FetchResult{CID: c.String(), Out: req.Out}, nil
+	return api.FetchResult{CID: c.String(), Out: req.Out}, nil
 }
 
 func (parsingAPI) Remove(_ context.Context, ref string) error {
-	_, err := ParseCID(ref)
+	_, err := api.ParseCID(ref)
 	return err
 }
 
-func (parsingAPI) GC(context.Context) (store.GCResult, error) { return store.GCResult{}, nil }
+func (parsingAPI) GC(context.Context) (api.GCResult, error) { return api.GCResult{}, nil }
 
-func (parsingAPI) Verify(context.Context, VerifyRequest) (VerifyResult, error) {
-	return VerifyResult{}, nil
+func (parsingAPI) Verify(context.Context, api.VerifyRequest) (api.VerifyResult, error) {
+	return api.VerifyResult{}, nil
 }
 
 // fuzzRoutes are the POST routes whose bodies the fuzzer writes.
@@ -105,7 +80,7 @@ func FuzzAPIRequest(f *testing.F) {
 			f.Add(uint8(i), []byte(body))
 		}
 	}
-	h := NewAPIHandler(parsingAPI{}, slog.New(slog.DiscardHandler))
+	h := NewHandler(parsingAPI{}, slog.New(slog.DiscardHandler))
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		r := httptest.NewRequest(http.MethodPost, fuzzRoutes[int(route)%len(fuzzRoutes)], bytes.NewReader(body))
 		w := httptest.NewRecorder()
@@ -156,9 +131,9 @@ func FuzzClientAnswer(f *testing.F) {
 		c := NewClient("http://127.0.0.1:1")
 		c.http = &http.Client{Transport: bodyTransport{status: status, body: body}}
 		ctx := context.Background()
-		c.Fetch(ctx, FetchRequest{Ref: "r", Out: "/o"}, func(Progress) {})
+		c.Fetch(ctx, api.FetchRequest{Ref: "r", Out: "/o"}, func(api.Progress) {})
 		c.List(ctx)
-		c.Verify(ctx, VerifyRequest{})
+		c.Verify(ctx, api.VerifyRequest{})
 	})
 }
 

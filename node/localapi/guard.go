@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"crypto/subtle"
@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-// APIGuard decides, before any handler runs, which requests the local API
+// Guard decides, before any handler runs, which requests the local API
 // answers: only its owner's. The API reads and writes files on this
 // machine, so a web page the owner opens must not be able to use it (with
 // a form, a no-cors fetch, or DNS rebinding), nor anyone without the token.
@@ -37,7 +37,7 @@ import (
 // any Origin at all (the API serves no page of its own, so no browser
 // request is legitimate), the token, and the content type. Like Kubo's
 // RPC API, only POST changes anything.
-type APIGuard struct {
+type Guard struct {
 	// bearer is "Bearer <token>".
 	bearer []byte
 	// listen is the address the API listens on, if beyond loopback.
@@ -48,15 +48,15 @@ type APIGuard struct {
 	log     *slog.Logger
 }
 
-// NewAPIGuard returns the guard for an API listening on listen (the
+// NewGuard returns the guard for an API listening on listen (the
 // listener's address) that requires token; it logs refusals at debug
 // level. The caller has checked the exposure (CheckExposure): a listen
 // address beyond loopback widens the Host rule to that address.
-func NewAPIGuard(listen net.Addr, token Secret, log *slog.Logger) (*APIGuard, error) {
+func NewGuard(listen net.Addr, token Secret, log *slog.Logger) (*Guard, error) {
 	if token == "" {
 		return nil, fmt.Errorf("API guard: no token")
 	}
-	g := &APIGuard{bearer: []byte(bearerPrefix + string(token)), cop: http.NewCrossOriginProtection(), log: log}
+	g := &Guard{bearer: []byte(bearerPrefix + string(token)), cop: http.NewCrossOriginProtection(), log: log}
 	if ap, err := netip.ParseAddrPort(listen.String()); err == nil && !ap.Addr().Unmap().IsLoopback() {
 		g.listen, g.exposed = ap.Addr().Unmap().WithZone(""), true
 	}
@@ -64,7 +64,7 @@ func NewAPIGuard(listen net.Addr, token Secret, log *slog.Logger) (*APIGuard, er
 }
 
 // Handler wraps h (the whole API mux) with the guard.
-func (g *APIGuard) Handler(h http.Handler) http.Handler {
+func (g *Guard) Handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if status, kind, msg := g.check(r); status != 0 {
 			g.log.Debug("api request refused", "method", r.Method, "path", r.URL.Path, "host", r.Host, "status", status, "reason", msg)
@@ -78,15 +78,8 @@ func (g *APIGuard) Handler(h http.Handler) http.Handler {
 	})
 }
 
-// Error kinds of the guard's refusals.
-const (
-	kindForbidden    = "forbidden"
-	kindUnauthorized = "unauthorized"
-	kindMediaType    = "unsupported_media_type"
-)
-
 // check returns the status, kind and message of a refusal, or status 0.
-func (g *APIGuard) check(r *http.Request) (int, string, string) {
+func (g *Guard) check(r *http.Request) (int, string, string) {
 	if !g.hostAllowed(r.Host) {
 		return http.StatusForbidden, kindForbidden, "the API answers only requests for a loopback host (localhost, 127.0.0.1, [::1])"
 	}
@@ -113,7 +106,7 @@ func (g *APIGuard) check(r *http.Request) (int, string, string) {
 
 // hostAllowed reports whether a request's Host (host or host:port) names
 // the API without a hostname an attacker could rebind.
-func (g *APIGuard) hostAllowed(hostport string) bool {
+func (g *Guard) hostAllowed(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h

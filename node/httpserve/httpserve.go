@@ -1,21 +1,25 @@
-package node
+// Package httpserve runs allmende's HTTP servers (the local API and the
+// mirror) with every timeout set, so a client that sends or reads slowly,
+// or not at all, cannot hold a connection and its goroutine for ever; and
+// it gives answers that rightly run long (streams, big files) a deadline
+// per write instead of one for the whole answer.
+package httpserve
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"time"
 )
 
-// Timeouts of the HTTP servers (the local API and the mirror), so a client
-// that sends or reads slowly, or not at all, cannot hold a connection and
-// its goroutine for ever.
+// Timeouts of the HTTP servers.
 const (
 	// readHeaderTimeout bounds reading a request's headers.
 	readHeaderTimeout = 10 * time.Second
 	// readTimeout bounds reading a whole request, body included (API
-	// bodies are at most maxRequestBody; the mirror takes only small ones).
+	// bodies are at most 1 MiB; the mirror takes only small ones).
 	readTimeout = 30 * time.Second
 	// writeTimeout bounds a non-streaming answer, from the end of its
 	// request's headers to its last byte (net/http/pprof adds the length
@@ -24,7 +28,7 @@ const (
 	// idleTimeout closes a kept-alive connection that sends no request.
 	idleTimeout = 2 * time.Minute
 	// writeStallTimeout bounds each write of a long answer (see
-	// writeDeadlines): a client must take writeChunk bytes in this time.
+	// WriteDeadlines): a client must take writeChunk bytes in this time.
 	writeStallTimeout = 30 * time.Second
 	// writeChunk is the most one write of a long answer sends under one
 	// deadline: at writeStallTimeout it asks a client for ~8 KiB/s.
@@ -33,7 +37,33 @@ const (
 	shutdownTimeout = 2 * time.Second
 )
 
-// writeDeadlines serves h's answers as long answers: streamed NDJSON
+// Serve serves h on ln until ctx ends, then shuts down gracefully.
+// Requests run under ctx, so they end when the server does. The server has
+// all its timeouts; answers that may run longer than writeTimeout go
+// through WriteDeadlines.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	return nil
+}
+
+// WriteDeadlines serves h's answers as long answers: streamed NDJSON
 // progress, a verify or GC that runs for minutes, a model file of many
 // GiB. The server's writeTimeout would cut them off, so each write gets
 // its own deadline instead (http.ResponseController.SetWriteDeadline,
@@ -44,11 +74,11 @@ const (
 // first write (a fill waiting on its upstream, a verify hashing) is not
 // bounded here; the operation's own timeouts and the client hanging up
 // bound it.
-func writeDeadlines(h http.Handler) http.Handler {
+func WriteDeadlines(h http.Handler) http.Handler {
 	return writeDeadlinesEvery(h, writeStallTimeout)
 }
 
-// writeDeadlinesEvery is writeDeadlines with stall as the per-write
+// writeDeadlinesEvery is WriteDeadlines with stall as the per-write
 // deadline.
 func writeDeadlinesEvery(h http.Handler, stall time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"crypto/rand"
@@ -8,16 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/store"
 )
-
-// TokenFile in HOME holds the token every request to the daemon's API must
-// carry, so the CLI on the same machine finds it. The daemon creates it
-// (mode 0600) on its first start and keeps it across restarts.
-const TokenFile = "api.token"
 
 // Token limits.
 const (
@@ -34,9 +30,6 @@ const bearerPrefix = "Bearer "
 // ErrExposed means the API would listen beyond loopback without a token
 // the owner chose.
 var ErrExposed = errors.New("API exposed without a configured token")
-
-// ErrUnauthorized means the daemon refused a request's API token.
-var ErrUnauthorized = errors.New("API token refused")
 
 // Secret is a credential. It prints and logs as "REDACTED", so it never
 // reaches a log by accident; string(s) gives the value.
@@ -88,25 +81,25 @@ func CheckToken(token Secret) error {
 		return nil
 	}
 	if len(token) < minTokenLen || len(token) > maxTokenLen {
-		return fmt.Errorf("%w: api.token must be %d to %d characters long", ErrBadInput, minTokenLen, maxTokenLen)
+		return fmt.Errorf("%w: api.token must be %d to %d characters long", api.ErrBadInput, minTokenLen, maxTokenLen)
 	}
 	for _, c := range []byte(token) {
 		if c <= ' ' || c > '~' {
-			return fmt.Errorf("%w: api.token may hold only printable ASCII characters without spaces", ErrBadInput)
+			return fmt.Errorf("%w: api.token may hold only printable ASCII characters without spaces", api.ErrBadInput)
 		}
 	}
 	return nil
 }
 
 // EnsureTokenFile returns the token the daemon on home requires and makes
-// HOME/api.token (mode 0600) hold it, so local clients find it: the
+// HOME/api.token (home.Dir.Token, mode 0600) hold it, so local clients find it: the
 // configured token if there is one, else the token already in the file,
 // else a new random one (128 bits from crypto/rand). The file is rewritten
 // every time, which also restores its mode.
-func EnsureTokenFile(home string, configured Secret) (Secret, error) {
+func EnsureTokenFile(dir string, configured Secret) (Secret, error) {
 	token := configured
 	if token == "" {
-		kept, err := ReadTokenFile(home)
+		kept, err := ReadTokenFile(dir)
 		if err != nil {
 			return "", err
 		}
@@ -117,15 +110,16 @@ func EnsureTokenFile(home string, configured Secret) (Secret, error) {
 	if token == "" {
 		token = Secret(rand.Text())
 	}
-	if err := store.WriteFileAtomic(filepath.Join(home, TokenFile), []byte(string(token)+"\n"), 0o600); err != nil {
+	if err := store.WriteFileAtomic(home.Dir(dir).Token(), []byte(string(token)+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write API token: %w", err)
 	}
 	return token, nil
 }
 
-// ReadTokenFile returns the token a daemon recorded in home, or "".
-func ReadTokenFile(home string) (Secret, error) {
-	f, err := os.Open(filepath.Join(home, TokenFile))
+// ReadTokenFile returns the token a daemon recorded in the home directory
+// dir, or "".
+func ReadTokenFile(dir string) (Secret, error) {
+	f, err := os.Open(home.Dir(dir).Token())
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}

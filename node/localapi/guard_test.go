@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func TestAPIGuard(t *testing.T) {
+func TestGuard(t *testing.T) {
 	const token = "guard-test-token-0123456789"
 	const bearer = "Bearer " + token
 	loopback := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5080}
@@ -79,7 +79,7 @@ func TestAPIGuard(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := NewAPIGuard(tt.listen, token, slog.New(slog.DiscardHandler))
+			g, err := NewGuard(tt.listen, token, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,8 +117,8 @@ func TestAPIGuard(t *testing.T) {
 	}
 }
 
-func TestNewAPIGuardNeedsToken(t *testing.T) {
-	if _, err := NewAPIGuard(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, "", slog.New(slog.DiscardHandler)); err == nil {
+func TestNewGuardNeedsToken(t *testing.T) {
+	if _, err := NewGuard(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, "", slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a guard without a token was made")
 	}
 }

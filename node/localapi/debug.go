@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"net/http"

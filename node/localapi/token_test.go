@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"bytes"
@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/home"
 )
 
 func TestCheckExposure(t *testing.T) {
@@ -40,7 +42,7 @@ func TestCheckExposure(t *testing.T) {
 
 func TestSecretNeverPrinted(t *testing.T) {
 	const token = "s3cret-token"
-	cfg := Config{APIToken: token}
+	cfg := struct{ APIToken Secret }{APIToken: token} // as node.Config holds it
 	var buf bytes.Buffer
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "token", cfg.APIToken, "cfg", cfg)
 	out := buf.String() + fmt.Sprintf("%v %+v %s", cfg.APIToken, cfg, cfg.APIToken)
@@ -66,7 +68,7 @@ func TestCheckToken(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := CheckToken(tt.token)
-			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrBadInput)) {
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, api.ErrBadInput)) {
 				t.Errorf("CheckToken = %v, want ok %v", err, tt.ok)
 			}
 		})
@@ -93,14 +95,14 @@ func TestEnsureTokenFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			home := t.TempDir()
-			path := filepath.Join(home, TokenFile)
+			dir := t.TempDir()
+			path := home.Dir(dir).Token()
 			if tt.before != nil {
 				if err := os.WriteFile(path, tt.before, tt.mode); err != nil {
 					t.Fatal(err)
 				}
 			}
-			got, err := EnsureTokenFile(home, tt.configured)
+			got, err := EnsureTokenFile(dir, tt.configured)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,11 +116,11 @@ func TestEnsureTokenFile(t *testing.T) {
 			if err != nil || info.Mode().Perm() != 0o600 {
 				t.Fatalf("HOME/api.token: %v, mode %v; want 0600", err, info.Mode().Perm())
 			}
-			read, err := ReadTokenFile(home)
+			read, err := ReadTokenFile(dir)
 			if err != nil || read != got {
 				t.Errorf("ReadTokenFile = %q, %v; want %q", read, err, got)
 			}
-			again, err := EnsureTokenFile(home, tt.configured)
+			again, err := EnsureTokenFile(dir, tt.configured)
 			if err != nil || again != got {
 				t.Errorf("a restart gives %q, %v; want the same token %q", again, err, got)
 			}
