@@ -42,7 +42,7 @@ func (n *Node) addPath(ctx context.Context, path string, progress api.ProgressFu
 		return api.AddResult{}, fmt.Errorf("add: %w", err)
 	}
 	n.log.Info("added", "cid", nd.Cid().String(), "path", path, "bytes", total)
-	n.routing.announce(ctx, nd.Cid())
+	n.routing.Announce(ctx, nd.Cid())
 	return api.AddResult{CID: nd.Cid().String(), Name: name, Size: total}, nil
 }
 

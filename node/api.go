@@ -50,3 +50,17 @@ func (n *Node) Verify(ctx context.Context, req api.VerifyRequest) (api.VerifyRes
 	res, err := n.verify(ctx, req)
 	return res, apiError(err)
 }
+
+// ID implements api.API.
+func (n *Node) ID(context.Context) (api.IDInfo, error) { return n.net.ID() }
+
+// Connect implements api.API.
+func (n *Node) Connect(ctx context.Context, addr string) error { return n.net.Connect(ctx, addr) }
+
+// Peers implements api.API.
+func (n *Node) Peers(context.Context) ([]api.PeerInfo, error) { return n.net.Peers(), nil }
+
+// FindProviders implements api.API.
+func (n *Node) FindProviders(ctx context.Context, ref string) ([]string, error) {
+	return n.net.FindProviders(ctx, ref)
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/localapi"
+	"github.com/allmende/allmende/node/p2p"
 )
 
 // Config is everything a Node needs to start. Package cmd builds it from
@@ -102,10 +103,6 @@ type Config struct {
 const (
 	DefaultFetchTimeout  = 2 * time.Minute
 	DefaultFetchParallel = 128
-	DefaultConnsLow      = 64
-	DefaultConnsHigh     = 256
-	DefaultMaxMemory     = 1 << 30
-	DefaultMaxConns      = 1024
 	// DefaultMirrorStallTimeout is mirror.stall_timeout's default.
 	DefaultMirrorStallTimeout = 30 * time.Second
 	// DefaultMirrorUpstreamTTL is mirror.upstream_ttl's default.
@@ -123,16 +120,16 @@ func (c *Config) setDefaults() {
 		c.FetchParallel = DefaultFetchParallel
 	}
 	if c.ConnsLow <= 0 {
-		c.ConnsLow = DefaultConnsLow
+		c.ConnsLow = p2p.DefaultConnsLow
 	}
 	if c.ConnsHigh <= c.ConnsLow {
-		c.ConnsHigh = max(DefaultConnsHigh, 2*c.ConnsLow)
+		c.ConnsHigh = max(p2p.DefaultConnsHigh, 2*c.ConnsLow)
 	}
 	if c.MaxMemory <= 0 {
-		c.MaxMemory = DefaultMaxMemory
+		c.MaxMemory = p2p.DefaultMaxMemory
 	}
 	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns
+		c.MaxConns = p2p.DefaultMaxConns
 	}
 	if c.MirrorStallTimeout <= 0 {
 		c.MirrorStallTimeout = DefaultMirrorStallTimeout
@@ -148,5 +145,23 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+}
+
+// DHT modes, the values of dht.mode (see p2p.DHTAuto and the others).
+const (
+	DHTAuto   = p2p.DHTAuto
+	DHTServer = p2p.DHTServer
+	DHTClient = p2p.DHTClient
+	DHTOff    = p2p.DHTOff
+)
+
+// p2pConfig is what the network needs of cfg.
+func p2pConfig(cfg Config) p2p.Config {
+	return p2p.Config{
+		Listen: cfg.Listen, SwarmKey: cfg.SwarmKey, NAT: cfg.NAT, RelayService: cfg.RelayService,
+		StaticRelays: cfg.StaticRelays, ConnsLow: cfg.ConnsLow, ConnsHigh: cfg.ConnsHigh,
+		MaxMemory: cfg.MaxMemory, MaxConns: cfg.MaxConns, AllowNets: cfg.AllowNets,
+		DHTMode: cfg.DHTMode, MDNS: cfg.MDNS, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger,
 	}
 }

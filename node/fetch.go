@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/pace"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/blockstore"
@@ -101,7 +102,7 @@ func (n *Node) fetchRef(ctx context.Context, req api.FetchRequest, progress api.
 		Seconds:  time.Since(start).Seconds(),
 	}
 	n.log.Info("fetched", "cid", res.CID, "path", out, "bytes", size, "received", res.Received)
-	n.routing.announce(ctx, root)
+	n.routing.Announce(ctx, root)
 	return res, nil
 }
 
@@ -296,7 +297,7 @@ func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
 		}
 		for _, f := range r.got {
 			w.accountBytes(f.size)
-			if err := waitBytes(ctx, w.down, f.size); err != nil {
+			if err := pace.Wait(ctx, w.down, f.size); err != nil {
 				for ; inflight > 0; inflight-- {
 					<-results
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/hfapi"
 	"github.com/allmende/allmende/node/httpserve"
+	"github.com/allmende/allmende/node/pace"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -55,7 +56,7 @@ func (n *Node) mirrorHandler(allow []netip.Prefix, hfb *hfBackend, bserv blockse
 	mux.Handle("/ipfs/", gatewayFills(hfb.fills, n.holdsGatewayRoot, gw))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", n.serveIndex)
-	return allowNetworks(allow, limitUploads(n.upLimit, mux), n.log), nil
+	return allowNetworks(allow, pace.Uploads(n.upLimit, mux), n.log), nil
 }
 
 // registerMirrorMetrics exposes the mirror's fills, upstream lookups and

@@ -60,7 +60,7 @@ func (x *modelIndex) sha256KeysOf(c cid.Cid) []mh.Multihash {
 // maxSHA256Providers, banned peers skipped), connects to them and asks
 // each over the resolve protocol which file CID has that sha256.
 func (n *Node) sha256SourcesInDHT(ctx context.Context, sum string) []sha256Source {
-	d := n.routing.router()
+	d := n.routing.DHT()
 	if d == nil {
 		return nil
 	}

@@ -11,6 +11,8 @@ import (
 	"sort"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/p2p"
+	"github.com/allmende/allmende/node/pace"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/boxo/bitswap"
@@ -18,8 +20,6 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/time/rate"
 )
 
@@ -41,10 +41,10 @@ type Node struct {
 	// upLimit and downLimit pace bytes sent and received (bandwidth.up,
 	// bandwidth.down); nil means no limit.
 	upLimit, downLimit *rate.Limiter
+	// net is the libp2p side: host, routing, discovery.
+	net *p2p.Network
 	// routing is the DHT and the provider; nil when dht.mode is off.
-	routing *dhtRouting
-	// stopMDNS stops LAN discovery; nil when mdns.enabled is false.
-	stopMDNS func() error
+	routing *p2p.Routing
 	// transfers are the fetches in progress.
 	transfers transferTable
 	// models indexes the models this node holds (see models.go).
@@ -82,28 +82,18 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	cleanups = append(cleanups, st.Close)
-	bootstrap, err := parseBootstrap(cfg.Bootstrap)
+	net, err := p2p.New(p2pConfig(cfg), sk, st)
 	if err != nil {
 		return nil, err
 	}
-	relays := &relayFinder{}
-	h, err := newHost(cfg, sk, relays)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, h.Close)
-	rt, err := newRouting(cfg, h, st, bootstrap)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, rt.Close)
-	relays.dht.Store(rt.router())
+	cleanups = append(cleanups, func() error { return errors.Join(net.StopDiscovery(), net.Host.Close()) })
+	h, rt := net.Host, net.Routing
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	guard := protocol.NewGuard(h, cfg.Logger)
-	upLimit := newLimiter(cfg.BandwidthUp)
-	served := paceReads(st.Serving(), upLimit)
-	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
+	upLimit := pace.NewLimiter(cfg.BandwidthUp)
+	served := pace.Reads(st.Serving(), upLimit)
+	bs := protocol.NewBitswap(runCtx, h, rt.ContentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
 	n = &Node{
 		cfg:       cfg,
@@ -117,7 +107,8 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		cancel:    cancel,
 		ctx:       runCtx,
 		upLimit:   upLimit,
-		downLimit: newLimiter(cfg.BandwidthDown),
+		downLimit: pace.NewLimiter(cfg.BandwidthDown),
+		net:       net,
 	}
 	n.bulk = newBulkService(h, served, cfg.Logger)
 	n.bulk.guard = guard
@@ -127,8 +118,8 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		cancel()
 		return nil, err
 	}
-	n.routing.announceExtra(n.models.sha256KeysOf)
-	n.startDiscovery(runCtx, bootstrap)
+	n.routing.AnnounceExtra(n.models.sha256KeysOf)
+	n.net.Start(runCtx)
 	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
 	return n, nil
 }
@@ -136,60 +127,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 // Close stops the node and releases its store and home.
 func (n *Node) Close() error {
 	n.cancel()
-	err := n.stopDiscovery()
+	err := n.net.StopDiscovery()
 	err = errors.Join(err, n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())
 	return errors.Join(err, n.lock.release())
-}
-
-// Store is the node's store.
-func (n *Node) Store() *store.Store { return n.store }
-
-// Host is the node's libp2p host.
-func (n *Node) Host() host.Host { return n.host }
-
-// ID returns the node's peer ID and full multiaddrs (with /p2p/<id>).
-func (n *Node) ID(context.Context) (api.IDInfo, error) {
-	info := api.IDInfo{ID: n.host.ID().String()}
-	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
-	if err != nil {
-		return info, err
-	}
-	for _, a := range full {
-		info.Addrs = append(info.Addrs, a.String())
-	}
-	sort.Strings(info.Addrs)
-	return info, nil
-}
-
-// Connect dials the peer at addr, a multiaddr ending in /p2p/<id>.
-func (n *Node) Connect(ctx context.Context, addr string) error {
-	a, err := ma.NewMultiaddr(addr)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w: %v", addr, api.ErrBadInput, err)
-	}
-	ai, err := peer.AddrInfoFromP2pAddr(a)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w: the address must end in /p2p/<peer id>", addr, api.ErrBadInput)
-	}
-	if err := n.host.Connect(ctx, *ai); err != nil {
-		return fmt.Errorf("connect %s: %w", addr, err)
-	}
-	return nil
-}
-
-// Peers lists connected peers, each once (with the address of one of its
-// connections: two nodes that dial each other at once have two).
-func (n *Node) Peers(context.Context) ([]api.PeerInfo, error) {
-	var out []api.PeerInfo
-	for _, p := range n.host.Network().Peers() {
-		conns := n.host.Network().ConnsToPeer(p)
-		if len(conns) == 0 {
-			continue
-		}
-		out = append(out, api.PeerInfo{ID: p.String(), Addr: conns[0].RemoteMultiaddr().String()})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
 }
 
 // List returns the pinned roots.
@@ -218,7 +158,7 @@ func (n *Node) Remove(ctx context.Context, ref string) error {
 		}
 		return err
 	}
-	n.routing.reconcileSoon()
+	n.routing.ReconcileSoon()
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ipfs/boxo/blockservice"
@@ -81,8 +82,11 @@ type Store struct {
 	// verified are the files verified whole, for Serving.
 	verified      verifiedFiles
 	unhashedReads atomic.Uint64
-	dag           ipld.DAGService
-	pins          pinner.Pinner
+	// closeOnce makes Close idempotent; closeErr is its result.
+	closeOnce sync.Once
+	closeErr  error
+	dag       ipld.DAGService
+	pins      pinner.Pinner
 	// zeros stands in for the bytes of leaves recorded by reference
 	// (PutFileRefs); nothing writes it.
 	zeros []byte
@@ -152,9 +156,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return st, nil
 }
 
-// Close flushes and closes the store.
+// Close flushes and closes the store. Later calls do nothing and return
+// what the first returned.
 func (s *Store) Close() error {
-	return errors.Join(s.pins.Flush(context.Background()), s.meta.Close(), s.blocks.Close())
+	s.closeOnce.Do(func() {
+		s.closeErr = errors.Join(s.pins.Flush(context.Background()), s.meta.Close(), s.blocks.Close())
+	})
+	return s.closeErr
 }
 
 // Dir is the store's directory.

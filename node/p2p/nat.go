@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func natOptions(cfg Config, relays *relayFinder) ([]libp2p.Option, error) {
 		libp2p.EnableHolePunching(),
 	)
 	if len(cfg.StaticRelays) > 0 {
-		static, err := parseBootstrap(cfg.StaticRelays)
+		static, err := ParseBootstrap(cfg.StaticRelays)
 		if err != nil {
 			return nil, fmt.Errorf("relay.static: %w", err)
 		}

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"context"
@@ -50,16 +50,12 @@ const (
 	reconcileInterval = 10 * time.Minute
 	// bootstrapTimeout bounds dialling the configured bootstrap peers.
 	bootstrapTimeout = 30 * time.Second
-	// findProvidersTimeout bounds one FindProviders lookup.
-	findProvidersTimeout = 20 * time.Second
-	// maxProviders is the most providers one lookup returns.
-	maxProviders = 20
 	// providerNamespace is where the provide list and the provider's state
 	// live in the store's metadata datastore.
 	providerNamespace = "/routing/provider"
 )
 
-// dhtRouting is the node's content routing: the dual Kademlia DHT (a LAN
+// Routing is the node's content routing: the dual Kademlia DHT (a LAN
 // table for private addresses and a WAN table joined through the
 // bootstrap peers) and the provider announcing what the node holds.
 //
@@ -68,8 +64,8 @@ const (
 // a root; the peers that have the root have the whole DAG (pins are
 // recursive), and bitswap asks those peers for every block below it.
 //
-// A nil *dhtRouting is valid and does nothing (dht.mode off).
-type dhtRouting struct {
+// A nil *Routing is valid and does nothing (dht.mode off).
+type Routing struct {
 	log   *slog.Logger
 	store *store.Store
 	dht   *dual.DHT
@@ -101,7 +97,7 @@ var dhtModes = map[string][2]dht.ModeOpt{
 // newRouting starts the DHT and the provider on h, keeping the provide list
 // in st's metadata datastore so it survives a restart. It returns nil when
 // cfg.DHTMode is off.
-func newRouting(cfg Config, h host.Host, st *store.Store, bootstrap []peer.AddrInfo) (*dhtRouting, error) {
+func newRouting(cfg Config, h host.Host, st *store.Store, bootstrap []peer.AddrInfo) (*Routing, error) {
 	if cfg.DHTMode == DHTOff {
 		return nil, nil
 	}
@@ -132,7 +128,7 @@ func newRouting(cfg Config, h host.Host, st *store.Store, bootstrap []peer.AddrI
 		return nil, errors.Join(fmt.Errorf("start provider: %w", err), ks.Close(), d.Close())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &dhtRouting{
+	r := &Routing{
 		log:       cfg.Logger.With("component", "routing"),
 		store:     st,
 		dht:       d,
@@ -147,17 +143,17 @@ func newRouting(cfg Config, h host.Host, st *store.Store, bootstrap []peer.AddrI
 	return r, nil
 }
 
-// router is the DHT, or nil.
-func (r *dhtRouting) router() *dual.DHT {
+// DHT is the DHT, or nil when dht.mode is off.
+func (r *Routing) DHT() *dual.DHT {
 	if r == nil {
 		return nil
 	}
 	return r.dht
 }
 
-// contentDiscovery is what bitswap asks for providers: the DHT, or an
+// ContentDiscovery is what bitswap asks for providers: the DHT, or an
 // untyped nil (never a nil *dual.DHT in an interface).
-func (r *dhtRouting) contentDiscovery() routing.ContentDiscovery {
+func (r *Routing) ContentDiscovery() routing.ContentDiscovery {
 	if r == nil {
 		return nil
 	}
@@ -166,7 +162,7 @@ func (r *dhtRouting) contentDiscovery() routing.ContentDiscovery {
 
 // Close stops the provider and the DHT. Announced keys stay in the provide
 // list for the next start.
-func (r *dhtRouting) Close() error {
+func (r *Routing) Close() error {
 	if r == nil {
 		return nil
 	}
@@ -177,12 +173,12 @@ func (r *dhtRouting) Close() error {
 
 // run reconciles the provide list with the pins at start, when kicked and
 // every reconcileInterval, until ctx ends.
-func (r *dhtRouting) run(ctx context.Context) {
+func (r *Routing) run(ctx context.Context) {
 	defer close(r.done)
 	tick := time.NewTicker(reconcileInterval)
 	defer tick.Stop()
 	for {
-		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
+		if err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("provide list not reconciled with pins", "err", err)
 		}
 		select {
@@ -194,9 +190,9 @@ func (r *dhtRouting) run(ctx context.Context) {
 	}
 }
 
-// announce starts providing root (and the file roots inside it) now.
+// Announce starts providing root (and the file roots inside it) now.
 // Errors are logged: the next reconcile retries.
-func (r *dhtRouting) announce(ctx context.Context, root cid.Cid) {
+func (r *Routing) Announce(ctx context.Context, root cid.Cid) {
 	if r == nil {
 		return
 	}
@@ -211,8 +207,8 @@ func (r *dhtRouting) announce(ctx context.Context, root cid.Cid) {
 	r.log.Info("announcing", "cid", root.String(), "keys", len(keys))
 }
 
-// reconcileSoon asks for a reconcile, e.g. after an unpin.
-func (r *dhtRouting) reconcileSoon() {
+// ReconcileSoon asks for a reconcile, e.g. after an unpin.
+func (r *Routing) ReconcileSoon() {
 	if r == nil {
 		return
 	}
@@ -222,10 +218,10 @@ func (r *dhtRouting) reconcileSoon() {
 	}
 }
 
-// reconcile makes the provide list exactly the keys of the pinned roots:
+// Reconcile makes the provide list exactly the keys of the pinned roots:
 // it adds what is missing and withdraws (with a log line) what no pin
 // holds any more.
-func (r *dhtRouting) reconcile(ctx context.Context) error {
+func (r *Routing) Reconcile(ctx context.Context) error {
 	r.reconciling.Lock()
 	defer r.reconciling.Unlock()
 	pins, err := r.store.Pins(ctx)
@@ -274,7 +270,7 @@ func (r *dhtRouting) reconcile(ctx context.Context) error {
 // keysOf lists the multihashes announced for a pinned root: the root and,
 // if it is a directory, every file root inside it (at any depth).
 // Directory and HAMT shard nodes below the root are not announced.
-func (r *dhtRouting) keysOf(ctx context.Context, root cid.Cid) ([]mh.Multihash, error) {
+func (r *Routing) keysOf(ctx context.Context, root cid.Cid) ([]mh.Multihash, error) {
 	r.mu.Lock()
 	roots, ok := r.fileRoots[root]
 	extra := r.extraKeys
@@ -301,21 +297,21 @@ func (r *dhtRouting) keysOf(ctx context.Context, root cid.Cid) ([]mh.Multihash, 
 	return keys, nil
 }
 
-// announceExtra makes every reconcile also announce f's keys for each
+// AnnounceExtra makes every reconcile also announce f's keys for each
 // file root, and runs one now.
-func (r *dhtRouting) announceExtra(f func(fileRoot cid.Cid) []mh.Multihash) {
+func (r *Routing) AnnounceExtra(f func(fileRoot cid.Cid) []mh.Multihash) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	r.extraKeys = f
 	r.mu.Unlock()
-	r.reconcileSoon()
+	r.ReconcileSoon()
 }
 
-// parseBootstrap turns bootstrap multiaddrs (ending in /p2p/<id>) into
+// ParseBootstrap turns bootstrap multiaddrs (ending in /p2p/<id>) into
 // peer infos, merging addresses of the same peer.
-func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+func ParseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
 	mas := make([]ma.Multiaddr, 0, len(addrs))
 	for _, s := range addrs {
 		a, err := ma.NewMultiaddr(s)
@@ -331,10 +327,9 @@ func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
 	return infos, nil
 }
 
-// connectBootstrap dials the bootstrap peers in the background, so a
-// node starts at once even when they are unreachable, then bootstraps the
-// DHT.
-func (n *Node) connectBootstrap(ctx context.Context, peers []peer.AddrInfo) {
+// connectBootstrap dials the bootstrap peers (in the background: a node
+// starts at once even when they are unreachable), then bootstraps the DHT.
+func (n *Network) connectBootstrap(ctx context.Context, peers []peer.AddrInfo) {
 	var wg sync.WaitGroup
 	for _, p := range peers {
 		wg.Add(1)
@@ -342,37 +337,23 @@ func (n *Node) connectBootstrap(ctx context.Context, peers []peer.AddrInfo) {
 			defer wg.Done()
 			dctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
 			defer cancel()
-			if err := n.host.Connect(dctx, p); err != nil && ctx.Err() == nil {
+			if err := n.Host.Connect(dctx, p); err != nil && ctx.Err() == nil {
 				n.log.Warn("bootstrap peer unreachable", "peer", p.ID.String(), "err", err)
 			}
 		}()
 	}
 	wg.Wait()
-	if d := n.routing.router(); d != nil && ctx.Err() == nil {
+	if d := n.Routing.DHT(); d != nil && ctx.Err() == nil {
 		if err := d.Bootstrap(ctx); err != nil {
 			n.log.Warn("dht bootstrap", "err", err)
 		}
 	}
 }
 
-// FindProviders asks the DHT (LAN and WAN) which peers announce ref, a
-// CID, and returns their peer IDs (this node excluded).
-func (n *Node) FindProviders(ctx context.Context, ref string) ([]string, error) {
-	c, err := api.ParseCID(ref)
-	if err != nil {
-		return nil, err
+// ProvideList returns the keys on the persistent provide list.
+func (r *Routing) ProvideList(ctx context.Context) ([]mh.Multihash, error) {
+	if r == nil {
+		return nil, nil
 	}
-	d := n.routing.router()
-	if d == nil {
-		return nil, fmt.Errorf("find providers: %w: the DHT is off (dht.mode)", api.ErrBadInput)
-	}
-	ctx, cancel := context.WithTimeout(ctx, findProvidersTimeout)
-	defer cancel()
-	ids := []string{}
-	for p := range d.FindProvidersAsync(ctx, c, maxProviders) {
-		if p.ID != n.host.ID() {
-			ids = append(ids, p.ID.String())
-		}
-	}
-	return ids, nil
+	return r.keys.Get(ctx, "")
 }

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"fmt"
@@ -67,7 +67,7 @@ func newHost(cfg Config, sk crypto.PrivKey, relays *relayFinder) (host.Host, err
 // newResourceManager scales libp2p's default limits to cfg.MaxMemory and
 // caps connections at cfg.MaxConns. Peers on cfg.AllowNets are exempt from
 // libp2p's per-address limits but held to the Allowed* limits instead (see
-// rcmgr_allow.go), and get libp2p's allowlisted system and transient
+// rcmgr.go), and get libp2p's allowlisted system and transient
 // scopes (finite, scaled like the others) once the ordinary ones are full.
 func newResourceManager(cfg Config) (network.ResourceManager, error) {
 	scaled := rcmgr.DefaultLimits.Scale(cfg.MaxMemory, 4096)

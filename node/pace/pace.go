@@ -1,4 +1,8 @@
-package node
+// Package pace paces bytes through rate limiters shared by everything that
+// moves them one way: blocks this node serves to peers (bitswap and bulk)
+// and HTTP answers of the mirror (bandwidth.up), blocks a fetch receives
+// (bandwidth.down). A nil limiter means no limit.
+package pace
 
 import (
 	"context"
@@ -16,17 +20,17 @@ import (
 // split to fit it.
 const rateBurst = 1 << 20
 
-// newLimiter returns a limiter for bytesPerSecond, or nil for no limit.
-func newLimiter(bytesPerSecond int64) *rate.Limiter {
+// NewLimiter returns a limiter for bytesPerSecond, or nil for no limit.
+func NewLimiter(bytesPerSecond int64) *rate.Limiter {
 	if bytesPerSecond <= 0 {
 		return nil
 	}
 	return rate.NewLimiter(rate.Limit(bytesPerSecond), rateBurst)
 }
 
-// waitBytes blocks until lim allows n bytes (in burst-sized steps). A nil
+// Wait blocks until lim allows n bytes (in burst-sized steps). A nil
 // limiter never waits.
-func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
+func Wait(ctx context.Context, lim *rate.Limiter, n int) error {
 	for lim != nil && n > 0 {
 		step := min(n, rateBurst)
 		if err := lim.WaitN(ctx, step); err != nil {
@@ -44,8 +48,8 @@ type pacedBlockstore struct {
 	lim *rate.Limiter
 }
 
-// paceReads wraps bs so reads wait for lim; a nil lim returns bs itself.
-func paceReads(bs blockstore.Blockstore, lim *rate.Limiter) blockstore.Blockstore {
+// Reads wraps bs so reads wait for lim; a nil lim returns bs itself.
+func Reads(bs blockstore.Blockstore, lim *rate.Limiter) blockstore.Blockstore {
 	if lim == nil {
 		return bs
 	}
@@ -58,7 +62,7 @@ func (p *pacedBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, err
 	if err != nil {
 		return nil, err
 	}
-	if err := waitBytes(ctx, p.lim, len(b.RawData())); err != nil {
+	if err := Wait(ctx, p.lim, len(b.RawData())); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -79,14 +83,14 @@ func (p *pacedBlockstore) ReadBlock(ctx context.Context, c cid.Cid, buf []byte) 
 		}
 		data = b.RawData()
 	}
-	if err := waitBytes(ctx, p.lim, len(data)); err != nil {
+	if err := Wait(ctx, p.lim, len(data)); err != nil {
 		return nil, err
 	}
 	return data, nil
 }
 
-// limitUploads shares lim among all responses of next.
-func limitUploads(lim *rate.Limiter, next http.Handler) http.Handler {
+// Uploads shares lim among all responses of next.
+func Uploads(lim *rate.Limiter, next http.Handler) http.Handler {
 	if lim == nil {
 		return next
 	}
@@ -106,7 +110,7 @@ func (l *limitedResponse) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), rateBurst)]
-		if err := waitBytes(l.ctx, l.lim, len(chunk)); err != nil {
+		if err := Wait(l.ctx, l.lim, len(chunk)); err != nil {
 			return written, err
 		}
 		n, err := l.ResponseWriter.Write(chunk)

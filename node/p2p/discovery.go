@@ -1,8 +1,7 @@
-package node
+package p2p
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -102,28 +101,18 @@ func startMDNS(ctx context.Context, h host.Host, log *slog.Logger) (func() error
 	return svc.Close, nil
 }
 
-// startDiscovery starts mDNS (if enabled) and, in the background, dials
-// the bootstrap peers and bootstraps the DHT. Everything stops with ctx
-// or stopDiscovery.
-func (n *Node) startDiscovery(ctx context.Context, bootstrap []peer.AddrInfo) {
+// Start starts mDNS (if enabled) and, in the background, dials the
+// bootstrap peers and bootstraps the DHT. Everything stops with ctx or
+// StopDiscovery.
+func (n *Network) Start(ctx context.Context) {
 	if n.cfg.MDNS {
-		stop, err := startMDNS(ctx, n.host, n.log)
+		stop, err := startMDNS(ctx, n.Host, n.log)
 		if err != nil {
 			n.log.Warn("mdns off: cannot start LAN discovery", "err", err)
 		}
 		n.stopMDNS = stop
 	}
-	if len(bootstrap) > 0 || n.routing != nil {
-		go n.connectBootstrap(ctx, bootstrap)
+	if len(n.bootstrap) > 0 || n.Routing != nil {
+		go n.connectBootstrap(ctx, n.bootstrap)
 	}
-}
-
-// stopDiscovery stops mDNS and the DHT; the caller has cancelled the
-// context given to startDiscovery.
-func (n *Node) stopDiscovery() error {
-	var err error
-	if n.stopMDNS != nil {
-		err = n.stopMDNS()
-	}
-	return errors.Join(err, n.routing.Close())
 }
