@@ -29,7 +29,7 @@ func (n *Node) Add(ctx context.Context, path string, progress api.ProgressFunc) 
 
 // Fetch implements api.API.
 func (n *Node) Fetch(ctx context.Context, req api.FetchRequest, progress api.ProgressFunc) (api.FetchResult, error) {
-	res, err := n.fetchRef(ctx, req, progress)
+	res, err := n.fetch.Fetch(ctx, req, progress)
 	return res, apiError(err)
 }
 

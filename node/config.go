@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/node/localapi"
 	"github.com/allmende/allmende/node/p2p"
 )
@@ -101,8 +102,8 @@ type Config struct {
 
 // Defaults for Config fields left zero.
 const (
-	DefaultFetchTimeout  = 2 * time.Minute
-	DefaultFetchParallel = 128
+	DefaultFetchTimeout  = fetch.DefaultTimeout
+	DefaultFetchParallel = fetch.DefaultParallel
 	// DefaultMirrorStallTimeout is mirror.stall_timeout's default.
 	DefaultMirrorStallTimeout = 30 * time.Second
 	// DefaultMirrorUpstreamTTL is mirror.upstream_ttl's default.

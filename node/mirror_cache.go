@@ -351,7 +351,7 @@ func (n *Node) keepMirrorPin(ctx context.Context, b *hfBackend, ref string) erro
 		}
 		unlock := n.store.Blockstore().PinLock(ctx)
 		defer unlock.Unlock(ctx)
-		if err := n.fetchDAG(ctx, c, n.cfg.FetchTimeout, nil); err != nil {
+		if err := n.fetch.FetchDAG(ctx, c, 0); err != nil {
 			return err
 		}
 		return n.store.Pin(ctx, c, "mirror.pins "+ref)

@@ -427,7 +427,7 @@ func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manif
 
 // openCID returns a seekable reader over a UnixFS file.
 func (n *Node) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
-	return ufs.Open(ctx, n.dag, c)
+	return ufs.Open(ctx, n.netDAG, c)
 }
 
 // fillJob is one file being downloaded from the upstream.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/hfapi"
@@ -47,7 +48,7 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 		b.cache.touch(mc.String())
 		return repoOf(m, kind)
 	}
-	if m, _, err := b.n.resolveManifest(ctx, name+"@"+rev, false, b.n.cfg.FetchTimeout); err == nil {
+	if m, _, err := b.n.resolveManifest(ctx, name+"@"+rev, false, b.n.cfg.FetchTimeout, new(atomic.Uint64)); err == nil {
 		b.seed(m)
 		return repoOf(m, kind)
 	} else {
@@ -152,7 +153,7 @@ func (n *Node) keepManifest(ctx context.Context, m *manifest.Manifest, cache *mi
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	if err := n.fetchDAG(ctx, root, n.cfg.FetchTimeout, nil); err != nil {
+	if err := n.fetch.FetchDAG(ctx, root, 0); err != nil {
 		return cid.Undef, err
 	}
 	return n.keepModel(ctx, m, cache)

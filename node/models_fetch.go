@@ -14,15 +14,16 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/hfcache"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ufs"
-	"github.com/ipfs/boxo/ipld/merkledag"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -58,7 +59,6 @@ func ParseSHA256Ref(ref string) (string, error) {
 // well as every block against its CID.
 func (n *Node) fetchModel(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
 	start := time.Now()
-	before, _ := n.Stats(ctx)
 	if req.Timeout <= 0 {
 		req.Timeout = n.cfg.FetchTimeout
 	}
@@ -69,16 +69,16 @@ func (n *Node) fetchModel(ctx context.Context, req api.ModelFetchRequest, progre
 	defer unlock.Unlock(ctx)
 	var res api.ModelFetchResult
 	var err error
+	var received atomic.Uint64
 	if strings.HasPrefix(req.Ref, api.SHA256Prefix) {
-		res, err = n.fetchBySHA256(ctx, req, progress)
+		res, err = n.fetchBySHA256(ctx, req, progress, &received)
 	} else {
-		res, err = n.fetchByName(ctx, req, progress)
+		res, err = n.fetchByName(ctx, req, progress, &received)
 	}
 	if err != nil {
 		return res, err
 	}
-	after, _ := n.Stats(ctx)
-	res.Received, res.Seconds = after.BytesReceived-before.BytesReceived, time.Since(start).Seconds()
+	res.Received, res.Seconds = received.Load(), time.Since(start).Seconds()
 	return res, nil
 }
 
@@ -191,7 +191,7 @@ func worthNextSource(ctx context.Context, err error) bool {
 // source (a file CID named by this node's index, its peers, then the DHT)
 // is tried in turn until one delivers content with that sha256; a peer
 // that named content with another sha256 (or size) is banned.
-func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
+func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc, received *atomic.Uint64) (api.ModelFetchResult, error) {
 	sum, err := ParseSHA256Ref(req.Ref)
 	if err != nil {
 		return api.ModelFetchResult{}, err
@@ -207,16 +207,17 @@ func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, pro
 				continue
 			}
 			tried[src.c] = true
-			err := n.fetchFile(ctx, src.c, sum, src.size, req.Out, req.Timeout, progress)
+			got, err := n.fetch.FetchFile(ctx, src.c, req.Out, fetch.FileWant{Size: src.size, SHA256: sum}, req.Timeout, progress)
+			received.Add(got)
 			if err == nil {
 				if err := n.store.Pin(ctx, src.c, api.SHA256Prefix+sum); err != nil {
 					return api.ModelFetchResult{}, fmt.Errorf("fetch: %w", err)
 				}
 				return api.ModelFetchResult{CID: src.c.String(), Out: req.Out, Files: 1, Size: src.size}, nil
 			}
-			if errors.Is(err, ErrHashMismatch) {
+			if errors.Is(err, fetch.ErrHashMismatch) {
 				wasted := src.size // fetched whole, then hashed
-				if errors.Is(err, errWrongSize) {
+				if errors.Is(err, fetch.ErrWrongSize) {
 					wasted = 0 // found on the root block
 				}
 				n.reportFalseSHA256(src, sum, wasted, err)
@@ -239,16 +240,16 @@ func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, pro
 // size (one block fetched each; a peer that names another size is banned).
 // The reader fetches under ctx and checks size and sha256 as it goes:
 // content with another sha256 fails the last Read with an error wrapping
-// mismatch and ErrHashMismatch, and bans the peers that named it, so the
+// mismatch and fetch.ErrHashMismatch, and bans the peers that named it, so the
 // next lookup finds the next source.
 func (n *Node) openSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum string, size uint64, mismatch error) (io.ReadCloser, error) {
 	if mismatch == nil {
-		mismatch = ErrHashMismatch
+		mismatch = fetch.ErrHashMismatch
 	}
 	for _, lookup := range []func(context.Context, string) []sha256Source{n.sha256Sources, n.sha256SourcesInDHT} {
 		for _, src := range lookup(findCtx, sum) {
 			if src.size != size {
-				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: claimed %d bytes, want %d", ErrHashMismatch, src.size, size))
+				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: claimed %d bytes, want %d", fetch.ErrHashMismatch, src.size, size))
 				continue
 			}
 			nd, err := dag.Get(findCtx, src.c)
@@ -256,7 +257,7 @@ func (n *Node) openSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum
 				continue
 			}
 			if got, ok := ufs.FileSize(nd); !ok || got != size {
-				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", ErrHashMismatch, size))
+				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", fetch.ErrHashMismatch, size))
 				continue
 			}
 			r, err := uio.NewDagReader(ctx, nd, dag)
@@ -288,7 +289,7 @@ func (s *sha256Reader) Read(p []byte) (int, error) {
 	if s.read > s.size || errors.Is(err, io.EOF) {
 		if got := hex.EncodeToString(s.h.Sum(nil)); got != s.sum || s.read != s.size {
 			err = fmt.Errorf("content %s: %w: %w: %d bytes or more hashing to %s, want %d bytes, %s",
-				s.src.c, s.mismatch, ErrHashMismatch, s.read, got, s.size, s.sum)
+				s.src.c, s.mismatch, fetch.ErrHashMismatch, s.read, got, s.size, s.sum)
 			s.n.reportFalseSHA256(s.src, s.sum, s.read, err)
 		}
 	}
@@ -300,10 +301,12 @@ func (s *sha256Reader) Close() error { return s.r.Close() }
 // fetchManifest gets the manifest file c from peers (its size checked
 // against manifest.MaxSize from the root before the rest is fetched) and
 // decodes it.
-func (n *Node) fetchManifest(ctx context.Context, c cid.Cid, timeout time.Duration) (*manifest.Manifest, error) {
+func (n *Node) fetchManifest(ctx context.Context, c cid.Cid, timeout time.Duration, received *atomic.Uint64) (*manifest.Manifest, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	m, err := readManifest(ctx, merkledag.NewSession(ctx, n.dag), c)
+	session := n.fetch.NewSession(ctx)
+	m, err := readManifest(ctx, session, c)
+	received.Add(session.Received())
 	switch {
 	case errors.Is(err, manifest.ErrInvalid):
 		return nil, fmt.Errorf("manifest %s: refused: %w", c, err)
@@ -313,8 +316,9 @@ func (n *Node) fetchManifest(ctx context.Context, c cid.Cid, timeout time.Durati
 	return m, nil
 }
 
-// resolveManifest resolves a name to a verified, decoded manifest.
-func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, timeout time.Duration) (*manifest.Manifest, *resolvedName, error) {
+// resolveManifest resolves a name to a verified, decoded manifest, adding
+// the bytes of the manifest that came from peers to received.
+func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, timeout time.Duration, received *atomic.Uint64) (*manifest.Manifest, *resolvedName, error) {
 	name, rev, err := ParseModelRef(ref)
 	if err != nil {
 		return nil, nil, err
@@ -327,7 +331,7 @@ func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, t
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := n.fetchManifest(ctx, mc, timeout)
+	m, err := n.fetchManifest(ctx, mc, timeout, received)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -337,8 +341,8 @@ func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, t
 	return m, rn, nil
 }
 
-func (n *Node) fetchByName(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
-	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, req.Timeout)
+func (n *Node) fetchByName(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc, received *atomic.Uint64) (api.ModelFetchResult, error) {
+	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, req.Timeout, received)
 	if err != nil {
 		return api.ModelFetchResult{}, err
 	}
@@ -365,7 +369,9 @@ func (n *Node) fetchByName(ctx context.Context, req api.ModelFetchRequest, progr
 		if err != nil {
 			return err
 		}
-		if err := n.fetchFile(ctx, c, f.SHA256, f.Size, dest, req.Timeout, fileProgress(done)); err != nil {
+		got, err := n.fetch.FetchFile(ctx, c, dest, fetch.FileWant{Size: f.Size, SHA256: f.SHA256}, req.Timeout, fileProgress(done))
+		received.Add(got)
+		if err != nil {
 			return err
 		}
 		done += f.Size
@@ -457,78 +463,4 @@ func reuseInterrupted(prev, rel, dest string, move func(from, to string) error) 
 		return os.Rename(p, store.PartialPath(dest))
 	}
 	return nil
-}
-
-// fetchFile makes the DAG of c local (verified block by block) and writes
-// it to dest, which must not exist, checking size and whole-file sha256;
-// dest appears only if both match.
-func (n *Node) fetchFile(ctx context.Context, c cid.Cid, sum string, size uint64, dest string, timeout time.Duration, progress api.ProgressFunc) error {
-	direct, err := n.fetchInto(ctx, c, dest, timeout, progress, &fileWant{size: size, check: func(f *os.File) error {
-		return checkSHA256(f, dest, c, sum, size)
-	}})
-	if err != nil || direct {
-		return err
-	}
-	return writeVerified(ctx, n.store.LocalDAG(), c, sum, size, dest)
-}
-
-// checkSHA256 reads f from the start and checks its size and sha256, for
-// the file that will be at dest with content c.
-func checkSHA256(f *os.File, dest string, c cid.Cid, sum string, size uint64) error {
-	h := sha256.New()
-	written, err := io.Copy(h, io.NewSectionReader(f, 0, int64(size)+1))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dest, err)
-	}
-	return matchSHA256(h, written, dest, c, sum, size)
-}
-
-// matchSHA256 checks that content c, hashed into h, was size bytes (written)
-// with sha256 sum; dest names the file in the error.
-func matchSHA256(h hash.Hash, written int64, dest string, c cid.Cid, sum string, size uint64) error {
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum || uint64(written) != size {
-		return fmt.Errorf("write %s: %w: content of %s has sha256 %s (%d bytes), want %s (%d bytes)",
-			dest, ErrHashMismatch, c, got, written, sum, size)
-	}
-	return nil
-}
-
-// ErrHashMismatch means content does not have the sha256 it should have.
-var ErrHashMismatch = fmt.Errorf("sha256 mismatch")
-
-func writeVerified(ctx context.Context, dag ipld.DAGService, c cid.Cid, sum string, size uint64, dest string) error {
-	nd, err := dag.Get(ctx, c)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dest, err)
-	}
-	r, err := uio.NewDagReader(ctx, nd, dag)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dest, err)
-	}
-	tmp := store.PartialPath(dest)
-	// A stale partial file (or a symlink planted in its place) is removed,
-	// never followed.
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("write %s: %w", dest, err)
-	}
-	f, err := store.OpenNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dest, err)
-	}
-	defer os.Remove(tmp)
-	h := sha256.New()
-	written, err := io.Copy(io.MultiWriter(f, h), r)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dest, err)
-	}
-	if err := matchSHA256(h, written, dest, c, sum, size); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dest)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/allmende/allmende/store/format"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ufs"
-	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -33,18 +32,16 @@ const (
 // span (verified against the manifest's header sha256), for a CID only the
 // leaves that hold the header.
 func (n *Node) Inspect(ctx context.Context, req api.InspectRequest) (api.InspectResult, error) {
-	before, _ := n.Stats(ctx)
-	var ranged atomic.Uint64
-	res, err := n.inspect(ctx, req, &ranged)
+	var received atomic.Uint64
+	res, err := n.inspect(ctx, req, &received)
 	if err != nil {
 		return res, err
 	}
-	after, _ := n.Stats(ctx)
-	res.Received = after.BytesReceived - before.BytesReceived + ranged.Load()
+	res.Received = received.Load()
 	return res, nil
 }
 
-func (n *Node) inspect(ctx context.Context, req api.InspectRequest, ranged *atomic.Uint64) (api.InspectResult, error) {
+func (n *Node) inspect(ctx context.Context, req api.InspectRequest, received *atomic.Uint64) (api.InspectResult, error) {
 	if strings.HasPrefix(req.Ref, api.SHA256Prefix) {
 		sum, err := ParseSHA256Ref(req.Ref)
 		if err != nil {
@@ -54,12 +51,12 @@ func (n *Node) inspect(ctx context.Context, req api.InspectRequest, ranged *atom
 		if err != nil {
 			return api.InspectResult{}, err
 		}
-		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, size)}}, nil
+		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, size, received)}}, nil
 	}
 	if c, err := cid.Decode(req.Ref); err == nil {
-		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, 0)}}, nil
+		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, 0, received)}}, nil
 	}
-	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, n.cfg.FetchTimeout)
+	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, n.cfg.FetchTimeout, received)
 	if err != nil {
 		return api.InspectResult{}, err
 	}
@@ -72,22 +69,22 @@ func (n *Node) inspect(ctx context.Context, req api.InspectRequest, ranged *atom
 		if format.Detect(f.Path) == "" {
 			continue
 		}
-		res.Files = append(res.Files, n.inspectFile(ctx, f, ranged))
+		res.Files = append(res.Files, n.inspectFile(ctx, f, received))
 	}
 	return res, nil
 }
 
 // inspectFile reads a manifest file's header span, locally or as a range
 // from a peer, checks it against the manifest and parses it.
-func (n *Node) inspectFile(ctx context.Context, f manifest.File, ranged *atomic.Uint64) api.InspectFile {
+func (n *Node) inspectFile(ctx context.Context, f manifest.File, received *atomic.Uint64) api.InspectFile {
 	out := api.InspectFile{Path: f.Path, CID: f.CID, Size: f.Size}
 	c, err := cid.Decode(f.CID)
 	if err != nil || f.Header == nil {
-		r := n.inspectCID(ctx, c, f.Size)
+		r := n.inspectCID(ctx, c, f.Size, received)
 		r.Path = f.Path
 		return r
 	}
-	hdr, err := n.headerBytes(ctx, c, f.Header.Size, ranged)
+	hdr, err := n.headerBytes(ctx, c, f.Header.Size, received)
 	if err == nil {
 		if sum := sha256.Sum256(hdr); hex.EncodeToString(sum[:]) != f.Header.SHA256 {
 			err = fmt.Errorf("header bytes do not match the manifest's header sha256")
@@ -104,12 +101,12 @@ func (n *Node) inspectFile(ctx context.Context, f manifest.File, ranged *atomic.
 
 // headerBytes returns the first size bytes of file c: from the local store
 // if it has them, else from the first peer that sends them.
-func (n *Node) headerBytes(ctx context.Context, c cid.Cid, size uint64, ranged *atomic.Uint64) ([]byte, error) {
+func (n *Node) headerBytes(ctx context.Context, c cid.Cid, size uint64, received *atomic.Uint64) ([]byte, error) {
 	if data, err := readRange(ctx, n.store.LocalDAG(), c, 0, size); err == nil {
 		return data, nil
 	}
 	for _, p := range n.host.Network().Peers() {
-		data, err := n.rangeFrom(ctx, p, c, size, ranged)
+		data, err := n.rangeFrom(ctx, p, c, size, received)
 		if err == nil {
 			return data, nil
 		}
@@ -118,7 +115,7 @@ func (n *Node) headerBytes(ctx context.Context, c cid.Cid, size uint64, ranged *
 	return nil, fmt.Errorf("%w: no connected peer sent the header of %s", api.ErrNotFound, c)
 }
 
-func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64, ranged *atomic.Uint64) ([]byte, error) {
+func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64, received *atomic.Uint64) ([]byte, error) {
 	var buf []byte
 	for off := uint64(0); off < size; {
 		l := min(size-off, protocol.MaxRangeLength)
@@ -126,7 +123,7 @@ func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64,
 		if err != nil {
 			return nil, err
 		}
-		ranged.Add(uint64(len(resp.Data)))
+		received.Add(uint64(len(resp.Data)))
 		if resp.Error != "" || uint64(len(resp.Data)) != l {
 			return nil, fmt.Errorf("peer sent %d of %d bytes: %s", len(resp.Data), l, resp.Error)
 		}
@@ -137,11 +134,12 @@ func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64,
 }
 
 // inspectCID parses the header of file c, fetching only the blocks on the
-// path to the header bytes.
-func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64) api.InspectFile {
+// path to the header bytes (their bytes added to received).
+func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64, received *atomic.Uint64) api.InspectFile {
 	out := api.InspectFile{CID: c.String(), Size: size}
-	ng := merkledag.NewSession(ctx, n.dag)
-	ra, err := ufs.NewReaderAt(ctx, ng, c)
+	session := n.fetch.NewSession(ctx)
+	defer func() { received.Add(session.Received()) }()
+	ra, err := ufs.NewReaderAt(ctx, session, c)
 	if err != nil {
 		out.Error = err.Error()
 		return out

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/allmende/allmende/node/api"
@@ -115,7 +116,7 @@ func TestLargeManifestSpansBlocks(t *testing.T) {
 	if err := b.Connect(ctx, id.Addrs[0]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.fetchManifest(ctx, c, testFetchTimeout)
+	got, err := b.fetchManifest(ctx, c, testFetchTimeout, new(atomic.Uint64))
 	if err != nil || len(got.Files) != files {
 		t.Fatalf("fetch manifest: %v", err)
 	}

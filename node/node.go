@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/node/p2p"
 	"github.com/allmende/allmende/node/pace"
 	"github.com/allmende/allmende/protocol"
@@ -32,9 +33,12 @@ type Node struct {
 	host    host.Host
 	bitswap *bitswap.Bitswap
 	// guard counts corrupt blocks per peer and cuts liars off.
-	guard  *protocol.Guard
-	bserv  blockservice.BlockService
-	dag    ipld.DAGService
+	guard *protocol.Guard
+	bserv blockservice.BlockService
+	// netDAG is the network DAG: it reads the store's blocks and fetches
+	// the others through bitswap, storing them (store.LocalDAG never
+	// leaves the disk).
+	netDAG ipld.DAGService
 	cancel context.CancelFunc
 	// ctx lives as long as the node: background work runs under it.
 	ctx context.Context
@@ -45,12 +49,12 @@ type Node struct {
 	net *p2p.Network
 	// routing is the DHT and the provider; nil when dht.mode is off.
 	routing *p2p.Routing
-	// transfers are the fetches in progress.
-	transfers transferTable
+	// fetch is the fetch engine.
+	fetch *fetch.Engine
+	// bulk serves the store's blocks over allmende's bulk protocol.
+	bulk *protocol.BulkServer
 	// models indexes the models this node holds (see models.go).
 	models *modelIndex
-	// bulk is allmende's bulk transfer protocol (see bulk.go).
-	bulk *bulkService
 }
 
 // New opens home's store and starts a node on it. It holds the home lock
@@ -103,17 +107,21 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		host:      h,
 		bitswap:   bs,
 		bserv:     bserv,
-		dag:       merkledag.NewDAGService(bserv),
+		netDAG:    merkledag.NewDAGService(bserv),
 		cancel:    cancel,
 		ctx:       runCtx,
 		upLimit:   upLimit,
 		downLimit: pace.NewLimiter(cfg.BandwidthDown),
 		net:       net,
 	}
-	n.bulk = newBulkService(h, served, cfg.Logger)
-	n.bulk.guard = guard
+	n.bulk = protocol.NewBulkServer(h, served, cfg.Logger)
 	n.guard = guard
 	n.routing = rt
+	n.fetch = fetch.New(fetch.Config{
+		Store: st, Net: n.netDAG, Host: h, Guard: guard, Down: n.downLimit,
+		Timeout: cfg.FetchTimeout, Parallel: cfg.FetchParallel, Copy: cfg.FetchCopy,
+		Announce: rt.Announce, Log: cfg.Logger,
+	})
 	if err := n.startModels(ctx); err != nil {
 		cancel()
 		return nil, err
@@ -174,7 +182,8 @@ func (n *Node) Stats(context.Context) (api.Stats, error) {
 	if err != nil {
 		return api.Stats{}, err
 	}
-	recvBytes, recvBlocks, sentBytes, sentBlocks := n.bulk.stats()
+	recvBytes, recvBlocks := n.fetch.BulkReceived()
+	sentBytes, sentBlocks := n.bulk.Sent()
 	guard := n.guard.Stats()
 	return api.Stats{
 		BlocksReceived: st.BlocksReceived + recvBlocks,

@@ -47,7 +47,7 @@ func (n *Node) repairRoot(ctx context.Context, ref string) error {
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	if err := n.fetchDAG(ctx, root, n.cfg.FetchTimeout, nil); err != nil {
+	if err := n.fetch.FetchDAG(ctx, root, 0); err != nil {
 		return fmt.Errorf("repair %s: %w", root, err)
 	}
 	n.log.Info("repaired", "cid", ref)

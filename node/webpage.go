@@ -12,6 +12,7 @@ import (
 
 	"github.com/allmende/allmende/internal/units"
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -64,7 +65,7 @@ type indexData struct {
 	Peers     []api.PeerInfo
 	DiskUsage uint64
 	Quota     uint64
-	Transfers []Transfer
+	Transfers []fetch.Transfer
 }
 
 func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +82,7 @@ func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
 	d.Peers, _ = n.Peers(ctx)
 	d.DiskUsage, _ = n.store.DiskUsage(ctx)
 	d.Quota = uint64(max(n.cfg.MirrorQuota, 0))
-	d.Transfers = n.transfers.list()
+	d.Transfers = n.fetch.Transfers()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := indexPage.Execute(w, d); err != nil {
 		n.log.Warn("render web page", "err", err)

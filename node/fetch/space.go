@@ -1,10 +1,11 @@
-package node
+package fetch
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,43 +21,43 @@ import (
 // size (the content plus a little DAG overhead), so it costs one block.
 // Blocks already held (an interrupted fetch, a pinned root) need no room in
 // the store.
-func (n *Node) checkSpace(ctx context.Context, root cid.Cid, out string, timeout time.Duration) error {
+func (e *Engine) checkSpace(ctx context.Context, root cid.Cid, out string, timeout time.Duration, received *atomic.Uint64) error {
 	if _, empty := emptyBlock(root); empty {
 		return nil
 	}
 	getCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	nd, err := n.dag.Get(getCtx, root)
+	nd, err := e.getCounted(getCtx, root, received)
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(getCtx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("fetch %s: %w: no peer sent the root block for %s (fetch.timeout); connect to a peer that has it", root, api.ErrNotFound, timeout)
 		}
-		return n.diskFull(fmt.Errorf("fetch %s: %w", root, err), 0)
+		return e.diskFull(fmt.Errorf("fetch %s: %w", root, err), 0)
 	}
 	size, err := nd.Size()
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
-	storeNeed, err := n.missingBytes(ctx, nd.Cid(), size)
+	storeNeed, err := e.missingBytes(ctx, nd.Cid(), size)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
-	if _, isFile := ufs.FileSize(nd); isFile && !n.cfg.FetchCopy {
+	if _, isFile := ufs.FileSize(nd); isFile && !e.cfg.Copy {
 		// The output file holds the leaves; the store keeps the inner
 		// nodes, about 1/300 of a file cut into 1 MiB raw leaves. Leaves
 		// that come over bitswap are stored as well, and a disk that
 		// fills because of them fails the fetch cleanly.
 		storeNeed = min(storeNeed, size/256+1<<20)
 	}
-	return needSpace(root, filepath.Dir(out), size, n.store.Dir(), storeNeed)
+	return needSpace(root, filepath.Dir(out), size, e.cfg.Store.Dir(), storeNeed)
 }
 
 // missingBytes estimates the bytes below c (of cumulative size size) that
 // the store lacks, so a resumed fetch is not asked for room it already
 // uses. It reads only inner nodes that are held and asks only whether
 // leaves are held, without reading them.
-func (n *Node) missingBytes(ctx context.Context, c cid.Cid, size uint64) (uint64, error) {
-	has, err := n.store.Blockstore().Has(ctx, c)
+func (e *Engine) missingBytes(ctx context.Context, c cid.Cid, size uint64) (uint64, error) {
+	has, err := e.cfg.Store.Blockstore().Has(ctx, c)
 	if err != nil {
 		return 0, err
 	}
@@ -66,13 +67,13 @@ func (n *Node) missingBytes(ctx context.Context, c cid.Cid, size uint64) (uint64
 	if c.Prefix().Codec == cid.Raw {
 		return 0, nil
 	}
-	nd, err := n.store.LocalDAG().Get(ctx, c)
+	nd, err := e.cfg.Store.LocalDAG().Get(ctx, c)
 	if err != nil {
 		return size, nil // unreadable here means it will be fetched again
 	}
 	var missing uint64
 	for _, l := range nd.Links() {
-		m, err := n.missingBytes(ctx, l.Cid, l.Size)
+		m, err := e.missingBytes(ctx, l.Cid, l.Size)
 		if err != nil {
 			return 0, err
 		}
@@ -126,17 +127,17 @@ func freeSpace(path string) (free uint64, dev uint64, err error) {
 // write failed after the fetch began (writeErrsBefore is the store's count
 // of failed writes at its start), or the output could not be written. Other
 // errors pass unchanged.
-func (n *Node) diskFull(err error, writeErrsBefore uint64) error {
+func (e *Engine) diskFull(err error, writeErrsBefore uint64) error {
 	if err == nil || errors.Is(err, store.ErrNoSpace) {
 		return err
 	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("%w (free space and fetch again; blocks already fetched are kept): %w", store.ErrNoSpace, err)
 	}
-	count, last := n.store.WriteErrors()
+	count, last := e.cfg.Store.WriteErrors()
 	if count > writeErrsBefore && errors.Is(last, store.ErrNoSpace) {
 		return fmt.Errorf("%w: the store at %s is full (free space and fetch again; blocks already fetched are kept): %w",
-			store.ErrNoSpace, n.store.Dir(), errors.Join(last, err))
+			store.ErrNoSpace, e.cfg.Store.Dir(), errors.Join(last, err))
 	}
 	return err
 }

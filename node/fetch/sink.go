@@ -1,12 +1,16 @@
-package node
+package fetch
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/allmende/allmende/node/api"
@@ -21,10 +25,6 @@ import (
 // errBadFileDAG means a file's DAG contradicts itself: a node's declared
 // sizes do not add up, or data would land outside the file.
 var errBadFileDAG = errors.New("inconsistent UnixFS file DAG")
-
-// errWrongSize means content is not a file of the size asked for; it is
-// found on the root block, before the rest is fetched.
-var errWrongSize = errors.New("wrong size")
 
 // blockSink receives every block of a fetch once it has been verified
 // against its CID. put is called from several goroutines at once, and after
@@ -265,44 +265,36 @@ func (s *fileSink) abort(keep bool) {
 	os.Remove(s.f.Name())
 }
 
-// fileWant is what a fetched file must be.
-type fileWant struct {
-	// size is checked against the root block before the rest is fetched,
-	// so content that is not the file asked for costs one block.
-	size uint64
-	// check vets the complete file before it appears.
-	check func(*os.File) error
-}
-
-// fetchInto fetches root's DAG. When root is a UnixFS file it writes the
-// file to out while the blocks arrive, whole or not at all, and returns
-// direct = true; otherwise the caller exports the fetched DAG itself. want,
-// if not nil, is the file root must be (ErrHashMismatch otherwise).
-func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress api.ProgressFunc, want *fileWant) (direct bool, err error) {
+// fetchInto fetches root's DAG, adding the bytes that came from peers to
+// received. When root is a UnixFS file it writes the file to out while the
+// blocks arrive, whole or not at all, and returns direct = true; otherwise
+// the caller exports the fetched DAG itself. want, if not nil, is the file
+// root must be (ErrHashMismatch otherwise), so direct is then always true.
+func (e *Engine) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress api.ProgressFunc, want *FileWant, received *atomic.Uint64) (direct bool, err error) {
 	var sink *fileSink
 	open := func(rootNd ipld.Node) (blockSink, error) {
 		size, ok := ufs.FileSize(rootNd)
-		if want != nil && (!ok || size != want.size) {
-			return nil, fmt.Errorf("fetch %s: %w: %w: not a file of %d bytes (is a file: %v, size %d)", root, ErrHashMismatch, errWrongSize, want.size, ok, size)
+		if want != nil && (!ok || size != want.Size) {
+			return nil, fmt.Errorf("fetch %s: %w: not a file of %d bytes (is a file: %v, size %d)", root, ErrWrongSize, want.Size, ok, size)
 		}
 		if !ok {
 			return nil, nil
 		}
 		var st *store.Store
-		if !n.cfg.FetchCopy {
-			st = n.store
+		if !e.cfg.Copy {
+			st = e.cfg.Store
 		}
 		s, err := createFileSink(store.PartialPath(out), root, size, st)
 		if err != nil {
 			return nil, fmt.Errorf("fetch %s: %w", root, err)
 		}
 		if want != nil {
-			s.check = want.check
+			s.check = func(f *os.File) error { return checkSHA256(f, out, root, want.SHA256, want.Size) }
 		}
 		sink = s
 		return s, nil
 	}
-	err = n.fetchDAGInto(ctx, root, timeout, progress, open)
+	err = e.fetchDAGInto(ctx, root, timeout, progress, open, received)
 	if sink == nil {
 		return false, err
 	}
@@ -319,4 +311,19 @@ func (n *Node) fetchInto(ctx context.Context, root cid.Cid, out string, timeout 
 		return true, err
 	}
 	return true, nil
+}
+
+// checkSHA256 reads f from the start and checks its size and sha256, for
+// the file that will be at dest with content c.
+func checkSHA256(f *os.File, dest string, c cid.Cid, sum string, size uint64) error {
+	h := sha256.New()
+	written, err := io.Copy(h, io.NewSectionReader(f, 0, int64(size)+1))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dest, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum || uint64(written) != size {
+		return fmt.Errorf("write %s: %w: content of %s has sha256 %s (%d bytes), want %s (%d bytes)",
+			dest, ErrHashMismatch, c, got, written, sum, size)
+	}
+	return nil
 }

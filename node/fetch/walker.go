@@ -1,12 +1,10 @@
-package node
+package fetch
 
 import (
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/pace"
-	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -30,103 +27,23 @@ import (
 // never waits for a single block's round trip.
 const fetchBatch = 16
 
-// Fetch gets the DAG below ref from peers into the store, verifying every
-// block against its CID, then writes it to out (absolute) whole or not at
-// all, and pins it so this node seeds it too. Blocks fetched before an
-// interruption stay in the store, so a repeated fetch resumes.
-func (n *Node) fetchRef(ctx context.Context, req api.FetchRequest, progress api.ProgressFunc) (api.FetchResult, error) {
-	start := time.Now()
-	out := req.Out
-	timeout := n.cfg.FetchTimeout
-	if req.Timeout > 0 {
-		timeout = req.Timeout
-	}
-	root, err := api.ParseCID(req.Ref)
-	if err != nil {
-		return api.FetchResult{}, err
-	}
-	if !filepath.IsAbs(out) {
-		return api.FetchResult{}, fmt.Errorf("fetch %s: %w: output path must be absolute", root, api.ErrBadInput)
-	}
-	if _, err := os.Lstat(out); err == nil {
-		return api.FetchResult{}, fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", root, api.ErrBadInput, out)
-	}
-	if _, err := os.Stat(filepath.Dir(out)); err != nil {
-		return api.FetchResult{}, fmt.Errorf("fetch %s: %w: output directory: %v", root, api.ErrBadInput, err)
-	}
-	if err := n.checkSpace(ctx, root, out, timeout); err != nil {
-		return api.FetchResult{}, err
-	}
-	writeErrs, _ := n.store.WriteErrors()
-	before, _ := n.Stats(ctx)
-	progress, untrack := n.transfers.track(root.String(), out, progress)
-	defer untrack()
-
-	// Hold the pin lock from the first block to the pin, so a concurrent
-	// GC cannot delete what this fetch has gathered.
-	unlock := n.store.Blockstore().PinLock(ctx)
-	defer unlock.Unlock(ctx)
-	// A single file is written while its blocks arrive (fetchInto); a
-	// directory is exported once all its blocks are local.
-	direct, err := n.fetchInto(ctx, root, out, timeout, progress, nil)
-	if err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return api.FetchResult{}, fmt.Errorf("%w: %w", api.ErrBadInput, err)
-		}
-		return api.FetchResult{}, n.diskFull(err, writeErrs)
-	}
-	if !direct {
-		if err := store.Export(ctx, n.store.LocalDAG(), root, out); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return api.FetchResult{}, fmt.Errorf("fetch %s: %w: %w", root, api.ErrBadInput, err)
-			}
-			if errors.Is(err, store.ErrBadInput) { // e.g. a symlink leaving the output
-				return api.FetchResult{}, badInputIf(fmt.Errorf("fetch %s: %w", root, err), store.ErrBadInput)
-			}
-			return api.FetchResult{}, n.diskFull(fmt.Errorf("fetch %s: %w", root, err), writeErrs)
-		}
-	}
-	if err := n.store.Pin(ctx, root, filepath.Base(out)); err != nil {
-		return api.FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
-	}
-	size, err := n.store.ContentSize(ctx, root)
-	if err != nil {
-		return api.FetchResult{}, fmt.Errorf("fetch %s: %w", root, err)
-	}
-	after, _ := n.Stats(ctx)
-	res := api.FetchResult{
-		CID:      root.String(),
-		Out:      out,
-		Size:     size,
-		Received: after.BytesReceived - before.BytesReceived,
-		Seconds:  time.Since(start).Seconds(),
-	}
-	n.log.Info("fetched", "cid", res.CID, "path", out, "bytes", size, "received", res.Received)
-	n.routing.Announce(ctx, root)
-	return res, nil
-}
-
-// fetchDAG makes every block below root local. It walks the DAG breadth
-// first with up to FetchParallel blocks wanted at once in one bitswap
-// session, and fails with ErrNotFound when no block arrives for
-// FetchTimeout.
-func (n *Node) fetchDAG(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc) error {
-	return n.fetchDAGInto(ctx, root, timeout, progress, nil)
-}
-
-// fetchDAGInto is fetchDAG that also hands every block to the sink that
-// sinkFor returns for the root node (none if sinkFor or its result is nil).
-func (n *Node) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc, sinkFor func(ipld.Node) (blockSink, error)) error {
+// fetchDAGInto makes every block below root local, handing each to the
+// sink that sinkFor returns for the root node (none if sinkFor or its
+// result is nil) and adding the bytes that came from peers to received.
+// It walks the DAG breadth first with up to Parallel blocks wanted at once,
+// leaves over bulk where seeders offer it and the rest in one bitswap
+// session, and fails with api.ErrNotFound when no block arrives for
+// timeout.
+func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc, sinkFor func(ipld.Node) (blockSink, error), received *atomic.Uint64) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var lastBlock atomic.Int64
 	lastBlock.Store(time.Now().UnixNano())
-	sessions := newSessions(ctx, n.dag)
+	sessions := newSessions(ctx, e.cfg.Net)
 	go watchStall(ctx, cancel, root, timeout, &lastBlock, sessions)
 
-	w := &walker{sessions: sessions, local: n.store.Blockstore(), progress: progress, lastBlock: &lastBlock, parallel: n.cfg.FetchParallel}
-	w.bulk = n.bulk.newFetcher()
-	w.down = n.downLimit
+	w := &walker{sessions: sessions, local: e.cfg.Store.Blockstore(), progress: progress, lastBlock: &lastBlock,
+		parallel: e.cfg.Parallel, bulk: e.newBulkFetcher(), down: e.cfg.Down, received: received}
 	if err := w.putEmpty(ctx, []cid.Cid{root}); err != nil {
 		return err
 	}
@@ -261,6 +178,9 @@ type walker struct {
 	bulk *bulkFetcher
 	// down, if set, paces the blocks received (bandwidth.down).
 	down *rate.Limiter
+	// received counts the bytes of the blocks this fetch got from peers
+	// (blocks it found held are not counted).
+	received *atomic.Uint64
 }
 
 // batchResult is what the walker keeps of a batch: sizes and links, never
@@ -337,15 +257,20 @@ func (w *walker) viaSession(ctx context.Context, want []cid.Cid, r *batchResult)
 	for len(want) > 0 {
 		ng, gen := w.sessions.current()
 		got := make(map[cid.Cid]bool, len(want))
+		held := w.held(ctx, want)
 		var firstErr error
 		for opt := range ng.GetMany(ctx, want) {
 			if opt.Err != nil {
 				firstErr = cmp.Or(firstErr, opt.Err)
 				continue
 			}
-			got[opt.Node.Cid()] = true
+			c := opt.Node.Cid()
+			got[c] = true
 			if err := w.accept(opt.Node, r); err != nil {
 				return err
+			}
+			if !held[c] {
+				w.received.Add(uint64(len(opt.Node.RawData())))
 			}
 		}
 		if ctx.Err() != nil || !w.sessions.renewed(gen) {
@@ -356,12 +281,90 @@ func (w *walker) viaSession(ctx context.Context, want []cid.Cid, r *batchResult)
 	return nil
 }
 
+// accept takes one verified block of a batch: it feeds the sink and keeps
+// the block's size and links in r.
+func (w *walker) accept(nd ipld.Node, r *batchResult) error {
+	w.lastBlock.Store(time.Now().UnixNano())
+	if w.sink != nil {
+		if err := w.sink.put(nd); err != nil {
+			return err
+		}
+	}
+	r.got = append(r.got, fetched{size: len(nd.RawData()), children: ufs.Children(nd)})
+	return nil
+}
+
+// viaBulk fetches the leaves of batch that are not local over the bulk
+// protocol, storing each verified block. It returns the CIDs still to get
+// through the block service: local ones and any bulk did not deliver.
+func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) ([]cid.Cid, error) {
+	var rest, need []cid.Cid
+	for _, c := range batch {
+		if has, err := w.local.Has(ctx, c); err == nil && has {
+			rest = append(rest, c)
+		} else {
+			need = append(need, c)
+		}
+	}
+	if len(need) == 0 {
+		return rest, nil
+	}
+	var mu sync.Mutex // guards r
+	held, _ := w.sink.(*fileSink)
+	if held != nil && held.st == nil {
+		held = nil
+	}
+	missed, err := w.bulk.get(ctx, need, func(nd ipld.Node) error {
+		w.lastBlock.Store(time.Now().UnixNano())
+		w.received.Add(uint64(len(nd.RawData())))
+		switch {
+		case held != nil:
+			// Written once, into the output file, which then holds it.
+			if err := held.putHeld(ctx, nd); err != nil {
+				return err
+			}
+		case w.sink != nil:
+			if err := w.local.Put(ctx, nd); err != nil {
+				return err
+			}
+			if err := w.sink.put(nd); err != nil {
+				return err
+			}
+		default:
+			if err := w.local.Put(ctx, nd); err != nil {
+				return err
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		r.got = append(r.got, fetched{size: len(nd.RawData())})
+		return nil
+	})
+	return append(rest, missed...), err
+}
+
+// held returns which of cids the store holds now: a block the session
+// then returns came from a peer only if it was not held.
+func (w *walker) held(ctx context.Context, cids []cid.Cid) map[cid.Cid]bool {
+	out := make(map[cid.Cid]bool, len(cids))
+	for _, c := range cids {
+		if has, err := w.local.Has(ctx, c); err == nil && has {
+			out[c] = true
+		}
+	}
+	return out
+}
+
 // getRoot gets the root node through the session, asking again on a
 // renewed session until the fetch ends.
 func (w *walker) getRoot(ctx context.Context, root cid.Cid) (ipld.Node, error) {
+	held := w.held(ctx, []cid.Cid{root})[root]
 	for {
 		ng, gen := w.sessions.current()
 		nd, err := ng.Get(ctx, root)
+		if err == nil && !held {
+			w.received.Add(uint64(len(nd.RawData())))
+		}
 		if err == nil || ctx.Err() != nil || !w.sessions.renewed(gen) {
 			return nd, err
 		}

@@ -1,4 +1,4 @@
-package node
+package fetch
 
 import (
 	"bytes"
@@ -9,16 +9,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/allmende/allmende/store/storetest"
 	"github.com/allmende/allmende/store/ufs"
-	"github.com/ipfs/boxo/blockservice"
-	"github.com/ipfs/boxo/blockstore"
 	chunker "github.com/ipfs/boxo/chunker"
-	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	h "github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	"github.com/ipfs/go-cid"
-	ds "github.com/ipfs/go-datastore"
-	dssync "github.com/ipfs/go-datastore/sync"
 	ipld "github.com/ipfs/go-ipld-format"
 )
 
@@ -28,8 +24,7 @@ const testChunk = 64
 // buildFile imports data with tiny chunks and few links per node.
 func buildFile(t *testing.T, data []byte, rawLeaves bool) (ipld.DAGService, ipld.Node) {
 	t.Helper()
-	bs := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
-	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
+	dag, _ := storetest.MemDAG()
 	params := h.DagBuilderParams{Dagserv: dag, Maxlinks: 4, RawLeaves: rawLeaves}
 	if rawLeaves {
 		params.CidBuilder = cid.V1Builder{Codec: cid.DagProtobuf, MhType: 0x12}

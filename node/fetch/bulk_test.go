@@ -1,19 +1,18 @@
-package node
+package fetch
 
 import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/allmende/allmende/internal/p2ptest"
 	"github.com/allmende/allmende/protocol"
-	"github.com/ipfs/boxo/blockstore"
+	"github.com/allmende/allmende/store/storetest"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
-	ds "github.com/ipfs/go-datastore"
-	dssync "github.com/ipfs/go-datastore/sync"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,14 +28,15 @@ func TestBulkFetcherSpreadsAndFallsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bulkTestTimeout)
 	defer cancel()
 	want := p2ptest.RawBlocks(fetchBatch, 64)
-	full := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	full := storetest.MemBlockstore()
 	if err := full.PutMany(ctx, want); err != nil {
 		t.Fatal(err)
 	}
-	empty := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	empty := storetest.MemBlockstore()
 
 	client := p2ptest.Host(t)
-	svc := newBulkService(client, empty, slog.Default())
+	var recvBytes, recvBlocks atomic.Uint64
+	svc := bulkClient{host: client, log: slog.Default(), bytes: &recvBytes, blocks: &recvBlocks}
 	holder, lacker := p2ptest.Host(t), p2ptest.Host(t)
 	protocol.NewBulkServer(holder, full, slog.Default())
 	protocol.NewBulkServer(lacker, empty, slog.Default())
@@ -46,7 +46,7 @@ func TestBulkFetcherSpreadsAndFallsBack(t *testing.T) {
 		}
 		client.Peerstore().AddProtocols(h.ID(), protocol.BulkID)
 	}
-	f := svc.newFetcher()
+	f := newBulkFetcher(svc)
 	if f == nil || len(f.active()) != 2 {
 		t.Fatalf("fetcher sees %v, want both bulk peers", f)
 	}
@@ -85,7 +85,7 @@ func TestBulkFetcherSpreadsAndFallsBack(t *testing.T) {
 	if ps := alone.active(); len(ps) != 0 {
 		t.Error("the peer without the blocks is still in use")
 	}
-	if recv, _, _, _ := svc.stats(); recv == 0 {
+	if recvBytes.Load() == 0 || recvBlocks.Load() == 0 {
 		t.Error("no bytes counted as received over bulk")
 	}
 }

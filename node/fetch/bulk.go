@@ -1,4 +1,4 @@
-package node
+package fetch
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/protocol"
-	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -19,30 +18,25 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// bulkService is allmende's bulk protocol (protocol.BulkID) on a node: it
-// serves the store's blocks to peers and counts what fetches received
-// through it, so Stats covers bitswap and bulk alike.
-type bulkService struct {
-	host   host.Host
-	server *protocol.BulkServer
-	log    *slog.Logger
-	// guard, if set, counts corrupt blocks and stalls per peer.
+// bulkClient is what the bulk side of a fetch needs: the host (to find
+// the peers that speak protocol.BulkID and open streams to them), the
+// Guard, if any, to report peers that send bad data or stall, and the
+// counters of the verified blocks that arrived.
+type bulkClient struct {
+	host  host.Host
 	guard *protocol.Guard
-	// received counts verified block bytes and blocks fetched over bulk.
-	recvBytes, recvBlocks atomic.Uint64
+	log   *slog.Logger
+	// bytes and blocks count what arrived, for the node's stats.
+	bytes, blocks *atomic.Uint64
 }
 
-func newBulkService(h host.Host, bs protocol.BlockGetter, log *slog.Logger) *bulkService {
-	return &bulkService{host: h, server: protocol.NewBulkServer(h, bs, log), log: log}
-}
-
-// stats returns bytes and blocks received and sent over bulk.
-func (s *bulkService) stats() (recvBytes, recvBlocks, sentBytes, sentBlocks uint64) {
-	if s == nil {
-		return 0, 0, 0, 0
+// newBulkFetcher returns a fetcher over the connected bulk peers for one
+// fetch, or nil if there are none (or no host).
+func (e *Engine) newBulkFetcher() *bulkFetcher {
+	if e.cfg.Host == nil {
+		return nil
 	}
-	sentBytes, sentBlocks = s.server.Sent()
-	return s.recvBytes.Load(), s.recvBlocks.Load(), sentBytes, sentBlocks
+	return newBulkFetcher(bulkClient{host: e.cfg.Host, guard: e.cfg.Guard, log: e.log, bytes: &e.bulkBytes, blocks: &e.bulkBlocks})
 }
 
 // bulkChunksPerPeer is how many chunks a batch is cut into per bulk peer.
@@ -60,7 +54,7 @@ const bulkChunksPerPeer = 2
 // fetching one model at once), where bitswap's want-have exchange lets the
 // clients serve each other; bulk then stops and bitswap fetches the rest.
 type bulkFetcher struct {
-	svc *bulkService
+	svc bulkClient
 
 	mu    sync.Mutex
 	peers map[peer.ID]bool
@@ -101,15 +95,12 @@ const (
 // could serve the chunk.
 var errBulkStalled = errors.New("bulk: peer sent no block while others could")
 
-// newFetcher returns a fetcher over the connected bulk peers, or nil if
-// there are none (the fetch then uses bitswap alone). A peer whose
+// newBulkFetcher returns a fetcher over the connected bulk peers, or nil
+// if there are none (the fetch then uses bitswap alone). A peer whose
 // protocols are not known yet (identify still running on a new connection)
 // is tried too: if it does not speak bulk, opening the stream fails at once
 // and the peer is dropped.
-func (s *bulkService) newFetcher() *bulkFetcher {
-	if s == nil {
-		return nil
-	}
+func newBulkFetcher(s bulkClient) *bulkFetcher {
 	f := &bulkFetcher{svc: s, peers: make(map[peer.ID]bool), dropped: make(map[peer.ID]bool),
 		suspended: make(map[peer.ID]time.Time), delivered: make(map[peer.ID]bool)}
 	f.scan()
@@ -336,8 +327,8 @@ func (f *bulkFetcher) getChunk(ctx context.Context, p peer.ID, chunk []cid.Cid, 
 			return errLocal{err}
 		}
 		got[b.Cid()] = true
-		f.svc.recvBytes.Add(uint64(len(b.RawData())))
-		f.svc.recvBlocks.Add(1)
+		f.svc.bytes.Add(uint64(len(b.RawData())))
+		f.svc.blocks.Add(1)
 		return nil
 	})
 	if err != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errBulkStalled) {
@@ -361,65 +352,4 @@ func allRawLeaves(cids []cid.Cid) bool {
 		}
 	}
 	return len(cids) > 0
-}
-
-// accept takes one verified block of a batch: it feeds the sink and keeps
-// the block's size and links in r.
-func (w *walker) accept(nd ipld.Node, r *batchResult) error {
-	w.lastBlock.Store(time.Now().UnixNano())
-	if w.sink != nil {
-		if err := w.sink.put(nd); err != nil {
-			return err
-		}
-	}
-	r.got = append(r.got, fetched{size: len(nd.RawData()), children: ufs.Children(nd)})
-	return nil
-}
-
-// viaBulk fetches the leaves of batch that are not local over the bulk
-// protocol, storing each verified block. It returns the CIDs still to get
-// through the block service: local ones and any bulk did not deliver.
-func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) ([]cid.Cid, error) {
-	var rest, need []cid.Cid
-	for _, c := range batch {
-		if has, err := w.local.Has(ctx, c); err == nil && has {
-			rest = append(rest, c)
-		} else {
-			need = append(need, c)
-		}
-	}
-	if len(need) == 0 {
-		return rest, nil
-	}
-	var mu sync.Mutex // guards r
-	held, _ := w.sink.(*fileSink)
-	if held != nil && held.st == nil {
-		held = nil
-	}
-	missed, err := w.bulk.get(ctx, need, func(nd ipld.Node) error {
-		w.lastBlock.Store(time.Now().UnixNano())
-		switch {
-		case held != nil:
-			// Written once, into the output file, which then holds it.
-			if err := held.putHeld(ctx, nd); err != nil {
-				return err
-			}
-		case w.sink != nil:
-			if err := w.local.Put(ctx, nd); err != nil {
-				return err
-			}
-			if err := w.sink.put(nd); err != nil {
-				return err
-			}
-		default:
-			if err := w.local.Put(ctx, nd); err != nil {
-				return err
-			}
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		r.got = append(r.got, fetched{size: len(nd.RawData())})
-		return nil
-	})
-	return append(rest, missed...), err
 }
