@@ -35,13 +35,13 @@ func (n *Node) Fetch(ctx context.Context, req api.FetchRequest, progress api.Pro
 
 // Import implements api.API.
 func (n *Node) Import(ctx context.Context, req api.ImportRequest, progress api.ProgressFunc) (api.ImportResult, error) {
-	res, err := n.importModel(ctx, req, progress)
+	res, err := n.models.Import(ctx, req, progress)
 	return res, apiError(err)
 }
 
 // FetchModel implements api.API.
 func (n *Node) FetchModel(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
-	res, err := n.fetchModel(ctx, req, progress)
+	res, err := n.models.FetchModel(ctx, req, progress)
 	return res, apiError(err)
 }
 
@@ -63,4 +63,14 @@ func (n *Node) Peers(context.Context) ([]api.PeerInfo, error) { return n.net.Pee
 // FindProviders implements api.API.
 func (n *Node) FindProviders(ctx context.Context, ref string) ([]string, error) {
 	return n.net.FindProviders(ctx, ref)
+}
+
+// Publish implements api.API.
+func (n *Node) Publish(ctx context.Context, req api.PublishRequest) (api.PublishResult, error) {
+	return n.models.Publish(ctx, req)
+}
+
+// Inspect implements api.API.
+func (n *Node) Inspect(ctx context.Context, req api.InspectRequest) (api.InspectResult, error) {
+	return n.models.Inspect(ctx, req)
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/allmende/allmende/node/httpserve"
 	"github.com/allmende/allmende/node/localapi"
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 )
 
 // RunDaemon runs a node with its HTTP API until ctx ends. Once the API
@@ -94,7 +94,7 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
 	url := "http://" + ln.Addr().String()
-	if err := store.WriteFileAtomic(filepath.Join(n.cfg.Home, MirrorFile), []byte(url+"\n"), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(n.cfg.Home, MirrorFile), []byte(url+"\n"), 0o644); err != nil {
 		ln.Close()
 		return nil, err
 	}

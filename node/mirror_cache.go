@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/hfapi"
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/node/models"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
 )
@@ -246,7 +247,7 @@ func (c *mirrorCache) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := store.WriteFileAtomic(c.path, raw, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(c.path, raw, 0o600); err != nil {
 		return err
 	}
 	c.saved, c.dirty = time.Now(), false
@@ -280,7 +281,7 @@ func (n *Node) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirro
 	if err != nil {
 		return cid.Undef, err
 	}
-	nd, err := n.manifestFile(ctx, m)
+	nd, err := n.models.ManifestFile(ctx, m)
 	if err != nil {
 		return cid.Undef, err
 	}
@@ -296,7 +297,7 @@ func (n *Node) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirro
 	if err := n.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
 		return cid.Undef, err
 	}
-	if err := n.models.add(mc, m); err != nil {
+	if err := n.models.Index().Add(mc, m); err != nil {
 		return cid.Undef, err
 	}
 	cache.removeFiles(m)
@@ -356,11 +357,11 @@ func (n *Node) keepMirrorPin(ctx context.Context, b *hfBackend, ref string) erro
 		}
 		return n.store.Pin(ctx, c, "mirror.pins "+ref)
 	}
-	name, rev, err := ParseModelRef(ref)
+	name, rev, err := models.ParseModelRef(ref)
 	if err != nil {
 		return err
 	}
-	if _, ok := n.models.byName(name, rev); ok {
+	if _, ok := n.models.Index().ByName(name, rev); ok {
 		return nil
 	}
 	repo, err := b.Repo(ctx, hfapi.Model, name, rev)
@@ -388,7 +389,7 @@ func (n *Node) isMirrorPinned(name, rev, commit, root string) bool {
 		if root != "" && ref == root {
 			return true
 		}
-		pn, pr, err := ParseModelRef(ref)
+		pn, pr, err := models.ParseModelRef(ref)
 		if err == nil && pn == name && (pr == rev || pr == commit) {
 			return true
 		}
@@ -402,28 +403,4 @@ func fileCIDs(m *manifest.Manifest) []string {
 		out = append(out, f.CID)
 	}
 	return out
-}
-
-// forget drops manifest c from the index and its file.
-func (x *modelIndex) forget(c cid.Cid, m *manifest.Manifest) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for k, v := range x.names {
-		if v == c {
-			delete(x.names, k)
-		}
-	}
-	for _, f := range m.Files {
-		delete(x.files, f.SHA256)
-	}
-	kept := x.cids[:0]
-	for _, s := range x.cids {
-		if s != c.String() {
-			kept = append(kept, s)
-		}
-	}
-	x.cids = kept
-	if raw, err := json.Marshal(x.cids); err == nil {
-		store.WriteFileAtomic(x.path, raw, 0o644)
-	}
 }

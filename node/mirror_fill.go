@@ -17,6 +17,7 @@ import (
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/hfapi"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
@@ -140,7 +141,7 @@ func (u *upstreamFiller) saveKeptLocked() error {
 	if err := os.MkdirAll(u.dir, 0o700); err != nil {
 		return fmt.Errorf("kept-files index: %w", err)
 	}
-	return store.WriteFileAtomic(filepath.Join(u.dir, keptIndexFile), raw, 0o600)
+	return fsutil.WriteFileAtomic(filepath.Join(u.dir, keptIndexFile), raw, 0o600)
 }
 
 // keptFile is a filled file in the store.
@@ -313,10 +314,10 @@ func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
 // from peers that hold a file with its sha256, else from the upstream.
 func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadCloser, error) {
 	if f.SHA256 != "" {
-		// openSHA256 checks size and sha256 itself and bans a peer that
+		// OpenSHA256 checks size and sha256 itself and bans a peer that
 		// named other content, so the next fill asks the next source.
 		findCtx, cancel := context.WithTimeout(ctx, swarmLookupTimeout)
-		r, err := u.n.openSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
+		r, err := u.n.models.OpenSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
 		cancel()
 		if err == nil {
 			u.fromSwarm.Add(1)
@@ -397,10 +398,7 @@ func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo)
 // cache. It returns the manifest's CID, or cid.Undef if the revision was
 // recorded before.
 func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manifest.File, source string, cache *mirrorCache) (cid.Cid, error) {
-	if n.models == nil {
-		return cid.Undef, errors.New("no model index")
-	}
-	if _, ok := n.models.byName(repo.Name, repo.Commit); ok {
+	if _, ok := n.models.Index().ByName(repo.Name, repo.Commit); ok {
 		return cid.Undef, nil
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
@@ -484,7 +482,7 @@ func (j *fillJob) download(body io.ReadCloser, progress func()) error {
 	}
 	// Refused up front rather than filling the disk part way, and never
 	// into the room the store keeps for its metadata.
-	if err := store.CheckRoom(j.dir, uint64(j.f.Size)); err != nil {
+	if err := fsutil.CheckRoom(j.dir, uint64(j.f.Size)); err != nil {
 		return fmt.Errorf("fill %s: %w", j.f.Path, err)
 	}
 	out, err := os.CreateTemp(j.dir, j.f.ETag()+".*"+partSuffix)

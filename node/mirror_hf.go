@@ -2,13 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
 
-	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/store/manifest"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
@@ -48,7 +49,7 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 		b.cache.touch(mc.String())
 		return repoOf(m, kind)
 	}
-	if m, _, err := b.n.resolveManifest(ctx, name+"@"+rev, false, b.n.cfg.FetchTimeout, new(atomic.Uint64)); err == nil {
+	if m, _, err := b.n.models.ResolveManifest(ctx, name+"@"+rev, false, b.n.cfg.FetchTimeout, new(atomic.Uint64)); err == nil {
 		b.seed(m)
 		return repoOf(m, kind)
 	} else {
@@ -86,17 +87,17 @@ func (b *hfBackend) moved(ctx context.Context, m *manifest.Manifest, kind hfapi.
 	return up
 }
 
+// errNotHeld: the mirror holds no manifest for a revision.
+var errNotHeld = errors.New("revision not held")
+
 // localManifest returns a manifest this node holds for name@rev (rev may
-// also be the commit id).
+// also be the commit id), or errNotHeld.
 func (b *hfBackend) localManifest(ctx context.Context, name, rev string) (cid.Cid, *manifest.Manifest, error) {
-	if b.n.models == nil {
-		return cid.Undef, nil, api.ErrNotFound
-	}
-	c, ok := b.n.models.byName(name, rev)
+	c, ok := b.n.models.Index().ByName(name, rev)
 	if !ok {
-		return cid.Undef, nil, api.ErrNotFound
+		return cid.Undef, nil, errNotHeld
 	}
-	m, err := readManifest(ctx, b.n.store.LocalDAG(), c)
+	m, err := models.ReadManifest(ctx, b.n.store.LocalDAG(), c)
 	return c, m, err
 }
 
@@ -206,32 +207,4 @@ func (r *releasingReader) Close() error {
 	err := r.ReadSeekCloser.Close()
 	r.once.Do(r.release)
 	return err
-}
-
-// list returns the CIDs of the indexed manifests.
-func (x *modelIndex) list() []string {
-	if x == nil {
-		return nil
-	}
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return append([]string(nil), x.cids...)
-}
-
-// manifests lists the manifests this node holds, for the web page.
-func (n *Node) manifests(ctx context.Context) []*manifest.Manifest {
-	if n.models == nil {
-		return nil
-	}
-	var out []*manifest.Manifest
-	for _, s := range n.models.list() {
-		c, err := cid.Decode(s)
-		if err != nil {
-			continue
-		}
-		if m, err := readManifest(ctx, n.store.LocalDAG(), c); err == nil {
-			out = append(out, m)
-		}
-	}
-	return out
 }

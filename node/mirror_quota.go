@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -323,7 +325,7 @@ type nodeQuota struct{ n *Node }
 
 func (b nodeQuota) usage(ctx context.Context) (uint64, error) { return b.n.store.DiskUsage(ctx) }
 
-func (b nodeQuota) room(need uint64) error { return store.CheckRoom(b.n.store.Dir(), need) }
+func (b nodeQuota) room(need uint64) error { return fsutil.CheckRoom(b.n.store.Dir(), need) }
 
 func (b nodeQuota) protected(e keyedEntry) bool {
 	return b.n.isMirrorPinned(e.Name, e.Revision, e.Commit, e.Root)
@@ -344,9 +346,11 @@ func (b nodeQuota) drop(ctx context.Context, e keyedEntry) error {
 	unpin := []string{e.key}
 	if e.Kind == cachedModel {
 		unpin = append(unpin, e.Root)
-		if m, err := readManifest(ctx, b.n.store.LocalDAG(), c); err == nil {
+		if m, err := models.ReadManifest(ctx, b.n.store.LocalDAG(), c); err == nil {
 			unpin = append(unpin, fileCIDs(m)...)
-			b.n.models.forget(c, m)
+			if err := b.n.models.Index().Forget(c, m); err != nil {
+				return err
+			}
 		}
 	}
 	for _, s := range unpin {

@@ -76,12 +76,3 @@ func (w *wholeFiles) verifyLater(root cid.Cid) {
 		w.n.log.Debug("mirror: file verified, served whole from now on", "cid", root.String())
 	}()
 }
-
-// markVerified keeps the state of a file that an import has just read and
-// hashed (see store.Store.MarkVerified). A file that changed meanwhile is
-// simply not marked: it is served through the block store.
-func (n *Node) markVerified(ctx context.Context, root cid.Cid, before store.FileState) {
-	if err := n.store.MarkVerified(ctx, root, before); err != nil {
-		n.log.Debug("file not marked verified", "cid", root.String(), "path", before.Path, "err", err)
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/store/format/formattest"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
@@ -41,10 +42,10 @@ func TestModelsInProcess(t *testing.T) {
 	}
 
 	_, err = b.FetchModel(ctx, api.ModelFetchRequest{Ref: "acme/m", Out: filepath.Join(t.TempDir(), "x")}, nil)
-	if !errors.Is(err, ErrUntrusted) {
+	if !errors.Is(err, models.ErrUntrusted) {
 		t.Fatalf("untrusted: err = %v, want ErrUntrusted", err)
 	}
-	if _, err := Trust(b.cfg.Home, pub.Publisher, "", nil); err != nil {
+	if _, err := models.Trust(b.cfg.Home, pub.Publisher, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "m")
@@ -80,11 +81,9 @@ func TestModelsInProcess(t *testing.T) {
 // mustSHA returns the sha256 the node's index holds for path.
 func mustSHA(t *testing.T, n *Node, path string) string {
 	t.Helper()
-	n.models.mu.RLock()
-	defer n.models.mu.RUnlock()
-	for sum, f := range n.models.files {
-		if f.Path == path {
-			return sum
+	for _, m := range n.models.Manifests(context.Background()) {
+		if f, ok := m.Lookup(path); ok {
+			return f.SHA256
 		}
 	}
 	t.Fatalf("%s not indexed", path)
@@ -105,10 +104,11 @@ func TestLargeManifestSpansBlocks(t *testing.T) {
 		m.Files = append(m.Files, manifest.File{Path: fmt.Sprintf("data/shard-%05d.parquet", i), Size: uint64(i),
 			SHA256: fmt.Sprintf("%064x", i), CID: "bafkqaaa"})
 	}
-	c, err := a.storeManifest(ctx, m)
+	nd, err := a.models.ManifestFile(ctx, m)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := nd.Cid()
 	if c.Prefix().Codec == cid.Raw {
 		t.Fatalf("a %d-file manifest was stored as one raw block", files)
 	}
@@ -116,7 +116,7 @@ func TestLargeManifestSpansBlocks(t *testing.T) {
 	if err := b.Connect(ctx, id.Addrs[0]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.fetchManifest(ctx, c, testFetchTimeout, new(atomic.Uint64))
+	got, err := b.models.FetchManifest(ctx, c, testFetchTimeout, new(atomic.Uint64))
 	if err != nil || len(got.Files) != files {
 		t.Fatalf("fetch manifest: %v", err)
 	}
@@ -140,7 +140,7 @@ func TestModelIndexSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if c, ok := b.models.byName("acme/r", "main"); !ok || c.String() != imp.Manifest {
+	if c, ok := b.models.Index().ByName("acme/r", "main"); !ok || c.String() != imp.Manifest {
 		t.Errorf("after restart byName = %v, %v; want %s", c, ok, imp.Manifest)
 	}
 	if _, err := b.Publish(ctx, api.PublishRequest{Name: "acme/r"}); err != nil {

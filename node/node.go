@@ -12,6 +12,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/fetch"
+	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/node/p2p"
 	"github.com/allmende/allmende/node/pace"
 	"github.com/allmende/allmende/protocol"
@@ -53,8 +54,8 @@ type Node struct {
 	fetch *fetch.Engine
 	// bulk serves the store's blocks over allmende's bulk protocol.
 	bulk *protocol.BulkServer
-	// models indexes the models this node holds (see models.go).
-	models *modelIndex
+	// models is the model registry: manifests, names, sha256 lookups.
+	models *models.Registry
 }
 
 // New opens home's store and starts a node on it. It holds the home lock
@@ -122,11 +123,17 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		Timeout: cfg.FetchTimeout, Parallel: cfg.FetchParallel, Copy: cfg.FetchCopy,
 		Announce: rt.Announce, Log: cfg.Logger,
 	})
-	if err := n.startModels(ctx); err != nil {
+	var dht models.Providers // an untyped nil when the DHT is off
+	if d := rt.DHT(); d != nil {
+		dht = d
+	}
+	n.models, err = models.Open(ctx, models.Config{Home: cfg.Home, Store: st, Host: h, Guard: guard,
+		Fetch: n.fetch, DHT: dht, Timeout: cfg.FetchTimeout, Log: cfg.Logger})
+	if err != nil {
 		cancel()
 		return nil, err
 	}
-	n.routing.AnnounceExtra(n.models.sha256KeysOf)
+	n.routing.AnnounceExtra(n.models.Index().SHA256KeysOf)
 	n.net.Start(runCtx)
 	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
 	return n, nil

@@ -71,14 +71,14 @@ type indexData struct {
 func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), indexTimeout)
 	defer cancel()
-	ms := n.manifests(ctx)
+	ms := n.models.Manifests(ctx)
 	d := indexData{ID: n.host.ID().String(), Host: r.Host, Models: modelViews(ms)}
 	pins, err := n.List(ctx)
 	if err != nil {
 		http.Error(w, "listing pins: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	d.Pins = otherPins(pins, ms, n.models.list())
+	d.Pins = otherPins(pins, ms, n.models.Index().List())
 	d.Peers, _ = n.Peers(ctx)
 	d.DiskUsage, _ = n.store.DiskUsage(ctx)
 	d.Quota = uint64(max(n.cfg.MirrorQuota, 0))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
@@ -53,7 +54,7 @@ func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string)
 		os.RemoveAll(tmp)
 		return fmt.Errorf("export %s to %s: %w", root, dest, err)
 	}
-	return SyncDir(filepath.Dir(dest))
+	return fsutil.SyncDir(filepath.Dir(dest))
 }
 
 // exportTo writes nd at tmp: a file directly, a directory through an
@@ -69,7 +70,7 @@ func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string
 	case unixfs.TSymlink:
 		return fmt.Errorf("%w: the root is a symlink, which would point outside the output", ErrBadInput)
 	default:
-		f, err := OpenNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := fsutil.OpenNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/allmende/allmende/store/chunks"
 	"github.com/allmende/allmende/store/ufs"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -24,7 +25,7 @@ import (
 // Import settings of the unixfs-v1-2025 profile (IPIP-499).
 const (
 	// ChunkSize is the size of a file's leaf blocks.
-	ChunkSize = 1 << 20
+	ChunkSize = chunks.Size
 	// LinksPerNode is the widest a file's internal DAG node gets.
 	LinksPerNode = 1024
 )

@@ -140,29 +140,6 @@ func TestExportRefusesLinkChains(t *testing.T) {
 	}
 }
 
-// TestOpenNoFollow: a symlink planted where a partial file goes is not
-// followed: the open fails and the link's target is untouched.
-func TestOpenNoFollow(t *testing.T) {
-	dir := t.TempDir()
-	victim := filepath.Join(dir, "victim")
-	if err := os.WriteFile(victim, []byte("keep me"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	partial := PartialPath(filepath.Join(dir, "out"))
-	if err := os.Symlink(victim, partial); err != nil {
-		t.Fatal(err)
-	}
-	for _, flag := range []int{os.O_RDWR | os.O_CREATE, os.O_WRONLY | os.O_CREATE | os.O_TRUNC} {
-		if f, err := OpenNoFollow(partial, flag, 0o644); err == nil {
-			f.Close()
-			t.Fatalf("flag %#x: opened through a planted symlink", flag)
-		}
-	}
-	if got, _ := os.ReadFile(victim); string(got) != "keep me" {
-		t.Errorf("the link's target changed: %q", got)
-	}
-}
-
 // FuzzExportSymlinks exports a directory with two links of any targets
 // (and a file) and checks what the kernel makes of the result: every link
 // that resolves at all resolves inside the output, and nothing is written

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/filestore"
@@ -112,7 +113,7 @@ func Init(dir string) error {
 	if len(entries) > 0 {
 		return fmt.Errorf("init store %s: directory is not empty and holds no %s file", dir, MarkerFile)
 	}
-	if err := WriteFileAtomic(marker, []byte("allmende store v1\n"), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(marker, []byte("allmende store v1\n"), 0o600); err != nil {
 		return fmt.Errorf("init store %s: %w", dir, err)
 	}
 	return nil

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/models"
+
 	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
@@ -26,7 +27,7 @@ model by name.` + exitStatusHelp,
 		Example: "  allmende publish acme/tiny-llama\n  allmende publish acme/tiny-llama@v1 --validity 720h",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, rev, err := node.ParseModelRef(a[0])
+			name, rev, err := models.ParseModelRef(a[0])
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,7 @@ model by name.` + exitStatusHelp,
 			})
 		},
 	}
-	cmd.Flags().DurationVar(&validity, "validity", node.DefaultRecordValidity, "how long the record is valid")
+	cmd.Flags().DurationVar(&validity, "validity", models.DefaultRecordValidity, "how long the record is valid")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
@@ -92,12 +93,12 @@ func createFileSink(path string, root cid.Cid, size uint64, st *store.Store) (*f
 	if reused {
 		need -= min(need, allocated(fi))
 	}
-	if err := store.CheckRoom(filepath.Dir(path), need); err != nil {
+	if err := fsutil.CheckRoom(filepath.Dir(path), need); err != nil {
 		return nil, err
 	}
 	// O_NOFOLLOW: a symlink planted here since the Lstat above must not
 	// redirect the write.
-	f, err := store.OpenNoFollow(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := fsutil.OpenNoFollow(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +238,7 @@ func (s *fileSink) finish(ctx context.Context, dest string) error {
 	if err := os.Rename(s.f.Name(), dest); err != nil {
 		return err
 	}
-	return store.SyncDir(filepath.Dir(dest))
+	return fsutil.SyncDir(filepath.Dir(dest))
 }
 
 // moveRefs points the leaves held in the partial file at dest.

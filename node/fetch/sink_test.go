@@ -24,7 +24,7 @@ const testChunk = 64
 // buildFile imports data with tiny chunks and few links per node.
 func buildFile(t *testing.T, data []byte, rawLeaves bool) (ipld.DAGService, ipld.Node) {
 	t.Helper()
-	dag, _ := storetest.MemDAG()
+	dag := storetest.MemDAG()
 	params := h.DagBuilderParams{Dagserv: dag, Maxlinks: 4, RawLeaves: rawLeaves}
 	if rawLeaves {
 		params.CidBuilder = cid.V1Builder{Codec: cid.DagProtobuf, MhType: 0x12}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/home"
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 )
 
 // Token limits.
@@ -110,7 +110,7 @@ func EnsureTokenFile(dir string, configured Secret) (Secret, error) {
 	if token == "" {
 		token = Secret(rand.Text())
 	}
-	if err := store.WriteFileAtomic(home.Dir(dir).Token(), []byte(string(token)+"\n"), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(home.Dir(dir).Token(), []byte(string(token)+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write API token: %w", err)
 	}
 	return token, nil

@@ -13,7 +13,9 @@ import (
 	"strings"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/chunks"
 	"github.com/allmende/allmende/store/format"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
@@ -106,7 +108,7 @@ type importer struct {
 	dag ipld.DAGService
 	// direct is dag unbuffered: files imported in place add their nodes
 	// through it, so a leaf is stored when Add returns and its chunk can
-	// be reused (see store.ChunkReader).
+	// be reused (see chunks.Reader).
 	direct ipld.DAGService
 	opts   ImportOptions
 	m      *Manifest
@@ -191,7 +193,7 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 	if etag != "" {
 		wantSHA1 = len(etag) == 40
 	}
-	f, err := store.OpenNoFollow(real, os.O_RDONLY, 0)
+	f, err := fsutil.OpenNoFollow(real, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", real, err)
 	}
@@ -250,7 +252,7 @@ func (im *importer) build(real string, f *os.File, hashes io.Writer) (ipld.Node,
 	if im.opts.NoCopy { // leaves stored as Add returns, so chunks can be reused
 		dag = im.direct
 	}
-	cr := store.NewChunkReader(f, sink, store.ChunkOptions{Reader: reader, Progress: im.opts.Progress, Recycle: im.opts.NoCopy})
+	cr := chunks.NewReader(f, sink, chunks.Options{Reader: reader, Progress: im.opts.Progress, Recycle: im.opts.NoCopy})
 	nd, err := store.BuildChunks(dag, cr, im.opts.NoCopy)
 	n, _ := cr.Close()
 	return nd, n, err

@@ -52,9 +52,11 @@ func MemBlockstore() blockstore.Blockstore {
 	return blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
 }
 
-// MemDAG is a DAG service over an empty in-memory block store, and that
-// block store.
-func MemDAG() (ipld.DAGService, blockstore.Blockstore) {
-	bs := MemBlockstore()
-	return merkledag.NewDAGService(blockservice.New(bs, nil)), bs
+// MemDAG is a DAG service over an empty in-memory block store.
+func MemDAG() ipld.DAGService { return DAGOver(MemBlockstore()) }
+
+// DAGOver is a DAG service over bs alone (no exchange: what bs lacks is
+// not found).
+func DAGOver(bs blockstore.Blockstore) ipld.DAGService {
+	return merkledag.NewDAGService(blockservice.New(bs, nil))
 }

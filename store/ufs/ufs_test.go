@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/storetest"
 	"github.com/allmende/allmende/store/ufs"
-	mdtest "github.com/ipfs/boxo/ipld/merkledag/test"
 	"github.com/ipfs/boxo/ipld/unixfs"
 	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
@@ -39,7 +39,7 @@ func buildFile(t *testing.T, dag ipld.DAGService, data []byte) ipld.Node {
 // same way.
 func TestNodeKinds(t *testing.T) {
 	ctx := context.Background()
-	dag := mdtest.Mock()
+	dag := storetest.MemDAG()
 	small := buildFile(t, dag, []byte("hello"))                    // one raw leaf
 	big := buildFile(t, dag, randomBytes(1, 2*store.ChunkSize+10)) // a dag-pb file node over 3 leaves
 	dir, err := ufs.BuildDirectory(ctx, dag, []ufs.Entry{{Path: "a", CID: small.Cid()}})
@@ -83,7 +83,7 @@ func TestNodeKinds(t *testing.T) {
 // read gives, across leaf boundaries and at the end.
 func TestReaderAtMatchesOpen(t *testing.T) {
 	ctx := context.Background()
-	dag := mdtest.Mock()
+	dag := storetest.MemDAG()
 	data := randomBytes(2, 3*store.ChunkSize+777)
 	nd := buildFile(t, dag, data)
 	r, err := ufs.Open(ctx, dag, nd.Cid())
@@ -129,7 +129,7 @@ func TestReaderAtMatchesOpen(t *testing.T) {
 // once when walked, and the same files give the same root in any order.
 func TestBuildDirectoryWalkFiles(t *testing.T) {
 	ctx := context.Background()
-	dag := mdtest.Mock()
+	dag := storetest.MemDAG()
 	var entries []ufs.Entry
 	var want []cid.Cid
 	for i, p := range []string{"config.json", "weights/a.safetensors", "weights/b.safetensors", "deep/x/y/z.txt"} {

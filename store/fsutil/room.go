@@ -1,9 +1,15 @@
-package store
+package fsutil
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 )
+
+// ErrNoSpace means the disk is full (or would be too full after a write).
+// It is permanent for the operation that met it: retrying without freeing
+// space cannot help. store.ErrNoSpace is the same error.
+var ErrNoSpace = errors.New("no space left on device")
 
 // maxReserve caps the room kept free on a store's disk.
 const maxReserve = 64 << 20

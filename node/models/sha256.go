@@ -1,4 +1,4 @@
-package node
+package models
 
 import (
 	"context"
@@ -35,32 +35,11 @@ func SHA256Key(sum string) (mh.Multihash, error) {
 	return c.Hash(), nil
 }
 
-// sha256KeysOf is the providing hook for routing: the sha256 keys of the
-// files of indexed models whose file root is c (usually one). The routing
-// code adds them to the keys it announces for a pinned root, so that
-// `fetch sha256:<hex>` finds this node through the DHT.
-func (x *modelIndex) sha256KeysOf(c cid.Cid) []mh.Multihash {
-	if x == nil {
-		return nil
-	}
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	var keys []mh.Multihash
-	for sum, f := range x.files {
-		if f.CID == c.String() {
-			if k, err := SHA256Key(sum); err == nil {
-				keys = append(keys, k)
-			}
-		}
-	}
-	return keys
-}
-
 // sha256SourcesInDHT looks up providers of sum's DHT key (up to
 // maxSHA256Providers, banned peers skipped), connects to them and asks
 // each over the resolve protocol which file CID has that sha256.
-func (n *Node) sha256SourcesInDHT(ctx context.Context, sum string) []sha256Source {
-	d := n.routing.DHT()
+func (reg *Registry) sha256SourcesInDHT(ctx context.Context, sum string) []sha256Source {
+	d := reg.dht
 	if d == nil {
 		return nil
 	}
@@ -72,14 +51,14 @@ func (n *Node) sha256SourcesInDHT(ctx context.Context, sum string) []sha256Sourc
 	defer cancel()
 	var srcs []sha256Source
 	for ai := range d.FindProvidersAsync(ctx, cid.NewCidV1(cid.Raw, key), maxSHA256Providers) {
-		if ai.ID == n.host.ID() || n.guard.IsBanned(ai.ID) {
+		if ai.ID == reg.host.ID() || reg.guard.IsBanned(ai.ID) {
 			continue
 		}
-		if err := n.host.Connect(ctx, ai); err != nil {
-			n.log.Debug("sha256 provider unreachable", "peer", ai.ID.String(), "err", err)
+		if err := reg.host.Connect(ctx, ai); err != nil {
+			reg.log.Debug("sha256 provider unreachable", "peer", ai.ID.String(), "err", err)
 			continue
 		}
-		resp, err := protocol.AskResolve(ctx, n.host, ai.ID, &protocol.ResolveRequest{SHA256: sum})
+		resp, err := protocol.AskResolve(ctx, reg.host, ai.ID, &protocol.ResolveRequest{SHA256: sum})
 		if err != nil || resp.CID == "" {
 			continue
 		}

@@ -1,4 +1,4 @@
-package store
+package chunks
 
 import (
 	"bytes"
@@ -13,8 +13,8 @@ import (
 	"unsafe"
 )
 
-// TestChunkReaderChunksAndSinks checks that a ChunkReader hands out the
-// file in ChunkSize chunks, in order, in page-aligned buffers, gives the
+// TestChunkReaderChunksAndSinks checks that a Reader hands out the
+// file in Size chunks, in order, in page-aligned buffers, gives the
 // sink exactly the bytes read at their offsets, and counts them, whatever
 // the size, with and without recycling.
 func TestChunkReaderChunksAndSinks(t *testing.T) {
@@ -25,16 +25,16 @@ func TestChunkReaderChunksAndSinks(t *testing.T) {
 	}{
 		{"empty", 0},
 		{"one byte", 1},
-		{"a byte short of a chunk", ChunkSize - 1},
-		{"one chunk", ChunkSize},
-		{"a byte over", ChunkSize + 1},
-		{"many chunks and a tail", 9*ChunkSize + 17},
+		{"a byte short of a chunk", Size - 1},
+		{"one chunk", Size},
+		{"a byte over", Size + 1},
+		{"many chunks and a tail", 9*Size + 17},
 	} {
 		data := make([]byte, tc.size)
 		for i := range data {
 			data[i] = byte(rng.Uint32())
 		}
-		for _, opts := range []ChunkOptions{{}, {Recycle: true}, {Recycle: true, Ordered: true}} {
+		for _, opts := range []Options{{}, {Recycle: true}, {Recycle: true, Ordered: true}} {
 			t.Run(fmt.Sprintf("%s, %+v", tc.name, opts), func(t *testing.T) {
 				checkChunkReader(t, data, opts)
 			})
@@ -42,7 +42,7 @@ func TestChunkReaderChunksAndSinks(t *testing.T) {
 	}
 }
 
-func checkChunkReader(t *testing.T, data []byte, opts ChunkOptions) {
+func checkChunkReader(t *testing.T, data []byte, opts Options) {
 	h := sha256.New()
 	var next atomic.Int64 // read by the DAG builder's side when ordered
 	sink := func(off int64, b []byte) error {
@@ -55,7 +55,7 @@ func checkChunkReader(t *testing.T, data []byte, opts ChunkOptions) {
 	}
 	// A reader that returns half of what is asked makes the chunks come
 	// from many reads.
-	cr := NewChunkReader(iotest.HalfReader(bytes.NewReader(data)), sink, opts)
+	cr := NewReader(iotest.HalfReader(bytes.NewReader(data)), sink, opts)
 	var got []byte
 	for {
 		b, err := cr.NextBytes()
@@ -65,10 +65,10 @@ func checkChunkReader(t *testing.T, data []byte, opts ChunkOptions) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b) != ChunkSize && len(got)+len(b) != len(data) {
+		if len(b) != Size && len(got)+len(b) != len(data) {
 			t.Fatalf("a chunk of %d bytes before the end", len(b))
 		}
-		if p := uintptr(unsafe.Pointer(unsafe.SliceData(b))); p%chunkAlign != 0 {
+		if p := uintptr(unsafe.Pointer(unsafe.SliceData(b))); p%Align != 0 {
 			t.Fatalf("chunk at address %#x, not page-aligned", p)
 		}
 		if opts.Ordered && next.Load() < int64(len(got)+len(b)) {
@@ -92,9 +92,9 @@ func checkChunkReader(t *testing.T, data []byte, opts ChunkOptions) {
 // that failed), and that a read error and a sink's error (a full disk)
 // reach the DAG builder, the sink's from Close.
 func TestChunkReaderStops(t *testing.T) {
-	data := make([]byte, 20*ChunkSize)
+	data := make([]byte, 20*Size)
 	discard := func(int64, []byte) error { return nil }
-	cr := NewChunkReader(bytes.NewReader(data), discard, ChunkOptions{Recycle: true})
+	cr := NewReader(bytes.NewReader(data), discard, Options{Recycle: true})
 	if _, err := cr.NextBytes(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +103,8 @@ func TestChunkReaderStops(t *testing.T) {
 	}
 
 	boom := errors.New("disk gone")
-	for _, opts := range []ChunkOptions{{}, {Ordered: true}} {
-		cr = NewChunkReader(io.MultiReader(bytes.NewReader(data[:ChunkSize+5]), iotest.ErrReader(boom)), discard, opts)
+	for _, opts := range []Options{{}, {Ordered: true}} {
+		cr = NewReader(io.MultiReader(bytes.NewReader(data[:Size+5]), iotest.ErrReader(boom)), discard, opts)
 		if err := drainChunks(cr); !errors.Is(err, boom) {
 			t.Errorf("%+v: NextBytes = %v, want the read error", opts, err)
 		}
@@ -113,13 +113,13 @@ func TestChunkReaderStops(t *testing.T) {
 
 	full := errors.New("no space left on device")
 	failing := func(off int64, _ []byte) error {
-		if off >= 2*ChunkSize {
+		if off >= 2*Size {
 			return full
 		}
 		return nil
 	}
-	for _, opts := range []ChunkOptions{{Recycle: true}, {Recycle: true, Ordered: true}} {
-		cr = NewChunkReader(bytes.NewReader(data), failing, opts)
+	for _, opts := range []Options{{Recycle: true}, {Recycle: true, Ordered: true}} {
+		cr = NewReader(bytes.NewReader(data), failing, opts)
 		if err := drainChunks(cr); !errors.Is(err, errSinkFailed) {
 			t.Errorf("%+v: NextBytes = %v, want errSinkFailed", opts, err)
 		}
@@ -130,7 +130,7 @@ func TestChunkReaderStops(t *testing.T) {
 }
 
 // drainChunks takes chunks until an error and returns it.
-func drainChunks(cr *ChunkReader) error {
+func drainChunks(cr *Reader) error {
 	for {
 		if _, err := cr.NextBytes(); err != nil {
 			return err

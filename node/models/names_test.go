@@ -1,4 +1,4 @@
-package node
+package models
 
 import (
 	"context"
@@ -106,21 +106,22 @@ func TestPickRecord(t *testing.T) {
 // TestTrustFile: the trust file keeps old entries (no names) working,
 // records patterns, and binds an unbound key once.
 func TestTrustFile(t *testing.T) {
-	home := t.TempDir()
+	reg := newTestRegistry(t)
+	home := string(reg.home)
 	acme, other := newTestPublisher(t), newTestPublisher(t)
 	old := `[{"key": "` + acme.id + `", "label": "from before names"}]`
-	if err := os.WriteFile(filepath.Join(home, TrustFile), []byte(old), 0o600); err != nil {
+	if err := os.WriteFile(reg.home.Trust(), []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := Trusted(home)
 	if err != nil || len(keys) != 1 || keys[0].Names != nil || keys[0].Label != "from before names" {
 		t.Fatalf("old trust file: %+v, %v", keys, err)
 	}
-	names, err := bindTrust(home, acme.id, "acme/tiny")
+	names, err := reg.bindTrust(acme.id, "acme/tiny")
 	if err != nil || !slices.Equal(names, []string{"acme/*"}) {
 		t.Fatalf("bind: %q, %v", names, err)
 	}
-	if names, _ := bindTrust(home, acme.id, "evil/tiny"); !slices.Equal(names, []string{"acme/*"}) {
+	if names, _ := reg.bindTrust(acme.id, "evil/tiny"); !slices.Equal(names, []string{"acme/*"}) {
 		t.Errorf("a bound key was bound again: %q", names)
 	}
 	if _, err := Trust(home, other.id, "", []string{"other/*", "friends/model"}); err != nil {
@@ -144,19 +145,18 @@ func TestTrustFile(t *testing.T) {
 // later one; publish says so instead of signing a record nobody accepts.
 func TestPublishRefusesSeqAtTop(t *testing.T) {
 	ctx := context.Background()
-	n := newTestNode(t)
-	defer n.Close()
+	reg := newTestRegistry(t)
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "config.json"), []byte(`{}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Import(ctx, api.ImportRequest{Path: src, Name: "acme/top"}, nil); err != nil {
+	if _, err := reg.Import(ctx, api.ImportRequest{Path: src, Name: "acme/top"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Publish(ctx, api.PublishRequest{Name: "acme/top"}); err != nil {
+	if _, err := reg.Publish(ctx, api.PublishRequest{Name: "acme/top"}); err != nil {
 		t.Fatal(err)
 	}
-	sk, err := loadPublisherKey(n.cfg.Home)
+	sk, err := loadPublisherKey(reg.home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,10 +164,10 @@ func TestPublishRefusesSeqAtTop(t *testing.T) {
 	if err := top.Sign(sk); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeRecord(n.cfg.Home, top); err != nil {
+	if err := writeRecord(reg.home, top); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Publish(ctx, api.PublishRequest{Name: "acme/top"}); err == nil {
+	if _, err := reg.Publish(ctx, api.PublishRequest{Name: "acme/top"}); err == nil {
 		t.Error("published after a record at MaxSeq")
 	}
 }

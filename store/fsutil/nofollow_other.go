@@ -1,6 +1,6 @@
 //go:build !unix
 
-package store
+package fsutil
 
 // oNoFollow is not available here; OpenNoFollow then checks with Lstat
 // before opening (not atomic).

@@ -1,4 +1,4 @@
-package node
+package models
 
 import (
 	"context"
@@ -13,22 +13,16 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/protocol"
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Files and directories in HOME for names.
+// Limits of names (the files live where package home says).
 const (
-	// PublisherKeyFile signs name records (ed25519), HOME/keys/publisher.key.
-	PublisherKeyFile = "keys/publisher.key"
-	// TrustFile lists the publisher keys whose records this node accepts.
-	TrustFile = "trust.json"
-	// recordsDir holds the latest record per name@revision that this node
-	// published or accepted, and serves to peers.
-	recordsDir = "models/records"
 	// MaxTrustFile bounds the trust file.
 	MaxTrustFile = 1 << 20
 	// DefaultRecordValidity is how long a published record is valid.
@@ -55,18 +49,19 @@ type TrustedKey struct {
 	Names []string `json:"names,omitempty"`
 }
 
-// PublisherKey returns this home's publisher key ID, creating the key
-// (ed25519, written atomically with mode 0600) on first use.
-func PublisherKey(home string) (string, error) {
-	sk, err := loadPublisherKey(home)
+// PublisherKey returns the publisher key ID of the home directory dir,
+// creating the key (ed25519, written atomically with mode 0600) on first
+// use.
+func PublisherKey(dir string) (string, error) {
+	sk, err := loadPublisherKey(home.Dir(dir))
 	if err != nil {
 		return "", err
 	}
 	return manifest.KeyID(sk.GetPublic())
 }
 
-func loadPublisherKey(home string) (crypto.PrivKey, error) {
-	path := filepath.Join(home, PublisherKeyFile)
+func loadPublisherKey(dir home.Dir) (crypto.PrivKey, error) {
+	path := dir.PublisherKey()
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		sk, _, err := crypto.GenerateEd25519Key(nil)
@@ -79,7 +74,7 @@ func loadPublisherKey(home string) (crypto.PrivKey, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("publisher key: %w", err)
 		}
-		if err := store.WriteFileAtomic(path, raw, 0o600); err != nil {
+		if err := fsutil.WriteFileAtomic(path, raw, 0o600); err != nil {
 			return nil, fmt.Errorf("publisher key: %w", err)
 		}
 		return sk, nil
@@ -94,11 +89,11 @@ func loadPublisherKey(home string) (crypto.PrivKey, error) {
 	return sk, nil
 }
 
-var trustMu sync.Mutex
+// Trusted lists the publisher keys trusted in the home directory dir.
+func Trusted(dir string) ([]TrustedKey, error) { return trusted(home.Dir(dir)) }
 
-// Trusted lists the publisher keys trusted in home.
-func Trusted(home string) ([]TrustedKey, error) {
-	raw, err := os.ReadFile(filepath.Join(home, TrustFile))
+func trusted(dir home.Dir) ([]TrustedKey, error) {
+	raw, err := os.ReadFile(dir.Trust())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -106,11 +101,11 @@ func Trusted(home string) ([]TrustedKey, error) {
 		return nil, fmt.Errorf("trust: %w", err)
 	}
 	if len(raw) > MaxTrustFile {
-		return nil, fmt.Errorf("trust: %s larger than %d bytes", TrustFile, MaxTrustFile)
+		return nil, fmt.Errorf("trust: %s larger than %d bytes", dir.Trust(), MaxTrustFile)
 	}
 	var keys []TrustedKey
 	if err := json.Unmarshal(raw, &keys); err != nil {
-		return nil, fmt.Errorf("trust: %s: %w", TrustFile, err)
+		return nil, fmt.Errorf("trust: %s: %w", dir.Trust(), err)
 	}
 	return keys, nil
 }
@@ -121,7 +116,7 @@ func Trusted(home string) ([]TrustedKey, error) {
 // it this node accepts (see TrustedKey.Names). Adding a key already
 // trusted replaces its patterns when patterns are given, and its label
 // when one is. It returns the key's canonical ID.
-func Trust(home, key, label string, patterns []string) (string, error) {
+func Trust(dir, key, label string, patterns []string) (string, error) {
 	canon, _, err := manifest.ParseKeyID(key)
 	if err != nil {
 		return "", fmt.Errorf("trust: %w: %w", api.ErrBadInput, err)
@@ -134,7 +129,7 @@ func Trust(home, key, label string, patterns []string) (string, error) {
 			return "", fmt.Errorf("trust: %w: %w", api.ErrBadInput, err)
 		}
 	}
-	return canon, updateTrust(home, func(keys []TrustedKey) []TrustedKey {
+	return canon, updateTrust(home.Dir(dir), func(keys []TrustedKey) []TrustedKey {
 		for i, k := range keys {
 			if k.Key != canon {
 				continue
@@ -153,9 +148,11 @@ func Trust(home, key, label string, patterns []string) (string, error) {
 
 // bindTrust binds a trusted key that has no name patterns yet to the
 // names under name's org, and returns the patterns the key has now.
-func bindTrust(home, key, name string) ([]string, error) {
+func (reg *Registry) bindTrust(key, name string) ([]string, error) {
+	reg.trustMu.Lock()
+	defer reg.trustMu.Unlock()
 	var names []string
-	err := updateTrust(home, func(keys []TrustedKey) []TrustedKey {
+	err := updateTrust(reg.home, func(keys []TrustedKey) []TrustedKey {
 		for i, k := range keys {
 			if k.Key == key {
 				if len(k.Names) == 0 {
@@ -169,11 +166,9 @@ func bindTrust(home, key, name string) ([]string, error) {
 	return names, err
 }
 
-// updateTrust rewrites home's trust list with change applied, atomically.
-func updateTrust(home string, change func([]TrustedKey) []TrustedKey) error {
-	trustMu.Lock()
-	defer trustMu.Unlock()
-	keys, err := Trusted(home)
+// updateTrust rewrites dir's trust list with change applied, atomically.
+func updateTrust(dir home.Dir, change func([]TrustedKey) []TrustedKey) error {
+	keys, err := trusted(dir)
 	if err != nil {
 		return err
 	}
@@ -183,10 +178,10 @@ func updateTrust(home string, change func([]TrustedKey) []TrustedKey) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(home, 0o700); err != nil {
+	if err := os.MkdirAll(string(dir), 0o700); err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(filepath.Join(home, TrustFile), raw, 0o600)
+	return fsutil.WriteFileAtomic(dir.Trust(), raw, 0o600)
 }
 
 // trustedKey returns the trust list's entry for id.
@@ -199,34 +194,35 @@ func trustedKey(keys []TrustedKey, id string) (TrustedKey, bool) {
 	return TrustedKey{}, false
 }
 
-// recordPath is where the record for name@rev lives in home.
-func recordPath(home, name, rev string) string {
+// recordPath is where the record for name@rev lives in dir.
+func recordPath(dir home.Dir, name, rev string) string {
 	file := strings.ReplaceAll(name, "/", "--") + "@" + strings.ReplaceAll(rev, "/", "--") + ".json"
-	return filepath.Join(home, recordsDir, file)
+	return filepath.Join(dir.Records(), file)
 }
 
-func readRecord(home, name, rev string) ([]byte, bool) {
-	raw, err := os.ReadFile(recordPath(home, name, rev))
+func readRecord(dir home.Dir, name, rev string) ([]byte, bool) {
+	raw, err := os.ReadFile(recordPath(dir, name, rev))
 	if err != nil || len(raw) > manifest.MaxRecordSize {
 		return nil, false
 	}
 	return raw, true
 }
 
-func writeRecord(home string, r *manifest.Record) error {
+func writeRecord(dir home.Dir, r *manifest.Record) error {
 	raw, err := r.Encode()
 	if err != nil {
 		return err
 	}
-	path := recordPath(home, r.Name, r.Revision)
+	path := recordPath(dir, r.Name, r.Revision)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("store record: %w", err)
 	}
-	return store.WriteFileAtomic(path, raw, 0o644)
+	return fsutil.WriteFileAtomic(path, raw, 0o644)
 }
 
-// resolvedName is the outcome of resolving a name.
-type resolvedName struct {
+// Resolved is the outcome of resolving a name: the record chosen, and
+// whether its publisher is trusted for the name.
+type Resolved struct {
 	Record  *manifest.Record
 	Trusted bool
 }
@@ -235,8 +231,8 @@ type resolvedName struct {
 // connected peer, verifies them, and picks one (see pickRecord). A trusted
 // key not yet bound to names is bound to the org of the first record of
 // it accepted here.
-func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool) (*resolvedName, error) {
-	trust, err := Trusted(n.cfg.Home)
+func (reg *Registry) resolveName(ctx context.Context, name, rev string, trustAny bool) (*Resolved, error) {
+	trust, err := trusted(reg.home)
 	if err != nil {
 		return nil, err
 	}
@@ -245,11 +241,11 @@ func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool)
 		from string
 	}
 	var all []found
-	if raw, ok := readRecord(n.cfg.Home, name, rev); ok {
+	if raw, ok := readRecord(reg.home, name, rev); ok {
 		all = append(all, found{raw, "this node"})
 	}
 	var mu sync.Mutex
-	n.askPeers(ctx, &protocol.ResolveRequest{Name: name, Revision: rev}, func(p peer.ID, r *protocol.ResolveResponse) {
+	reg.askPeers(ctx, &protocol.ResolveRequest{Name: name, Revision: rev}, func(p peer.ID, r *protocol.ResolveResponse) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, raw := range r.Records {
@@ -278,15 +274,15 @@ func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool)
 		if pick.best == nil || !pick.bind {
 			break
 		}
-		names, err := bindTrust(n.cfg.Home, pick.best.Record.Publisher, name)
+		names, err := reg.bindTrust(pick.best.Record.Publisher, name)
 		if err != nil {
 			return nil, err
 		}
-		n.log.Info("trusted publisher bound to the names of its first accepted record", "publisher", pick.best.Record.Publisher, "names", strings.Join(names, ","))
+		reg.log.Info("trusted publisher bound to the names of its first accepted record", "publisher", pick.best.Record.Publisher, "names", strings.Join(names, ","))
 		if manifest.MatchName(names, name) {
 			break
 		}
-		if trust, err = Trusted(n.cfg.Home); err != nil {
+		if trust, err = trusted(reg.home); err != nil {
 			return nil, err
 		}
 		pick = pickRecord(valid, trust, name, trustAny)
@@ -294,7 +290,7 @@ func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool)
 	switch {
 	case pick.best != nil:
 		for _, b := range bad {
-			n.log.Warn("ignored invalid name record", "name", name+"@"+rev, "err", b)
+			reg.log.Warn("ignored invalid name record", "name", name+"@"+rev, "err", b)
 		}
 		return pick.best, nil
 	case len(pick.outside) > 0:
@@ -312,7 +308,7 @@ func (n *Node) resolveName(ctx context.Context, name, rev string, trustAny bool)
 // recordPick is pickRecord's verdict.
 type recordPick struct {
 	// best is the record chosen, nil if none may be used.
-	best *resolvedName
+	best *Resolved
 	// bind: best's publisher is trusted but not yet bound to names.
 	bind bool
 	// untrusted are the publishers of records refused as untrusted;
@@ -350,9 +346,9 @@ func pickRecord(recs []*manifest.Record, trust []TrustedKey, name string, trustA
 	switch {
 	case bestTrusted != nil:
 		k, _ := trustedKey(trust, bestTrusted.Publisher)
-		pick.best, pick.bind = &resolvedName{Record: bestTrusted, Trusted: true}, len(k.Names) == 0
+		pick.best, pick.bind = &Resolved{Record: bestTrusted, Trusted: true}, len(k.Names) == 0
 	case trustAny && bestOther != nil:
-		pick.best = &resolvedName{Record: bestOther}
+		pick.best = &Resolved{Record: bestOther}
 	}
 	return pick
 }
@@ -370,18 +366,18 @@ func dedup(s []string) []string {
 
 // askPeers sends req to every connected peer at once (but those the Guard
 // banned) and calls answer for each answer (concurrently).
-func (n *Node) askPeers(ctx context.Context, req *protocol.ResolveRequest, answer func(peer.ID, *protocol.ResolveResponse)) {
+func (reg *Registry) askPeers(ctx context.Context, req *protocol.ResolveRequest, answer func(peer.ID, *protocol.ResolveResponse)) {
 	var wg sync.WaitGroup
-	for _, p := range n.host.Network().Peers() {
-		if n.guard.IsBanned(p) {
+	for _, p := range reg.host.Network().Peers() {
+		if reg.guard.IsBanned(p) {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := protocol.AskResolve(ctx, n.host, p, req)
+			resp, err := protocol.AskResolve(ctx, reg.host, p, req)
 			if err != nil {
-				n.log.Debug("resolve request failed", "peer", p.String(), "err", err)
+				reg.log.Debug("resolve request failed", "peer", p.String(), "err", err)
 				return
 			}
 			if resp.Error == "" {
@@ -395,23 +391,23 @@ func (n *Node) askPeers(ctx context.Context, req *protocol.ResolveRequest, answe
 // Publish signs a record mapping name@revision to the manifest this node
 // imported or fetched for it, with a sequence number above any earlier
 // record of its own, and serves it to peers.
-func (n *Node) Publish(ctx context.Context, req api.PublishRequest) (api.PublishResult, error) {
+func (reg *Registry) Publish(ctx context.Context, req api.PublishRequest) (api.PublishResult, error) {
 	if req.Revision == "" {
 		req.Revision = "main"
 	}
 	if req.Validity <= 0 {
 		req.Validity = DefaultRecordValidity
 	}
-	mc, ok := n.models.byName(req.Name, req.Revision)
+	mc, ok := reg.index.ByName(req.Name, req.Revision)
 	if !ok {
 		return api.PublishResult{}, fmt.Errorf("publish %s@%s: %w: no such model here; import it first", req.Name, req.Revision, api.ErrBadInput)
 	}
-	sk, err := loadPublisherKey(n.cfg.Home)
+	sk, err := loadPublisherKey(reg.home)
 	if err != nil {
 		return api.PublishResult{}, err
 	}
 	seq := uint64(time.Now().UnixNano())
-	if raw, ok := readRecord(n.cfg.Home, req.Name, req.Revision); ok {
+	if raw, ok := readRecord(reg.home, req.Name, req.Revision); ok {
 		// An expired record still holds the last sequence number: a
 		// clock set back must not make the new record look older.
 		if old, err := manifest.DecodeRecord(raw, time.Now()); old != nil && (err == nil || errors.Is(err, manifest.ErrExpired)) && old.Seq >= seq {
@@ -426,10 +422,10 @@ func (n *Node) Publish(ctx context.Context, req api.PublishRequest) (api.Publish
 	if err := rec.Sign(sk); err != nil {
 		return api.PublishResult{}, fmt.Errorf("publish: sign: %w", err)
 	}
-	if err := writeRecord(n.cfg.Home, rec); err != nil {
+	if err := writeRecord(reg.home, rec); err != nil {
 		return api.PublishResult{}, err
 	}
-	n.log.Info("published", "name", req.Name+"@"+req.Revision, "cid", rec.Manifest, "publisher", rec.Publisher)
+	reg.log.Info("published", "name", req.Name+"@"+req.Revision, "cid", rec.Manifest, "publisher", rec.Publisher)
 	return api.PublishResult{Name: rec.Name, Revision: rec.Revision, Manifest: rec.Manifest, Seq: rec.Seq,
 		Expires: rec.Expires, Publisher: rec.Publisher}, nil
 }

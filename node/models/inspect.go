@@ -1,4 +1,4 @@
-package node
+package models
 
 import (
 	"bytes"
@@ -31,9 +31,9 @@ const (
 // fetching only header bytes from peers: for a named model the exact header
 // span (verified against the manifest's header sha256), for a CID only the
 // leaves that hold the header.
-func (n *Node) Inspect(ctx context.Context, req api.InspectRequest) (api.InspectResult, error) {
+func (reg *Registry) Inspect(ctx context.Context, req api.InspectRequest) (api.InspectResult, error) {
 	var received atomic.Uint64
-	res, err := n.inspect(ctx, req, &received)
+	res, err := reg.inspect(ctx, req, &received)
 	if err != nil {
 		return res, err
 	}
@@ -41,22 +41,22 @@ func (n *Node) Inspect(ctx context.Context, req api.InspectRequest) (api.Inspect
 	return res, nil
 }
 
-func (n *Node) inspect(ctx context.Context, req api.InspectRequest, received *atomic.Uint64) (api.InspectResult, error) {
+func (reg *Registry) inspect(ctx context.Context, req api.InspectRequest, received *atomic.Uint64) (api.InspectResult, error) {
 	if strings.HasPrefix(req.Ref, api.SHA256Prefix) {
 		sum, err := ParseSHA256Ref(req.Ref)
 		if err != nil {
 			return api.InspectResult{}, err
 		}
-		c, size, err := n.findSHA256(ctx, sum)
+		c, size, err := reg.findSHA256(ctx, sum)
 		if err != nil {
 			return api.InspectResult{}, err
 		}
-		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, size, received)}}, nil
+		return api.InspectResult{Files: []api.InspectFile{reg.inspectCID(ctx, c, size, received)}}, nil
 	}
 	if c, err := cid.Decode(req.Ref); err == nil {
-		return api.InspectResult{Files: []api.InspectFile{n.inspectCID(ctx, c, 0, received)}}, nil
+		return api.InspectResult{Files: []api.InspectFile{reg.inspectCID(ctx, c, 0, received)}}, nil
 	}
-	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, n.cfg.FetchTimeout, received)
+	m, rn, err := reg.ResolveManifest(ctx, req.Ref, req.TrustAny, reg.timeout, received)
 	if err != nil {
 		return api.InspectResult{}, err
 	}
@@ -69,22 +69,22 @@ func (n *Node) inspect(ctx context.Context, req api.InspectRequest, received *at
 		if format.Detect(f.Path) == "" {
 			continue
 		}
-		res.Files = append(res.Files, n.inspectFile(ctx, f, received))
+		res.Files = append(res.Files, reg.inspectFile(ctx, f, received))
 	}
 	return res, nil
 }
 
 // inspectFile reads a manifest file's header span, locally or as a range
 // from a peer, checks it against the manifest and parses it.
-func (n *Node) inspectFile(ctx context.Context, f manifest.File, received *atomic.Uint64) api.InspectFile {
+func (reg *Registry) inspectFile(ctx context.Context, f manifest.File, received *atomic.Uint64) api.InspectFile {
 	out := api.InspectFile{Path: f.Path, CID: f.CID, Size: f.Size}
 	c, err := cid.Decode(f.CID)
 	if err != nil || f.Header == nil {
-		r := n.inspectCID(ctx, c, f.Size, received)
+		r := reg.inspectCID(ctx, c, f.Size, received)
 		r.Path = f.Path
 		return r
 	}
-	hdr, err := n.headerBytes(ctx, c, f.Header.Size, received)
+	hdr, err := reg.headerBytes(ctx, c, f.Header.Size, received)
 	if err == nil {
 		if sum := sha256.Sum256(hdr); hex.EncodeToString(sum[:]) != f.Header.SHA256 {
 			err = fmt.Errorf("header bytes do not match the manifest's header sha256")
@@ -101,25 +101,25 @@ func (n *Node) inspectFile(ctx context.Context, f manifest.File, received *atomi
 
 // headerBytes returns the first size bytes of file c: from the local store
 // if it has them, else from the first peer that sends them.
-func (n *Node) headerBytes(ctx context.Context, c cid.Cid, size uint64, received *atomic.Uint64) ([]byte, error) {
-	if data, err := readRange(ctx, n.store.LocalDAG(), c, 0, size); err == nil {
+func (reg *Registry) headerBytes(ctx context.Context, c cid.Cid, size uint64, received *atomic.Uint64) ([]byte, error) {
+	if data, err := readRange(ctx, reg.store.LocalDAG(), c, 0, size); err == nil {
 		return data, nil
 	}
-	for _, p := range n.host.Network().Peers() {
-		data, err := n.rangeFrom(ctx, p, c, size, received)
+	for _, p := range reg.host.Network().Peers() {
+		data, err := reg.rangeFrom(ctx, p, c, size, received)
 		if err == nil {
 			return data, nil
 		}
-		n.log.Debug("range request failed", "peer", p.String(), "cid", c.String(), "err", err)
+		reg.log.Debug("range request failed", "peer", p.String(), "cid", c.String(), "err", err)
 	}
 	return nil, fmt.Errorf("%w: no connected peer sent the header of %s", api.ErrNotFound, c)
 }
 
-func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64, received *atomic.Uint64) ([]byte, error) {
+func (reg *Registry) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64, received *atomic.Uint64) ([]byte, error) {
 	var buf []byte
 	for off := uint64(0); off < size; {
 		l := min(size-off, protocol.MaxRangeLength)
-		resp, err := protocol.AskResolve(ctx, n.host, p, &protocol.ResolveRequest{CID: c.String(), Offset: off, Length: l})
+		resp, err := protocol.AskResolve(ctx, reg.host, p, &protocol.ResolveRequest{CID: c.String(), Offset: off, Length: l})
 		if err != nil {
 			return nil, err
 		}
@@ -135,9 +135,9 @@ func (n *Node) rangeFrom(ctx context.Context, p peer.ID, c cid.Cid, size uint64,
 
 // inspectCID parses the header of file c, fetching only the blocks on the
 // path to the header bytes (their bytes added to received).
-func (n *Node) inspectCID(ctx context.Context, c cid.Cid, size uint64, received *atomic.Uint64) api.InspectFile {
+func (reg *Registry) inspectCID(ctx context.Context, c cid.Cid, size uint64, received *atomic.Uint64) api.InspectFile {
 	out := api.InspectFile{CID: c.String(), Size: size}
-	session := n.fetch.NewSession(ctx)
+	session := reg.fetch.NewSession(ctx)
 	defer func() { received.Add(session.Received()) }()
 	ra, err := ufs.NewReaderAt(ctx, session, c)
 	if err != nil {

@@ -1,4 +1,8 @@
-package store
+// Package chunks reads a file in fixed-size chunks for an import: one
+// read of the file feeds both the DAG builder (it is boxo's chunk.Splitter)
+// and a sink (whole-file hashes, the store's copy of an added file) on
+// goroutines of their own, in page-aligned buffers that are recycled.
+package chunks
 
 import (
 	"errors"
@@ -8,19 +12,23 @@ import (
 	"unsafe"
 )
 
-// chunkDepth is how many chunks each of a ChunkReader's queues holds.
+// Size is the size of every chunk but a file's last: 1 MiB, the
+// unixfs-v1-2025 profile's leaf size.
+const Size = 1 << 20
+
+// chunkDepth is how many chunks each of a Reader's queues holds.
 const chunkDepth = 4
 
-// chunkAlign is the alignment of a ChunkReader's buffers: a page, which
+// Align is the alignment of a Reader's buffers: a page, which
 // direct I/O (O_DIRECT) needs of the memory it writes from.
-const chunkAlign = 4096
+const Align = 4096
 
-// errSinkFailed stops the DAG builder when a ChunkReader's sink failed;
+// errSinkFailed stops the DAG builder when a Reader's sink failed;
 // Close returns the sink's own error.
 var errSinkFailed = errors.New("chunk sink failed")
 
-// ChunkReader is the chunker of an import (boxo's chunk.Splitter). It
-// reads a file in ChunkSize chunks on a goroutine of its own and hands
+// Reader is the chunker of an import (boxo's chunk.Splitter). It
+// reads a file in Size chunks on a goroutine of its own and hands
 // every chunk, without copying it, both to a sink, which runs on another
 // goroutine (the whole-file hashes of a model import, the store's copy of
 // an added file), and to the DAG builder, which hashes it into a leaf. The
@@ -40,7 +48,7 @@ var errSinkFailed = errors.New("chunk sink failed")
 // leaves kept by reference (no-copy). Were the builder to change, the
 // checksum a leaf is stored with could be of the wrong bytes, which costs
 // a re-hash when it is served (see Serving), never a wrong CID.
-type ChunkReader struct {
+type Reader struct {
 	reader   io.Reader // what Reader returns (the DAG builder asks it for the file's path)
 	progress func(int64)
 	recycle  bool
@@ -64,15 +72,15 @@ type readChunk struct {
 	users *atomic.Int32
 }
 
-// ChunkOptions configure a ChunkReader.
-type ChunkOptions struct {
+// Options configure a Reader.
+type Options struct {
 	// Reader is what Reader returns: for a no-copy import, a
 	// files.FileInfo naming the file the leaves are kept in.
 	Reader io.Reader
 	// Progress, if set, gets the size of each chunk as the DAG builder
 	// takes it.
 	Progress func(int64)
-	// Recycle reuses chunk buffers (see ChunkReader).
+	// Recycle reuses chunk buffers (see Reader).
 	Recycle bool
 	// Ordered hands a chunk to the DAG builder only once the sink is done
 	// with it, so a leaf is recorded as held in a file only after its
@@ -80,11 +88,11 @@ type ChunkOptions struct {
 	Ordered bool
 }
 
-// NewChunkReader starts reading src. sink gets every chunk with its
+// NewReader starts reading src. sink gets every chunk with its
 // offset, in order; its first error stops the reading and is returned by
 // Close. Close must be called.
-func NewChunkReader(src io.Reader, sink func(off int64, b []byte) error, opts ChunkOptions) *ChunkReader {
-	cr := &ChunkReader{
+func NewReader(src io.Reader, sink func(off int64, b []byte) error, opts Options) *Reader {
+	cr := &Reader{
 		reader:   opts.Reader,
 		progress: opts.Progress,
 		recycle:  opts.Recycle,
@@ -104,7 +112,7 @@ func NewChunkReader(src io.Reader, sink func(off int64, b []byte) error, opts Ch
 
 // drain hands every chunk to sink until toSink is closed, and when
 // ordered then to the DAG builder; after a failure it only releases them.
-func (cr *ChunkReader) drain(toSink <-chan readChunk, sink func(int64, []byte) error) {
+func (cr *Reader) drain(toSink <-chan readChunk, sink func(int64, []byte) error) {
 	defer close(cr.sinkDone)
 	if cr.ordered {
 		defer close(cr.chunks)
@@ -132,7 +140,7 @@ func (cr *ChunkReader) drain(toSink <-chan readChunk, sink func(int64, []byte) e
 // read reads src until its end, an error, a failed sink, or Close. When
 // ordered, the sink's goroutine passes chunks on to the DAG builder, and
 // read sends it errors only, through toSink.
-func (cr *ChunkReader) read(src io.Reader, toSink chan<- readChunk) {
+func (cr *Reader) read(src io.Reader, toSink chan<- readChunk) {
 	defer close(cr.readDone)
 	defer close(toSink)
 	if !cr.ordered {
@@ -169,7 +177,7 @@ func (cr *ChunkReader) read(src io.Reader, toSink chan<- readChunk) {
 }
 
 // fail passes err to the DAG builder after the chunks read before it.
-func (cr *ChunkReader) fail(toSink chan<- readChunk, err error) {
+func (cr *Reader) fail(toSink chan<- readChunk, err error) {
 	if cr.ordered {
 		toSink <- readChunk{err: err}
 		return
@@ -178,7 +186,7 @@ func (cr *ChunkReader) fail(toSink chan<- readChunk, err error) {
 }
 
 // send queues c for NextBytes; it reports false once Close was called.
-func (cr *ChunkReader) send(c readChunk) bool {
+func (cr *Reader) send(c readChunk) bool {
 	select {
 	case cr.chunks <- c:
 		return true
@@ -189,7 +197,7 @@ func (cr *ChunkReader) send(c readChunk) bool {
 
 // release notes that one user is done with c, and with recycle hands its
 // buffer back once both are.
-func (cr *ChunkReader) release(c *readChunk) {
+func (cr *Reader) release(c *readChunk) {
 	if !cr.recycle || c.users.Add(-1) > 0 {
 		return
 	}
@@ -199,30 +207,30 @@ func (cr *ChunkReader) release(c *readChunk) {
 	}
 }
 
-// buffer returns a page-aligned buffer of ChunkSize to read a chunk into.
-func (cr *ChunkReader) buffer() []byte {
+// buffer returns a page-aligned buffer of Size to read a chunk into.
+func (cr *Reader) buffer() []byte {
 	select {
 	case b := <-cr.free:
 		return b
 	default:
-		return alignedBuffer(ChunkSize)
+		return alignedBuffer(Size)
 	}
 }
 
-// alignedBuffer returns n bytes starting at a multiple of chunkAlign. The
+// alignedBuffer returns n bytes starting at a multiple of Align. The
 // garbage collector does not move heap memory, so the alignment holds.
 func alignedBuffer(n int) []byte {
-	b := make([]byte, n+chunkAlign)
-	skip := (chunkAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%chunkAlign)) % chunkAlign
+	b := make([]byte, n+Align)
+	skip := (Align - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%Align)) % Align
 	return b[skip : skip+n : skip+n]
 }
 
-// Reader returns the reader given to NewChunkReader.
-func (cr *ChunkReader) Reader() io.Reader { return cr.reader }
+// Reader returns the reader given to NewReader.
+func (cr *Reader) Reader() io.Reader { return cr.reader }
 
 // NextBytes returns the next chunk, or io.EOF after the last. The DAG
 // builder is done with the chunk it got two calls before.
-func (cr *ChunkReader) NextBytes() ([]byte, error) {
+func (cr *Reader) NextBytes() ([]byte, error) {
 	if cr.held[0] != nil {
 		cr.release(cr.held[0])
 	}
@@ -243,7 +251,7 @@ func (cr *ChunkReader) NextBytes() ([]byte, error) {
 
 // Close stops reading and waits until the sink has had every chunk read.
 // It returns how many bytes were read and the sink's first error.
-func (cr *ChunkReader) Close() (int64, error) {
+func (cr *Reader) Close() (int64, error) {
 	close(cr.stop)
 	<-cr.readDone
 	<-cr.sinkDone

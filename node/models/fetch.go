@@ -1,4 +1,4 @@
-package node
+package models
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/hfcache"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ufs"
@@ -57,23 +58,23 @@ func ParseSHA256Ref(ref string) (string, error) {
 // FetchModel fetches a model by name (resolved through signed records) or
 // one file by whole-file sha256, checking every file against its sha256 as
 // well as every block against its CID.
-func (n *Node) fetchModel(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
+func (reg *Registry) FetchModel(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc) (api.ModelFetchResult, error) {
 	start := time.Now()
 	if req.Timeout <= 0 {
-		req.Timeout = n.cfg.FetchTimeout
+		req.Timeout = reg.timeout
 	}
 	if err := checkOut(req); err != nil {
 		return api.ModelFetchResult{}, err
 	}
-	unlock := n.store.Blockstore().PinLock(ctx)
+	unlock := reg.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
 	var res api.ModelFetchResult
 	var err error
 	var received atomic.Uint64
 	if strings.HasPrefix(req.Ref, api.SHA256Prefix) {
-		res, err = n.fetchBySHA256(ctx, req, progress, &received)
+		res, err = reg.fetchBySHA256(ctx, req, progress, &received)
 	} else {
-		res, err = n.fetchByName(ctx, req, progress, &received)
+		res, err = reg.fetchByName(ctx, req, progress, &received)
 	}
 	if err != nil {
 		return res, err
@@ -89,13 +90,7 @@ func checkOut(req api.ModelFetchRequest) error {
 		}
 		return nil
 	}
-	if !filepath.IsAbs(req.Out) {
-		return fmt.Errorf("fetch %s: %w: output path must be absolute", req.Ref, api.ErrBadInput)
-	}
-	if _, err := os.Lstat(req.Out); err == nil {
-		return fmt.Errorf("fetch %s: %w: %s exists; remove it or choose another -o", req.Ref, api.ErrBadInput, req.Out)
-	}
-	return nil
+	return fetch.CheckOutput(req.Ref, req.Out)
 }
 
 // maxSHA256Sources bounds the distinct file CIDs one sha256 fetch tries.
@@ -113,8 +108,8 @@ type sha256Source struct {
 // findSHA256 resolves a whole-file sha256 to a file CID: locally, then by
 // asking connected peers, then through the DHT (see models_dht.go). The
 // answer is a claim; fetchBySHA256 checks it and moves on to the next.
-func (n *Node) findSHA256(ctx context.Context, sum string) (cid.Cid, uint64, error) {
-	for _, lookup := range []func(context.Context, string) []sha256Source{n.sha256Sources, n.sha256SourcesInDHT} {
+func (reg *Registry) findSHA256(ctx context.Context, sum string) (cid.Cid, uint64, error) {
+	for _, lookup := range []func(context.Context, string) []sha256Source{reg.sha256Sources, reg.sha256SourcesInDHT} {
 		if srcs := lookup(ctx, sum); len(srcs) > 0 {
 			return srcs[0].c, srcs[0].size, nil
 		}
@@ -129,16 +124,16 @@ func errNoSHA256(sum string) error {
 // sha256Sources lists the files this node's index, then its connected
 // peers (banned ones are not asked), say have sha256 sum: one entry per
 // CID, the local one first, then those most peers named.
-func (n *Node) sha256Sources(ctx context.Context, sum string) []sha256Source {
+func (reg *Registry) sha256Sources(ctx context.Context, sum string) []sha256Source {
 	var local []sha256Source
-	if f, ok := n.models.bySHA256(sum); ok {
+	if f, ok := reg.index.BySHA256(sum); ok {
 		if c, err := cid.Decode(f.CID); err == nil {
 			local = append(local, sha256Source{c: c, size: f.Size})
 		}
 	}
 	var mu sync.Mutex
 	var remote []sha256Source
-	n.askPeers(ctx, &protocol.ResolveRequest{SHA256: sum}, func(p peer.ID, r *protocol.ResolveResponse) {
+	reg.askPeers(ctx, &protocol.ResolveRequest{SHA256: sum}, func(p peer.ID, r *protocol.ResolveResponse) {
 		c, err := cid.Decode(r.CID)
 		if err != nil {
 			return
@@ -166,17 +161,17 @@ func addSHA256Source(srcs []sha256Source, src sha256Source) []sha256Source {
 // reportFalseSHA256 tells the Guard that the peers who named src for sum
 // lied (its content has another sha256 or size): each is banned. wasted is
 // the bytes fetched because of the lie, counted once (against the first).
-func (n *Node) reportFalseSHA256(src sha256Source, sum string, wasted uint64, err error) {
+func (reg *Registry) reportFalseSHA256(src sha256Source, sum string, wasted uint64, err error) {
 	for i, p := range src.peers {
 		if i > 0 {
 			wasted = 0
 		}
-		banned := n.guard.ReportFalseAnswer(p, int(min(wasted, math.MaxInt32)))
-		n.log.Warn("peer named a file with another sha256; trying the next source", "peer", p.String(),
+		banned := reg.guard.ReportFalseAnswer(p, int(min(wasted, math.MaxInt32)))
+		reg.log.Warn("peer named a file with another sha256; trying the next source", "peer", p.String(),
 			"cid", src.c.String(), "sha256", sum, "banned", banned, "err", err)
 	}
 	if len(src.peers) == 0 {
-		n.log.Error("this node's index names a file with another sha256", "cid", src.c.String(), "sha256", sum, "err", err)
+		reg.log.Error("this node's index names a file with another sha256", "cid", src.c.String(), "sha256", sum, "err", err)
 	}
 }
 
@@ -191,7 +186,7 @@ func worthNextSource(ctx context.Context, err error) bool {
 // source (a file CID named by this node's index, its peers, then the DHT)
 // is tried in turn until one delivers content with that sha256; a peer
 // that named content with another sha256 (or size) is banned.
-func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc, received *atomic.Uint64) (api.ModelFetchResult, error) {
+func (reg *Registry) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc, received *atomic.Uint64) (api.ModelFetchResult, error) {
 	sum, err := ParseSHA256Ref(req.Ref)
 	if err != nil {
 		return api.ModelFetchResult{}, err
@@ -201,16 +196,16 @@ func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, pro
 	}
 	tried := map[cid.Cid]bool{}
 	var failed []error
-	for _, lookup := range []func(context.Context, string) []sha256Source{n.sha256Sources, n.sha256SourcesInDHT} {
+	for _, lookup := range []func(context.Context, string) []sha256Source{reg.sha256Sources, reg.sha256SourcesInDHT} {
 		for _, src := range lookup(ctx, sum) {
 			if tried[src.c] || len(tried) >= maxSHA256Sources {
 				continue
 			}
 			tried[src.c] = true
-			got, err := n.fetch.FetchFile(ctx, src.c, req.Out, fetch.FileWant{Size: src.size, SHA256: sum}, req.Timeout, progress)
+			got, err := reg.fetch.FetchFile(ctx, src.c, req.Out, fetch.FileWant{Size: src.size, SHA256: sum}, req.Timeout, progress)
 			received.Add(got)
 			if err == nil {
-				if err := n.store.Pin(ctx, src.c, api.SHA256Prefix+sum); err != nil {
+				if err := reg.store.Pin(ctx, src.c, api.SHA256Prefix+sum); err != nil {
 					return api.ModelFetchResult{}, fmt.Errorf("fetch: %w", err)
 				}
 				return api.ModelFetchResult{CID: src.c.String(), Out: req.Out, Files: 1, Size: src.size}, nil
@@ -220,7 +215,7 @@ func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, pro
 				if errors.Is(err, fetch.ErrWrongSize) {
 					wasted = 0 // found on the root block
 				}
-				n.reportFalseSHA256(src, sum, wasted, err)
+				reg.reportFalseSHA256(src, sum, wasted, err)
 			}
 			if !worthNextSource(ctx, err) {
 				return api.ModelFetchResult{}, err
@@ -234,7 +229,7 @@ func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, pro
 	return api.ModelFetchResult{}, fmt.Errorf("sha256:%s: no source delivered it (%d tried): %w", sum, len(failed), errors.Join(failed...))
 }
 
-// openSHA256 opens the file with whole-file sha256 sum and size bytes for
+// OpenSHA256 opens the file with whole-file sha256 sum and size bytes for
 // streaming from peers through dag: the sources findCtx finds (connected
 // peers, then the DHT) are tried in turn until one names a file of that
 // size (one block fetched each; a peer that names another size is banned).
@@ -242,14 +237,14 @@ func (n *Node) fetchBySHA256(ctx context.Context, req api.ModelFetchRequest, pro
 // content with another sha256 fails the last Read with an error wrapping
 // mismatch and fetch.ErrHashMismatch, and bans the peers that named it, so the
 // next lookup finds the next source.
-func (n *Node) openSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum string, size uint64, mismatch error) (io.ReadCloser, error) {
+func (reg *Registry) OpenSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum string, size uint64, mismatch error) (io.ReadCloser, error) {
 	if mismatch == nil {
 		mismatch = fetch.ErrHashMismatch
 	}
-	for _, lookup := range []func(context.Context, string) []sha256Source{n.sha256Sources, n.sha256SourcesInDHT} {
+	for _, lookup := range []func(context.Context, string) []sha256Source{reg.sha256Sources, reg.sha256SourcesInDHT} {
 		for _, src := range lookup(findCtx, sum) {
 			if src.size != size {
-				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: claimed %d bytes, want %d", fetch.ErrHashMismatch, src.size, size))
+				reg.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: claimed %d bytes, want %d", fetch.ErrHashMismatch, src.size, size))
 				continue
 			}
 			nd, err := dag.Get(findCtx, src.c)
@@ -257,14 +252,14 @@ func (n *Node) openSHA256(findCtx, ctx context.Context, dag ipld.DAGService, sum
 				continue
 			}
 			if got, ok := ufs.FileSize(nd); !ok || got != size {
-				n.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", fetch.ErrHashMismatch, size))
+				reg.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", fetch.ErrHashMismatch, size))
 				continue
 			}
 			r, err := uio.NewDagReader(ctx, nd, dag)
 			if err != nil {
 				continue
 			}
-			return &sha256Reader{r: r, h: sha256.New(), n: n, src: src, sum: sum, size: size, mismatch: mismatch}, nil
+			return &sha256Reader{r: r, h: sha256.New(), reg: reg, src: src, sum: sum, size: size, mismatch: mismatch}, nil
 		}
 	}
 	return nil, errNoSHA256(sum)
@@ -275,7 +270,7 @@ type sha256Reader struct {
 	r        io.ReadCloser
 	h        hash.Hash
 	read     uint64
-	n        *Node
+	reg      *Registry
 	src      sha256Source
 	sum      string
 	size     uint64
@@ -290,7 +285,7 @@ func (s *sha256Reader) Read(p []byte) (int, error) {
 		if got := hex.EncodeToString(s.h.Sum(nil)); got != s.sum || s.read != s.size {
 			err = fmt.Errorf("content %s: %w: %w: %d bytes or more hashing to %s, want %d bytes, %s",
 				s.src.c, s.mismatch, fetch.ErrHashMismatch, s.read, got, s.size, s.sum)
-			s.n.reportFalseSHA256(s.src, s.sum, s.read, err)
+			s.reg.reportFalseSHA256(s.src, s.sum, s.read, err)
 		}
 	}
 	return k, err
@@ -298,14 +293,14 @@ func (s *sha256Reader) Read(p []byte) (int, error) {
 
 func (s *sha256Reader) Close() error { return s.r.Close() }
 
-// fetchManifest gets the manifest file c from peers (its size checked
+// FetchManifest gets the manifest file c from peers (its size checked
 // against manifest.MaxSize from the root before the rest is fetched) and
 // decodes it.
-func (n *Node) fetchManifest(ctx context.Context, c cid.Cid, timeout time.Duration, received *atomic.Uint64) (*manifest.Manifest, error) {
+func (reg *Registry) FetchManifest(ctx context.Context, c cid.Cid, timeout time.Duration, received *atomic.Uint64) (*manifest.Manifest, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	session := n.fetch.NewSession(ctx)
-	m, err := readManifest(ctx, session, c)
+	session := reg.fetch.NewSession(ctx)
+	m, err := ReadManifest(ctx, session, c)
 	received.Add(session.Received())
 	switch {
 	case errors.Is(err, manifest.ErrInvalid):
@@ -316,14 +311,14 @@ func (n *Node) fetchManifest(ctx context.Context, c cid.Cid, timeout time.Durati
 	return m, nil
 }
 
-// resolveManifest resolves a name to a verified, decoded manifest, adding
+// ResolveManifest resolves a name to a verified, decoded manifest, adding
 // the bytes of the manifest that came from peers to received.
-func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, timeout time.Duration, received *atomic.Uint64) (*manifest.Manifest, *resolvedName, error) {
+func (reg *Registry) ResolveManifest(ctx context.Context, ref string, trustAny bool, timeout time.Duration, received *atomic.Uint64) (*manifest.Manifest, *Resolved, error) {
 	name, rev, err := ParseModelRef(ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	rn, err := n.resolveName(ctx, name, rev, trustAny)
+	rn, err := reg.resolveName(ctx, name, rev, trustAny)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -331,7 +326,7 @@ func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, t
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := n.fetchManifest(ctx, mc, timeout, received)
+	m, err := reg.FetchManifest(ctx, mc, timeout, received)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -341,8 +336,8 @@ func (n *Node) resolveManifest(ctx context.Context, ref string, trustAny bool, t
 	return m, rn, nil
 }
 
-func (n *Node) fetchByName(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc, received *atomic.Uint64) (api.ModelFetchResult, error) {
-	m, rn, err := n.resolveManifest(ctx, req.Ref, req.TrustAny, req.Timeout, received)
+func (reg *Registry) fetchByName(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc, received *atomic.Uint64) (api.ModelFetchResult, error) {
+	m, rn, err := reg.ResolveManifest(ctx, req.Ref, req.TrustAny, req.Timeout, received)
 	if err != nil {
 		return api.ModelFetchResult{}, err
 	}
@@ -369,13 +364,13 @@ func (n *Node) fetchByName(ctx context.Context, req api.ModelFetchRequest, progr
 		if err != nil {
 			return err
 		}
-		got, err := n.fetch.FetchFile(ctx, c, dest, fetch.FileWant{Size: f.Size, SHA256: f.SHA256}, req.Timeout, fileProgress(done))
+		got, err := reg.fetch.FetchFile(ctx, c, dest, fetch.FileWant{Size: f.Size, SHA256: f.SHA256}, req.Timeout, fileProgress(done))
 		received.Add(got)
 		if err != nil {
 			return err
 		}
 		done += f.Size
-		return n.store.Pin(ctx, c, m.Name+"@"+m.Revision+"/"+f.Path)
+		return reg.store.Pin(ctx, c, m.Name+"@"+m.Revision+"/"+f.Path)
 	}
 	out := req.Out
 	if req.HFCache != "" {
@@ -386,22 +381,22 @@ func (n *Node) fetchByName(ctx context.Context, req api.ModelFetchRequest, progr
 		out, err = hfcache.Write(req.HFCache, m, func(f manifest.File) bool { return keep[f.Path] }, write)
 	} else {
 		err = writeTree(req.Out, sel, write, func(from, to string) error {
-			_, err := n.store.MoveFileRefs(ctx, from, to)
+			_, err := reg.store.MoveFileRefs(ctx, from, to)
 			return err
 		})
 	}
 	if err != nil {
 		return api.ModelFetchResult{}, fmt.Errorf("fetch %s: %w", req.Ref, err)
 	}
-	if _, err := n.storeManifest(ctx, m); err != nil {
+	if _, err := reg.storeManifest(ctx, m); err != nil {
 		return api.ModelFetchResult{}, err
 	}
 	if rn.Trusted { // serve the trusted record on to peers
-		if err := writeRecord(n.cfg.Home, rn.Record); err != nil {
-			n.log.Warn("could not keep the name record", "name", m.Name+"@"+m.Revision, "err", err)
+		if err := writeRecord(reg.home, rn.Record); err != nil {
+			reg.log.Warn("could not keep the name record", "name", m.Name+"@"+m.Revision, "err", err)
 		}
 	}
-	n.log.Info("fetched model", "name", m.Name+"@"+m.Revision, "cid", rn.Record.Manifest, "publisher", rn.Record.Publisher, "path", out)
+	reg.log.Info("fetched model", "name", m.Name+"@"+m.Revision, "cid", rn.Record.Manifest, "publisher", rn.Record.Publisher, "path", out)
 	return api.ModelFetchResult{Name: m.Name, Revision: m.Revision, Commit: m.Commit, Manifest: rn.Record.Manifest,
 		Publisher: rn.Record.Publisher, Trusted: rn.Trusted, Out: out, Files: len(sel), Size: total}, nil
 }
@@ -446,7 +441,7 @@ func writeTree(out string, files []manifest.File, write func(manifest.File, stri
 	if err := os.Rename(tmp, out); err != nil {
 		return err
 	}
-	return store.SyncDir(filepath.Dir(out))
+	return fsutil.SyncDir(filepath.Dir(out))
 }
 
 // reuseInterrupted makes what an interrupted fetch left for the file at

@@ -1,4 +1,9 @@
-package store
+// Package fsutil holds the file-system operations every part of allmende
+// needs done the same careful way: durable atomic writes (temp file, fsync,
+// rename, fsync the directory), opening without following a planted
+// symlink, and refusing a write that would leave a disk too full for the
+// store's metadata. It imports nothing else of allmende.
+package fsutil
 
 import (
 	"fmt"
