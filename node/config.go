@@ -6,6 +6,7 @@ import (
 
 	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/node/localapi"
+	"github.com/allmende/allmende/node/mirror"
 	"github.com/allmende/allmende/node/p2p"
 )
 
@@ -100,25 +101,15 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Defaults for Config fields left zero.
-const (
-	DefaultFetchTimeout  = fetch.DefaultTimeout
-	DefaultFetchParallel = fetch.DefaultParallel
-	// DefaultMirrorStallTimeout is mirror.stall_timeout's default.
-	DefaultMirrorStallTimeout = 30 * time.Second
-	// DefaultMirrorUpstreamTTL is mirror.upstream_ttl's default.
-	DefaultMirrorUpstreamTTL = 10 * time.Minute
-	// DefaultMirrorClientFills is mirror.fills_per_client's default:
-	// huggingface_hub's snapshot_download runs 8 downloads at once.
-	DefaultMirrorClientFills = 8
-)
-
+// setDefaults fills the fields left zero with the defaults of the
+// packages they configure (fetch.DefaultTimeout, p2p.DefaultConnsLow,
+// mirror.DefaultStallTimeout and the others).
 func (c *Config) setDefaults() {
 	if c.FetchTimeout <= 0 {
-		c.FetchTimeout = DefaultFetchTimeout
+		c.FetchTimeout = fetch.DefaultTimeout
 	}
 	if c.FetchParallel <= 0 {
-		c.FetchParallel = DefaultFetchParallel
+		c.FetchParallel = fetch.DefaultParallel
 	}
 	if c.ConnsLow <= 0 {
 		c.ConnsLow = p2p.DefaultConnsLow
@@ -133,13 +124,13 @@ func (c *Config) setDefaults() {
 		c.MaxConns = p2p.DefaultMaxConns
 	}
 	if c.MirrorStallTimeout <= 0 {
-		c.MirrorStallTimeout = DefaultMirrorStallTimeout
+		c.MirrorStallTimeout = mirror.DefaultStallTimeout
 	}
 	if c.MirrorUpstreamTTL <= 0 {
-		c.MirrorUpstreamTTL = DefaultMirrorUpstreamTTL
+		c.MirrorUpstreamTTL = mirror.DefaultUpstreamTTL
 	}
 	if c.MirrorClientFills <= 0 {
-		c.MirrorClientFills = DefaultMirrorClientFills
+		c.MirrorClientFills = mirror.DefaultClientFills
 	}
 	if c.DHTMode == "" {
 		c.DHTMode = DHTOff

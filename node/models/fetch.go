@@ -295,8 +295,12 @@ func (s *sha256Reader) Close() error { return s.r.Close() }
 
 // FetchManifest gets the manifest file c from peers (its size checked
 // against manifest.MaxSize from the root before the rest is fetched) and
-// decodes it.
+// decodes it, within timeout (0: fetch.timeout), adding the bytes that
+// came from peers to received.
 func (reg *Registry) FetchManifest(ctx context.Context, c cid.Cid, timeout time.Duration, received *atomic.Uint64) (*manifest.Manifest, error) {
+	if timeout <= 0 {
+		timeout = reg.timeout
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	session := reg.fetch.NewSession(ctx)

@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -320,25 +320,25 @@ func (q *mirrorQuota) logEvicted(e keyedEntry) {
 	}
 }
 
-// nodeQuota is the quota's view of a node.
-type nodeQuota struct{ n *Node }
+// storeQuota is the quota's view of a node.
+type storeQuota struct{ mr *Mirror }
 
-func (b nodeQuota) usage(ctx context.Context) (uint64, error) { return b.n.store.DiskUsage(ctx) }
+func (b storeQuota) usage(ctx context.Context) (uint64, error) { return b.mr.store.DiskUsage(ctx) }
 
-func (b nodeQuota) room(need uint64) error { return fsutil.CheckRoom(b.n.store.Dir(), need) }
+func (b storeQuota) room(need uint64) error { return fsutil.CheckRoom(b.mr.store.Dir(), need) }
 
-func (b nodeQuota) protected(e keyedEntry) bool {
-	return b.n.isMirrorPinned(e.Name, e.Revision, e.Commit, e.Root)
+func (b storeQuota) protected(e keyedEntry) bool {
+	return b.mr.isMirrorPinned(e.Name, e.Revision, e.Commit, e.Root)
 }
 
-func (b nodeQuota) collect(ctx context.Context) (uint64, error) {
-	res, err := b.n.store.GC(ctx)
+func (b storeQuota) collect(ctx context.Context) (uint64, error) {
+	res, err := b.mr.store.GC(ctx)
 	return res.Freed, err
 }
 
 // drop unpins a model (manifest, root and files, and forgets its name) or
 // a single file. What is not pinned (a crash came first) is skipped.
-func (b nodeQuota) drop(ctx context.Context, e keyedEntry) error {
+func (b storeQuota) drop(ctx context.Context, e keyedEntry) error {
 	c, err := cid.Decode(e.key)
 	if err != nil {
 		return nil // not a CID: nothing of it can be pinned
@@ -346,9 +346,9 @@ func (b nodeQuota) drop(ctx context.Context, e keyedEntry) error {
 	unpin := []string{e.key}
 	if e.Kind == cachedModel {
 		unpin = append(unpin, e.Root)
-		if m, err := models.ReadManifest(ctx, b.n.store.LocalDAG(), c); err == nil {
+		if m, err := models.ReadManifest(ctx, b.mr.store.LocalDAG(), c); err == nil {
 			unpin = append(unpin, fileCIDs(m)...)
-			if err := b.n.models.Index().Forget(c, m); err != nil {
+			if err := b.mr.models.Index().Forget(c, m); err != nil {
 				return err
 			}
 		}
@@ -358,7 +358,7 @@ func (b nodeQuota) drop(ctx context.Context, e keyedEntry) error {
 		if err != nil {
 			continue
 		}
-		if err := b.n.store.Unpin(ctx, pc); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := b.mr.store.Unpin(ctx, pc); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}

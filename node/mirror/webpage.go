@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -68,24 +68,27 @@ type indexData struct {
 	Transfers []fetch.Transfer
 }
 
-func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
+func (mr *Mirror) serveIndex(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), indexTimeout)
 	defer cancel()
-	ms := n.models.Manifests(ctx)
-	d := indexData{ID: n.host.ID().String(), Host: r.Host, Models: modelViews(ms)}
-	pins, err := n.List(ctx)
+	ms := mr.models.Manifests(ctx)
+	d := indexData{Host: r.Host, Models: modelViews(ms)}
+	if id, err := mr.cfg.Node.ID(ctx); err == nil {
+		d.ID = id.ID
+	}
+	pins, err := mr.cfg.Node.List(ctx)
 	if err != nil {
 		http.Error(w, "listing pins: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	d.Pins = otherPins(pins, ms, n.models.Index().List())
-	d.Peers, _ = n.Peers(ctx)
-	d.DiskUsage, _ = n.store.DiskUsage(ctx)
-	d.Quota = uint64(max(n.cfg.MirrorQuota, 0))
-	d.Transfers = n.fetch.Transfers()
+	d.Pins = otherPins(pins, ms, mr.models.Index().List())
+	d.Peers, _ = mr.cfg.Node.Peers(ctx)
+	d.DiskUsage, _ = mr.store.DiskUsage(ctx)
+	d.Quota = uint64(max(mr.cfg.Quota, 0))
+	d.Transfers = mr.fetch.Transfers()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := indexPage.Execute(w, d); err != nil {
-		n.log.Warn("render web page", "err", err)
+		mr.log.Warn("render web page", "err", err)
 	}
 }
 

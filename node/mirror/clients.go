@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/ipfs/go-cid"
 )
 
@@ -104,13 +104,13 @@ func gatewayFills(fills *clientFills, holds func(*http.Request) bool, gw http.Ha
 
 // holdsGatewayRoot reports whether the root block of an /ipfs/{cid}/...
 // request is held (or the path has no CID, which the gateway refuses).
-func (n *Node) holdsGatewayRoot(r *http.Request) bool {
+func (mr *Mirror) holdsGatewayRoot(r *http.Request) bool {
 	rest := strings.TrimPrefix(r.URL.Path, "/ipfs/")
 	first, _, _ := strings.Cut(rest, "/")
 	c, err := cid.Decode(first)
 	if err != nil {
 		return true
 	}
-	has, err := n.store.Blockstore().Has(r.Context(), c)
+	has, err := mr.store.Blockstore().Has(r.Context(), c)
 	return err == nil && has
 }

@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/allmende/allmende/node/hfapi"
+	homedir "github.com/allmende/allmende/node/home"
+
+	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
@@ -302,7 +303,7 @@ func TestQuotaBlockstore(t *testing.T) {
 // read as models; entries survive a reopen.
 func TestMirrorCacheFormats(t *testing.T) {
 	home := t.TempDir()
-	if err := os.WriteFile(filepath.Join(home, mirrorCacheFile), []byte(`{"bafyold":1700000000}`), 0o600); err != nil {
+	if err := os.WriteFile(homedir.Dir(home).MirrorCache(), []byte(`{"bafyold":1700000000}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := openMirrorCache(home)

@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/mirror/hfapi"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 )

@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/mirror/hfapi"
 )
 
 // fakeRepoSource answers revision lookups with a commit a test can move,

@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -23,7 +23,7 @@ const maxWholeFileVerifies = 1
 // the block store, which re-hashes every leaf, and re-verified once in the
 // background; once it matches, later requests get it whole.
 type wholeFiles struct {
-	n *Node
+	mr *Mirror
 	// served counts files handed out whole.
 	served atomic.Uint64
 
@@ -31,14 +31,14 @@ type wholeFiles struct {
 	verifying map[cid.Cid]bool
 }
 
-func newWholeFiles(n *Node) *wholeFiles {
-	return &wholeFiles{n: n, verifying: map[cid.Cid]bool{}}
+func newWholeFiles(mr *Mirror) *wholeFiles {
+	return &wholeFiles{mr: mr, verifying: map[cid.Cid]bool{}}
 }
 
 // open returns the file that holds root whole, of size bytes and unchanged
 // since verified, or nil if root must be read through the block store.
 func (w *wholeFiles) open(ctx context.Context, root cid.Cid, size uint64) *os.File {
-	f, err := w.n.store.OpenWholeFile(ctx, root)
+	f, err := w.mr.store.OpenWholeFile(ctx, root)
 	switch {
 	case err == nil:
 		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) == size {
@@ -49,7 +49,7 @@ func (w *wholeFiles) open(ctx context.Context, root cid.Cid, size uint64) *os.Fi
 	case errors.Is(err, store.ErrUnverified):
 		w.verifyLater(root)
 	case !errors.Is(err, store.ErrNotWhole):
-		w.n.log.Debug("mirror: cannot serve file whole", "cid", root.String(), "err", err)
+		w.mr.log.Debug("mirror: cannot serve file whole", "cid", root.String(), "err", err)
 	}
 	return nil
 }
@@ -69,10 +69,10 @@ func (w *wholeFiles) verifyLater(root cid.Cid) {
 			delete(w.verifying, root)
 			w.mu.Unlock()
 		}()
-		if err := w.n.store.VerifyWholeFile(w.n.ctx, root); err != nil {
-			w.n.log.Info("mirror: file not served whole; it goes through the block store", "cid", root.String(), "err", err)
+		if err := w.mr.store.VerifyWholeFile(w.mr.ctx, root); err != nil {
+			w.mr.log.Info("mirror: file not served whole; it goes through the block store", "cid", root.String(), "err", err)
 			return
 		}
-		w.n.log.Debug("mirror: file verified, served whole from now on", "cid", root.String())
+		w.mr.log.Debug("mirror: file verified, served whole from now on", "cid", root.String())
 	}()
 }

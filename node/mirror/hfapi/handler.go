@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -112,7 +112,7 @@ func (s *server) fail(w http.ResponseWriter, err error, commit string) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(BusyRetryAfter/time.Second)))
 	case errors.Is(err, ErrUpstreamTimeout):
 		status, msg = http.StatusGatewayTimeout, ErrUpstreamTimeout.Error()+": the upstream sent nothing for too long; try again"
-	case errors.Is(err, store.ErrNoSpace):
+	case errors.Is(err, fsutil.ErrNoSpace):
 		status, msg = http.StatusInsufficientStorage, err.Error()
 	case errors.Is(err, ErrMismatch):
 		status, msg = http.StatusBadGateway, ErrUpstream.Error()+": it sent other bytes than it declared; try again"

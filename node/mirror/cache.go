@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
@@ -21,13 +21,6 @@ import (
 
 // Mirror housekeeping.
 const (
-	// mirrorCacheFile, in HOME, lists what the mirror keeps on behalf of
-	// its clients, with when each was last asked for: what a quota may
-	// evict.
-	mirrorCacheFile = "mirror-cache.json"
-	// DefaultMirrorInterval is how often the mirror retries mirror.pins and
-	// checks the quota.
-	DefaultMirrorInterval = time.Minute
 	// saveEvery is how often, at most, a use alone rewrites the cache file,
 	// so that a busy mirror does not rewrite it on every request. Adding and
 	// removing entries writes it at once.
@@ -101,8 +94,10 @@ type mirrorCache struct {
 	dirty bool
 }
 
-func openMirrorCache(home string) (*mirrorCache, error) {
-	c := &mirrorCache{path: filepath.Join(home, mirrorCacheFile), ents: map[string]cacheEntry{}, settling: map[string]int{}}
+// openMirrorCache opens the cache file of the home directory dir
+// (home.Dir.MirrorCache).
+func openMirrorCache(dir string) (*mirrorCache, error) {
+	c := &mirrorCache{path: home.Dir(dir).MirrorCache(), ents: map[string]cacheEntry{}, settling: map[string]int{}}
 	raw, err := os.ReadFile(c.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -276,12 +271,12 @@ func modelEntry(m *manifest.Manifest) cacheEntry {
 // (the caller holds PinLock), as a model the mirror keeps for its clients.
 // The cache entry is written first and the manifest pinned before the
 // root, so that whatever a crash leaves pinned, an entry leads to it.
-func (n *Node) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirrorCache) (cid.Cid, error) {
+func (mr *Mirror) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirrorCache) (cid.Cid, error) {
 	root, err := cid.Decode(m.Root)
 	if err != nil {
 		return cid.Undef, err
 	}
-	nd, err := n.models.ManifestFile(ctx, m)
+	nd, err := mr.models.ManifestFile(ctx, m)
 	if err != nil {
 		return cid.Undef, err
 	}
@@ -291,13 +286,13 @@ func (n *Node) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirro
 		return cid.Undef, err
 	}
 	defer settle()
-	if err := n.store.Pin(ctx, mc, m.Name+"@"+m.Revision+" (manifest)"); err != nil {
+	if err := mr.store.Pin(ctx, mc, m.Name+"@"+m.Revision+" (manifest)"); err != nil {
 		return cid.Undef, fmt.Errorf("pin manifest: %w", err)
 	}
-	if err := n.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
+	if err := mr.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
 		return cid.Undef, err
 	}
-	if err := n.models.Index().Add(mc, m); err != nil {
+	if err := mr.models.Index().Add(mc, m); err != nil {
 		return cid.Undef, err
 	}
 	cache.removeFiles(m)
@@ -306,17 +301,14 @@ func (n *Node) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirro
 
 // housekeep keeps mirror.pins local and the store under mirror.quota until
 // ctx ends.
-func (n *Node) housekeep(ctx context.Context, b *hfBackend) {
-	interval := n.cfg.MirrorInterval
-	if interval <= 0 {
-		interval = DefaultMirrorInterval
-	}
-	tick := time.NewTicker(interval)
+func (mr *Mirror) housekeep(ctx context.Context) {
+	b := mr.hfb
+	tick := time.NewTicker(mr.cfg.Interval)
 	defer tick.Stop()
 	for {
-		n.keepMirrorPins(ctx, b)
+		mr.keepMirrorPins(ctx, b)
 		if err := b.quota.enforce(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("mirror: quota", "err", err)
+			mr.log.Warn("mirror: quota", "err", err)
 		}
 		b.cache.flush()
 		select {
@@ -333,35 +325,35 @@ type pinnedFillKey struct{}
 
 // keepMirrorPins prefetches and pins every entry of mirror.pins: a CID, or
 // a name org/model[@rev] from the swarm or the upstream.
-func (n *Node) keepMirrorPins(ctx context.Context, b *hfBackend) {
+func (mr *Mirror) keepMirrorPins(ctx context.Context, b *hfBackend) {
 	ctx = context.WithValue(ctx, pinnedFillKey{}, true)
-	for _, ref := range n.cfg.MirrorPins {
+	for _, ref := range mr.cfg.Pins {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := n.keepMirrorPin(ctx, b, ref); err != nil {
-			n.log.Warn("mirror: could not keep pinned entry (will retry)", "ref", ref, "err", err)
+		if err := mr.keepMirrorPin(ctx, b, ref); err != nil {
+			mr.log.Warn("mirror: could not keep pinned entry (will retry)", "ref", ref, "err", err)
 		}
 	}
 }
 
-func (n *Node) keepMirrorPin(ctx context.Context, b *hfBackend, ref string) error {
+func (mr *Mirror) keepMirrorPin(ctx context.Context, b *hfBackend, ref string) error {
 	if c, err := cid.Decode(ref); err == nil {
-		if ok, _ := n.store.IsPinned(ctx, c); ok {
+		if ok, _ := mr.store.IsPinned(ctx, c); ok {
 			return nil
 		}
-		unlock := n.store.Blockstore().PinLock(ctx)
+		unlock := mr.store.Blockstore().PinLock(ctx)
 		defer unlock.Unlock(ctx)
-		if err := n.fetch.FetchDAG(ctx, c, 0); err != nil {
+		if err := mr.fetch.FetchDAG(ctx, c, 0); err != nil {
 			return err
 		}
-		return n.store.Pin(ctx, c, "mirror.pins "+ref)
+		return mr.store.Pin(ctx, c, "mirror.pins "+ref)
 	}
 	name, rev, err := models.ParseModelRef(ref)
 	if err != nil {
 		return err
 	}
-	if _, ok := n.models.Index().ByName(name, rev); ok {
+	if _, ok := mr.models.Index().ByName(name, rev); ok {
 		return nil
 	}
 	repo, err := b.Repo(ctx, hfapi.Model, name, rev)
@@ -384,8 +376,8 @@ func (n *Node) keepMirrorPin(ctx context.Context, b *hfBackend, ref string) erro
 
 // isMirrorPinned reports whether mirror.pins names the revision name@rev
 // (with commit commit) or the root CID root.
-func (n *Node) isMirrorPinned(name, rev, commit, root string) bool {
-	for _, ref := range n.cfg.MirrorPins {
+func (mr *Mirror) isMirrorPinned(name, rev, commit, root string) bool {
+	for _, ref := range mr.cfg.Pins {
 		if root != "" && ref == root {
 			return true
 		}

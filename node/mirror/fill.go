@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
-	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
@@ -24,20 +25,9 @@ import (
 	ipld "github.com/ipfs/go-ipld-format"
 )
 
-const (
-	// fillDir, in HOME, holds files being downloaded from the upstream.
-	fillDir = "fill"
-	// partSuffix ends the name of a file being filled. A daemon starting
-	// removes every such file: a fill a crash cut short is never kept.
-	partSuffix = ".part"
-	// keptIndexFile, in fillDir, maps the ETag of each file filled and
-	// kept to its CID, so a revision partly filled before a restart is
-	// still completed and recorded as a model.
-	keptIndexFile = "kept.json"
-	// swarmLookupTimeout bounds asking peers for a file by sha256 before
-	// going to the upstream.
-	swarmLookupTimeout = 3 * time.Second
-)
+// swarmLookupTimeout bounds asking peers for a file by sha256 before going
+// to the upstream.
+const swarmLookupTimeout = 3 * time.Second
 
 // upstreamFiller fills the mirror from an upstream Hugging Face-compatible
 // endpoint. Each file is downloaded once, however many clients ask for it
@@ -49,7 +39,7 @@ const (
 // Every fill reserves its room first (see mirror_quota.go); a client has at
 // most mirror.fills_per_client fills going (see mirror_clients.go).
 type upstreamFiller struct {
-	n      *Node
+	mr     *Mirror
 	client *hfapi.Client
 	source string
 	dir    string
@@ -73,17 +63,17 @@ type upstreamFiller struct {
 	downloads, fromSwarm atomic.Uint64
 }
 
-func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
-	client, err := hfapi.NewClient(endpoint, n.log)
+func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
+	client, err := hfapi.NewClient(endpoint, mr.log)
 	if err != nil {
 		return nil, fmt.Errorf("mirror.upstream: %w: %w", api.ErrBadInput, err)
 	}
 	u := &upstreamFiller{
-		n:         n,
+		mr:        mr,
 		client:    client,
 		source:    endpoint,
-		dir:       filepath.Join(n.cfg.Home, fillDir),
-		stall:     n.cfg.MirrorStallTimeout,
+		dir:       home.Dir(mr.cfg.Home).Fills(),
+		stall:     mr.cfg.StallTimeout,
 		quota:     quota,
 		cache:     quota.cache,
 		fills:     fills,
@@ -91,7 +81,7 @@ func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clie
 		jobs:      map[string]*fillJob{},
 		keptFiles: map[string]keptFile{},
 	}
-	u.repos = newRepoCache(n.ctx, n.cfg.MirrorUpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+	u.repos = newRepoCache(mr.ctx, mr.cfg.UpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
 		r, err := client.Repo(ctx, kind, name, rev)
 		if err != nil {
 			return nil, upstreamError(err)
@@ -106,28 +96,28 @@ func newUpstreamFiller(n *Node, endpoint string, quota *mirrorQuota, fills *clie
 // removeParts deletes the files of fills a crash or kill cut short; no
 // fill runs yet when the filler starts.
 func (u *upstreamFiller) removeParts() {
-	parts, _ := filepath.Glob(filepath.Join(u.dir, "*"+partSuffix))
+	parts, _ := filepath.Glob(filepath.Join(u.dir, "*"+home.FillPartSuffix))
 	for _, p := range parts {
 		if err := os.Remove(p); err != nil {
-			u.n.log.Warn("mirror: could not remove an unfinished fill", "path", p, "err", err)
+			u.mr.log.Warn("mirror: could not remove an unfinished fill", "path", p, "err", err)
 			continue
 		}
-		u.n.log.Info("mirror: removed an unfinished fill", "path", p)
+		u.mr.log.Info("mirror: removed an unfinished fill", "path", p)
 	}
 }
 
 // loadKept reads the ETag → CID index of files kept before a restart.
 // Entries are trusted only while their CID stays pinned (see keptCID).
 func (u *upstreamFiller) loadKept() {
-	raw, err := os.ReadFile(filepath.Join(u.dir, keptIndexFile))
+	raw, err := os.ReadFile(home.Dir(u.mr.cfg.Home).FillKept())
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			u.n.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
+			u.mr.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
 		}
 		return
 	}
 	if err := json.Unmarshal(raw, &u.keptFiles); err != nil {
-		u.n.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
+		u.mr.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
 		u.keptFiles = map[string]keptFile{}
 	}
 }
@@ -141,7 +131,7 @@ func (u *upstreamFiller) saveKeptLocked() error {
 	if err := os.MkdirAll(u.dir, 0o700); err != nil {
 		return fmt.Errorf("kept-files index: %w", err)
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(u.dir, keptIndexFile), raw, 0o600)
+	return fsutil.WriteFileAtomic(home.Dir(u.mr.cfg.Home).FillKept(), raw, 0o600)
 }
 
 // keptFile is a filled file in the store.
@@ -159,7 +149,7 @@ func (u *upstreamFiller) keptLocked(ctx context.Context, etag string) (keptFile,
 	if !ok || !k.CID.Defined() || !manifest.IsSHA256(k.SHA256) {
 		return keptFile{}, false
 	}
-	if pinned, err := u.n.store.IsPinned(ctx, k.CID); err != nil || !pinned {
+	if pinned, err := u.mr.store.IsPinned(ctx, k.CID); err != nil || !pinned {
 		delete(u.keptFiles, etag)
 		return keptFile{}, false
 	}
@@ -190,7 +180,7 @@ func upstreamError(err error) error {
 // fill slots.
 func (u *upstreamFiller) open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
 	if k, ok := u.kept(ctx, f.ETag()); ok {
-		return u.n.openCID(ctx, k.CID)
+		return u.mr.openCID(ctx, k.CID)
 	}
 	slot, err := u.fills.acquire(ctx)
 	if err != nil {
@@ -202,7 +192,7 @@ func (u *upstreamFiller) open(ctx context.Context, repo *hfapi.Repo, f hfapi.Fil
 		if err != nil {
 			return nil, err
 		}
-		return u.n.openCID(ctx, k.CID)
+		return u.mr.openCID(ctx, k.CID)
 	}
 	if _, err := job.waitFor(ctx, 0); err != nil {
 		u.release(job)
@@ -272,7 +262,7 @@ func (u *upstreamFiller) reserve(ctx context.Context, f hfapi.File) (*reservatio
 // run downloads, verifies and keeps one file. A download that delivers
 // nothing for u.stall is aborted with hfapi.ErrUpstreamTimeout.
 func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
-	ctx, cancel := context.WithCancelCause(u.n.ctx)
+	ctx, cancel := context.WithCancelCause(u.mr.ctx)
 	defer cancel(nil)
 	stalled := fmt.Errorf("%s: %w: no byte for %s (mirror.stall_timeout)", job.f.Path, hfapi.ErrUpstreamTimeout, u.stall)
 	watch := time.AfterFunc(u.stall, func() { cancel(stalled) })
@@ -286,17 +276,17 @@ func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
 	}
 	var k keptFile
 	if err == nil {
-		k, err = u.keep(u.n.ctx, repo, job)
+		k, err = u.keep(u.mr.ctx, repo, job)
 	}
 	job.res.releaseQuota() // the import is in the store now, or failed
 	if err != nil {
-		u.n.log.Warn("mirror: upstream fill failed; the next request tries again", "path", job.f.Path, "err", err)
+		u.mr.log.Warn("mirror: upstream fill failed; the next request tries again", "path", job.f.Path, "err", err)
 	}
 	u.mu.Lock()
 	if err == nil {
 		u.keptFiles[job.f.ETag()] = k
 		if serr := u.saveKeptLocked(); serr != nil {
-			u.n.log.Warn("mirror: could not save the kept-files index", "err", serr)
+			u.mr.log.Warn("mirror: could not save the kept-files index", "err", serr)
 		}
 	}
 	delete(u.jobs, job.f.ETag())
@@ -306,7 +296,7 @@ func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
 	}
 	u.mu.Unlock()
 	if err == nil {
-		u.completeRevision(u.n.ctx, repo)
+		u.completeRevision(u.mr.ctx, repo)
 	}
 }
 
@@ -317,7 +307,7 @@ func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfa
 		// OpenSHA256 checks size and sha256 itself and bans a peer that
 		// named other content, so the next fill asks the next source.
 		findCtx, cancel := context.WithTimeout(ctx, swarmLookupTimeout)
-		r, err := u.n.models.OpenSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
+		r, err := u.mr.models.OpenSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
 		cancel()
 		if err == nil {
 			u.fromSwarm.Add(1)
@@ -335,7 +325,7 @@ func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfa
 // keep imports a verified download into the store and pins it, recording
 // it in the mirror cache first (see mirrorCache).
 func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJob) (keptFile, error) {
-	unlock := u.n.store.Blockstore().PinLock(ctx)
+	unlock := u.mr.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
 	f, err := os.Open(job.filePath())
 	if err != nil {
@@ -343,7 +333,7 @@ func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJo
 	}
 	defer f.Close()
 	h := sha256.New()
-	nd, err := store.BuildFile(ctx, u.n.store.LocalDAG(), io.TeeReader(f, h))
+	nd, err := store.BuildFile(ctx, u.mr.store.LocalDAG(), io.TeeReader(f, h))
 	if err != nil {
 		return keptFile{}, fmt.Errorf("import %s: %w", job.f.Path, err)
 	}
@@ -357,7 +347,7 @@ func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJo
 		return keptFile{}, err
 	}
 	defer settle()
-	if err := u.n.store.Pin(ctx, nd.Cid(), repo.Name+"/"+job.f.Path); err != nil {
+	if err := u.mr.store.Pin(ctx, nd.Cid(), repo.Name+"/"+job.f.Path); err != nil {
 		return keptFile{}, err
 	}
 	return keptFile{CID: nd.Cid(), SHA256: sum}, nil
@@ -388,8 +378,8 @@ func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo)
 		files = append(files, manifest.File{Path: f.Path, Size: f.Size, SHA256: k.SHA256, BlobSHA1: f.BlobSHA1, CID: k.CID.String()})
 	}
 	u.mu.Unlock()
-	if _, err := u.n.recordFilled(ctx, repo, files, u.source, u.cache); err != nil {
-		u.n.log.Warn("mirror: could not record filled revision", "name", repo.Name, "err", err)
+	if _, err := u.mr.recordFilled(ctx, repo, files, u.source, u.cache); err != nil {
+		u.mr.log.Warn("mirror: could not record filled revision", "name", repo.Name, "err", err)
 	}
 }
 
@@ -397,11 +387,11 @@ func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo)
 // indexes a manifest keeping the upstream's commit id, as a model in
 // cache. It returns the manifest's CID, or cid.Undef if the revision was
 // recorded before.
-func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manifest.File, source string, cache *mirrorCache) (cid.Cid, error) {
-	if _, ok := n.models.Index().ByName(repo.Name, repo.Commit); ok {
+func (mr *Mirror) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manifest.File, source string, cache *mirrorCache) (cid.Cid, error) {
+	if _, ok := mr.models.Index().ByName(repo.Name, repo.Commit); ok {
 		return cid.Undef, nil
 	}
-	unlock := n.store.Blockstore().PinLock(ctx)
+	unlock := mr.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
 	entries := make([]ufs.Entry, 0, len(files))
 	for _, f := range files {
@@ -411,7 +401,7 @@ func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manif
 		}
 		entries = append(entries, ufs.Entry{Path: f.Path, CID: c})
 	}
-	root, err := ufs.BuildDirectory(ctx, n.store.LocalDAG(), entries)
+	root, err := ufs.BuildDirectory(ctx, mr.store.LocalDAG(), entries)
 	if err != nil {
 		return cid.Undef, err
 	}
@@ -420,12 +410,13 @@ func (n *Node) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manif
 	if err := m.Validate(); err != nil {
 		return cid.Undef, err
 	}
-	return n.keepModel(ctx, m, cache)
+	return mr.keepModel(ctx, m, cache)
 }
 
-// openCID returns a seekable reader over a UnixFS file.
-func (n *Node) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
-	return ufs.Open(ctx, n.netDAG, c)
+// openCID returns a seekable reader over a UnixFS file, through the
+// node's network DAG.
+func (mr *Mirror) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
+	return ufs.Open(ctx, mr.cfg.Net, c)
 }
 
 // fillJob is one file being downloaded from the upstream.
@@ -485,7 +476,7 @@ func (j *fillJob) download(body io.ReadCloser, progress func()) error {
 	if err := fsutil.CheckRoom(j.dir, uint64(j.f.Size)); err != nil {
 		return fmt.Errorf("fill %s: %w", j.f.Path, err)
 	}
-	out, err := os.CreateTemp(j.dir, j.f.ETag()+".*"+partSuffix)
+	out, err := os.CreateTemp(j.dir, j.f.ETag()+".*"+home.FillPartSuffix)
 	if err != nil {
 		return fmt.Errorf("fill %s: %w", j.f.Path, err)
 	}

@@ -1,4 +1,4 @@
-package node
+package mirror
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/allmende/allmende/node/hfapi"
+	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/store/manifest"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
@@ -21,7 +21,7 @@ import (
 // ask, then kept and seeded), and, if mirror.upstream is set, from an
 // upstream Hugging Face-compatible endpoint (see mirror_fill.go).
 type hfBackend struct {
-	n        *Node
+	mr       *Mirror
 	upstream *upstreamFiller // nil without mirror.upstream
 	cache    *mirrorCache
 	quota    *mirrorQuota
@@ -49,11 +49,11 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 		b.cache.touch(mc.String())
 		return repoOf(m, kind)
 	}
-	if m, _, err := b.n.models.ResolveManifest(ctx, name+"@"+rev, false, b.n.cfg.FetchTimeout, new(atomic.Uint64)); err == nil {
+	if m, _, err := b.mr.models.ResolveManifest(ctx, name+"@"+rev, false, 0, new(atomic.Uint64)); err == nil {
 		b.seed(m)
 		return repoOf(m, kind)
 	} else {
-		b.n.log.Debug("mirror: not in the swarm", "name", name, "rev", rev, "err", err)
+		b.mr.log.Debug("mirror: not in the swarm", "name", name, "rev", rev, "err", err)
 	}
 	if b.upstream != nil {
 		return b.upstream.repo(ctx, kind, name, rev)
@@ -72,7 +72,7 @@ func (b *hfBackend) moved(ctx context.Context, m *manifest.Manifest, kind hfapi.
 	defer cancel()
 	up, err := b.upstream.repo(ctx, kind, m.Name, rev)
 	if err != nil {
-		b.n.log.Debug("mirror: upstream not asked whether it moved a revision", "name", m.Name, "rev", rev, "err", err)
+		b.mr.log.Debug("mirror: upstream not asked whether it moved a revision", "name", m.Name, "rev", rev, "err", err)
 		return nil
 	}
 	if up.Commit == m.Commit {
@@ -93,11 +93,11 @@ var errNotHeld = errors.New("revision not held")
 // localManifest returns a manifest this node holds for name@rev (rev may
 // also be the commit id), or errNotHeld.
 func (b *hfBackend) localManifest(ctx context.Context, name, rev string) (cid.Cid, *manifest.Manifest, error) {
-	c, ok := b.n.models.Index().ByName(name, rev)
+	c, ok := b.mr.models.Index().ByName(name, rev)
 	if !ok {
 		return cid.Undef, nil, errNotHeld
 	}
-	m, err := models.ReadManifest(ctx, b.n.store.LocalDAG(), c)
+	m, err := models.ReadManifest(ctx, b.mr.store.LocalDAG(), c)
 	return c, m, err
 }
 
@@ -133,31 +133,31 @@ func (b *hfBackend) seed(m *manifest.Manifest) {
 			b.mu.Unlock()
 		}()
 		size := storeBytes(modelEntry(m).Size)
-		res, err := b.quota.reserve(b.n.ctx, size, size, 0)
+		res, err := b.quota.reserve(b.mr.ctx, size, size, 0)
 		if err != nil {
-			b.n.log.Info("mirror: model served from the swarm but not kept", "name", m.Name, "rev", m.Revision, "err", err)
+			b.mr.log.Info("mirror: model served from the swarm but not kept", "name", m.Name, "rev", m.Revision, "err", err)
 			return
 		}
 		defer res.release()
-		if _, err := b.n.keepManifest(b.n.ctx, m, b.cache); err != nil {
-			b.n.log.Warn("mirror: could not keep model", "name", m.Name, "rev", m.Revision, "err", err)
+		if _, err := b.mr.keepManifest(b.mr.ctx, m, b.cache); err != nil {
+			b.mr.log.Warn("mirror: could not keep model", "name", m.Name, "rev", m.Revision, "err", err)
 		}
 	}()
 }
 
 // keepManifest makes m's files local, pins them and indexes m as a model
 // the mirror keeps in cache; it returns the manifest's CID.
-func (n *Node) keepManifest(ctx context.Context, m *manifest.Manifest, cache *mirrorCache) (cid.Cid, error) {
+func (mr *Mirror) keepManifest(ctx context.Context, m *manifest.Manifest, cache *mirrorCache) (cid.Cid, error) {
 	root, err := cid.Decode(m.Root)
 	if err != nil {
 		return cid.Undef, err
 	}
-	unlock := n.store.Blockstore().PinLock(ctx)
+	unlock := mr.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	if err := n.fetch.FetchDAG(ctx, root, 0); err != nil {
+	if err := mr.fetch.FetchDAG(ctx, root, 0); err != nil {
 		return cid.Undef, err
 	}
-	return n.keepModel(ctx, m, cache)
+	return mr.keepModel(ctx, m, cache)
 }
 
 // Open implements hfapi.Backend: the file on disk that holds the content
@@ -178,7 +178,7 @@ func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (i
 		return fh, nil
 	}
 	slot := func() {}
-	if has, err := b.n.store.Blockstore().Has(ctx, c); err != nil || !has {
+	if has, err := b.mr.store.Blockstore().Has(ctx, c); err != nil || !has {
 		if slot, err = b.fills.acquire(ctx); err != nil {
 			return nil, err
 		}
