@@ -136,18 +136,53 @@ func (c *mirrorCache) add(key string, e cacheEntry) (settle func(), err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.Used = c.stampLocked()
+	return c.addLocked(key, e, nil)
+}
+
+// addModel is add for the entry of model m. A model whose files the cache
+// holds as single files (a revision filled file by file) was last used
+// when the last of them was, not when it is recorded (which happens in the
+// background, after clients moved on to other revisions): it takes that
+// use. Until settled, neither the model nor those files are evicted; the
+// caller drops the files' entries (removeFiles) before it settles.
+func (c *mirrorCache) addModel(key string, m *manifest.Manifest) (settle func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := modelEntry(m)
+	var files []string
+	for _, f := range m.Files {
+		if fe, ok := c.ents[f.CID]; ok && fe.Kind == cachedFile {
+			e.Used = max(e.Used, fe.Used)
+			files = append(files, f.CID)
+		}
+	}
+	if e.Used == 0 {
+		e.Used = c.stampLocked()
+	}
+	return c.addLocked(key, e, files)
+}
+
+// addLocked records e under key and writes the file. The entry, and those
+// under also, are not evicted until the returned settle is called; c.mu
+// is held.
+func (c *mirrorCache) addLocked(key string, e cacheEntry, also []string) (settle func(), err error) {
 	c.ents[key] = e
 	if err := c.saveLocked(); err != nil {
 		return nil, fmt.Errorf("mirror cache: %w", err)
 	}
-	c.settling[key]++
+	held := append([]string{key}, also...)
+	for _, k := range held {
+		c.settling[k]++
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if c.settling[key]--; c.settling[key] <= 0 {
-				delete(c.settling, key)
+			for _, k := range held {
+				if c.settling[k]--; c.settling[k] <= 0 {
+					delete(c.settling, k)
+				}
 			}
 		})
 	}, nil
@@ -281,7 +316,7 @@ func (mr *Mirror) keepModel(ctx context.Context, m *manifest.Manifest, cache *mi
 		return cid.Undef, err
 	}
 	mc := nd.Cid()
-	settle, err := cache.add(mc.String(), modelEntry(m))
+	settle, err := cache.addModel(mc.String(), m)
 	if err != nil {
 		return cid.Undef, err
 	}

@@ -379,11 +379,25 @@ func TestMirrorCacheOrder(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tt.what, got, tt.want)
 		}
 	}
+	// The model of files b and c, recorded now, was last used when c was:
+	// before a, and so evicted before it.
 	m := &manifest.Manifest{Files: []manifest.File{{CID: "b"}, {CID: "c"}}}
+	settle, err := c.addModel("model", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(); !equal(got, []string{"a", blocksKey}) {
+		t.Errorf("while the model is being recorded: %v, want neither it nor its files offered", got)
+	}
+	settle()
 	c.removeFiles(m)
+	if got := keys(); !equal(got, []string{"model", "a", blocksKey}) {
+		t.Errorf("after the files became a model: %v, want it where c was", got)
+	}
+	c.remove("model")
 	c.remove("a")
 	if got := keys(); !equal(got, []string{blocksKey}) {
-		t.Errorf("after the files became a model and a was evicted: %v", got)
+		t.Errorf("after the model and a were evicted: %v", got)
 	}
 }
 
