@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -96,8 +97,10 @@ func ParseManifest(mediaType string, data []byte) (*Parsed, error) {
 		if w.Config != nil || w.Layers != nil {
 			return nil, fmt.Errorf("%w manifest: an index with a config or layers", ErrInvalid)
 		}
-		p.Manifests, err = checkDescriptors("manifest", w.Manifests)
-		return p, err
+		if p.Manifests, err = checkDescriptors("manifest", w.Manifests); err != nil {
+			return nil, err
+		}
+		return p, sameSizes(p.Manifests)
 	}
 	if w.Config == nil || w.Manifests != nil {
 		return nil, fmt.Errorf("%w manifest: an image manifest needs a config and has no manifests", ErrInvalid)
@@ -106,8 +109,27 @@ func ParseManifest(mediaType string, data []byte) (*Parsed, error) {
 		return nil, err
 	}
 	p.Config = w.Config
-	p.Layers, err = checkDescriptors("layer", w.Layers)
-	return p, err
+	if p.Layers, err = checkDescriptors("layer", w.Layers); err != nil {
+		return nil, err
+	}
+	return p, sameSizes(p.all())
+}
+
+// sameSizes refuses a manifest that lists one digest with two sizes.
+func sameSizes(ds []ocispec.Descriptor) error {
+	sizes := map[digest.Digest]int64{}
+	for _, d := range ds {
+		if s, ok := sizes[d.Digest]; ok && s != d.Size {
+			return fmt.Errorf("%w manifest: %s is listed with sizes %d and %d", ErrInvalid, d.Digest, s, d.Size)
+		}
+		sizes[d.Digest] = d.Size
+	}
+	return nil
+}
+
+// all is the config and the layers, repeats included.
+func (p *Parsed) all() []ocispec.Descriptor {
+	return append([]ocispec.Descriptor{*p.Config}, p.Layers...)
 }
 
 // manifestType decides a manifest's type from the type it came with and
@@ -163,7 +185,7 @@ func (p *Parsed) Blobs() []ocispec.Descriptor {
 	}
 	seen := map[string]bool{}
 	var out []ocispec.Descriptor
-	for _, d := range append([]ocispec.Descriptor{*p.Config}, p.Layers...) {
+	for _, d := range p.all() {
 		if !seen[string(d.Digest)] {
 			seen[string(d.Digest)] = true
 			out = append(out, d)

@@ -37,6 +37,7 @@ func TestParseManifest(t *testing.T) {
 		{"an index with layers", ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"manifests":[],"layers":[]}`, "", 0},
 		{"a sha512 layer", "", strings.Replace(image(""), d, "sha512:"+strings.Repeat("ab", 64), 1), "", 0},
 		{"a negative size", "", strings.Replace(image(""), `"size":3`, `"size":-1`, 1), "", 0},
+		{"one digest listed with two sizes", "", strings.Replace(image(""), `"size":3`, `"size":4`, 1), "", 0},
 		{"a layer without a media type", "", strings.Replace(image(""), `"mediaType":"application/vnd.ollama.image.model",`, "", 1), "", 0},
 		{"not JSON", "", "GGUF", "", 0},
 		{"JSON but not an object", "", "[]", "", 0},

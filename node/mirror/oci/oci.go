@@ -44,7 +44,7 @@ const (
 	MaxTagLength = 128
 	// MaxDescriptors bounds the layers of a manifest or the manifests of an
 	// index.
-	MaxDescriptors = 10_000
+	MaxDescriptors = 1 << 16
 	// MaxTagsPage bounds the tags one tags/list answer carries; more are
 	// reached through its Link header.
 	MaxTagsPage = 1000
