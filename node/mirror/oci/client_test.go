@@ -99,6 +99,7 @@ type upstream struct {
 	cdn           *cdn
 	tokenRequests atomic.Int64
 	badScopes     atomic.Int64
+	otherAgents   atomic.Int64
 }
 
 const testToken = "anon-token-1"
@@ -108,6 +109,9 @@ func newUpstream(t *testing.T) *upstream {
 	reg := registry.New(registry.WithBlobHandler(&redirectingBlobs{inner: registry.NewInMemoryBlobHandler(), cdn: u.cdn}),
 		registry.Logger(log.New(io.Discard, "", 0)))
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.Header.Get("User-Agent") != UserAgent {
+			u.otherAgents.Add(1)
+		}
 		if r.URL.Path == "/token" {
 			u.token(w, r)
 			return
@@ -215,6 +219,9 @@ func TestClientPullsThroughTokenAndCDN(t *testing.T) {
 	}
 	if up.cdn.requests.Load() != int64(len(p.Blobs())) {
 		t.Errorf("the CDN served %d requests, want one per blob (%d)", up.cdn.requests.Load(), len(p.Blobs()))
+	}
+	if up.otherAgents.Load() != 0 {
+		t.Errorf("%d GETs did not name allmende as their User-Agent", up.otherAgents.Load())
 	}
 	if up.cdn.authSeen.Load() != 0 {
 		t.Errorf("the registry's token reached the CDN %d times", up.cdn.authSeen.Load())
