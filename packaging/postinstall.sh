@@ -6,8 +6,7 @@
 set -e
 if [ "$1" = configure ]; then
 	if ! getent passwd allmende >/dev/null; then
-		adduser --system --group --home /var/lib/allmende --no-create-home \
-			--gecos "allmende daemon" allmende >/dev/null
+		adduser --system --group --home /var/lib/allmende --no-create-home allmende >/dev/null
 	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload >/dev/null || true

@@ -87,15 +87,12 @@ func newEnv(cmd *cobra.Command, g *globalOptions, daemon bool) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls, err := readLogSettings(v)
-	if err != nil {
+	if err := checkConfig(v, home); err != nil {
 		return nil, err
 	}
+	ls, _ := readLogSettings(v)
 	log := newLogger(os.Stderr, ls, daemon)
-	cfg, err := nodeConfig(v, home, log)
-	if err != nil {
-		return nil, err
-	}
+	cfg, _ := nodeConfig(v, home, log)
 	return &env{v: v, home: home, log: log, cfg: cfg}, nil
 }
 
