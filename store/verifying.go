@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
@@ -100,13 +99,13 @@ func (v *verifyingBlockstore) noteWrite(err error) error {
 	return err
 }
 
-// classifyWriteErr marks a full disk (ENOSPC, or EDQUOT for a quota) as
-// ErrNoSpace and leaves other errors alone.
+// classifyWriteErr marks a full disk (IsDiskFull) as ErrNoSpace and leaves
+// other errors alone.
 func classifyWriteErr(err error) error {
 	if err == nil || errors.Is(err, ErrNoSpace) {
 		return err
 	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if isDiskFull(err) {
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
 	return err

@@ -52,7 +52,7 @@ func runFetchModel(cmd *cobra.Command, g *globalOptions, ref, out string, asJSON
 		}
 	}
 	return withModelAPI(cmd, g, func(ctx context.Context, e *env, api node.ModelAPI) error {
-		req.Timeout = e.v.GetDuration("fetch.timeout")
+		req.Timeout = e.cfg.FetchTimeout
 		progress, done := progressBar("fetching")
 		res, err := api.FetchModel(ctx, req, progress)
 		done()

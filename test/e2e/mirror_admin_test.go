@@ -23,7 +23,7 @@ func TestMirrorPinsAndQuota(t *testing.T) {
 		up.MustRun("import", dir, "--name", name)
 	}
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+mirrorURL(t, up),
-		"ALLMENDE_MIRROR_PINS=school/kept", "ALLMENDE_MIRROR_QUOTA=13MB", "ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
+		"ALLMENDE_MIRROR_PINS=school/kept", "ALLMENDE_MIRROR_QUOTA=13MiB", "ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
 	base := mirrorURL(t, m)
 
