@@ -139,7 +139,9 @@ func (c *mirrorCache) stampLocked() int64 {
 func (c *mirrorCache) add(key string, e cacheEntry) (settle func(), err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e.Used = c.stampLocked()
+	if e.Used == 0 {
+		e.Used = c.stampLocked()
+	}
 	c.ents[key] = e
 	if err := c.saveLocked(); err != nil {
 		return nil, fmt.Errorf("mirror cache: %w", err)
@@ -198,6 +200,22 @@ func (c *mirrorCache) remove(key string) {
 	}
 	delete(c.ents, key)
 	c.saveLocked()
+}
+
+// lastFileUse is the last use of m's single-file entries, or 0 if it has
+// none: a revision completed from files asked for earlier is as recent as
+// its latest request, not as its completion (which may come after other
+// requests).
+func (c *mirrorCache) lastFileUse(m *manifest.Manifest) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last int64
+	for _, f := range m.Files {
+		if e, ok := c.ents[f.CID]; ok && e.Kind == cachedFile {
+			last = max(last, e.Used)
+		}
+	}
+	return last
 }
 
 // removeFiles drops the single-file entries of m's files, now part of a
@@ -285,7 +303,9 @@ func (n *Node) keepModel(ctx context.Context, m *manifest.Manifest, cache *mirro
 		return cid.Undef, err
 	}
 	mc := nd.Cid()
-	settle, err := cache.add(mc.String(), modelEntry(m))
+	entry := modelEntry(m)
+	entry.Used = cache.lastFileUse(m)
+	settle, err := cache.add(mc.String(), entry)
 	if err != nil {
 		return cid.Undef, err
 	}

@@ -32,11 +32,14 @@ func TestMirrorPinsAndQuota(t *testing.T) {
 	if code != http.StatusOK || len(body) != 6<<20 {
 		t.Fatalf("fill on demand: status %d, %d bytes", code, len(body))
 	}
+	// The revision becomes a model once its fill is recorded, which may
+	// come a moment after the client has its bytes.
+	waitPage(t, base, "school/cached", true)
 	// A third 6 MiB model against a 13 MiB quota: the cached one must go
 	// to make room, the pinned one stay.
 	code, _, body = httpGet(t, base+"/school/other/resolve/main/model.bin")
 	if code != http.StatusOK || len(body) != 6<<20 {
-		t.Fatalf("second fill on demand: status %d, %d bytes", code, len(body))
+		t.Fatalf("second fill on demand: status %d, %d bytes: %.200s", code, len(body), body)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(m.Log(), `evicted least recently used model" name=school/cached`) {
