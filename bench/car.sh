@@ -2,20 +2,21 @@
 # car.sh measures CAR export and import (package store/car, through
 # bench/cartool on temporary stores) of one random file against `cp` of the
 # same file, with wall time, MB/s (1 MB = 1e6 bytes) and peak RSS of each
-# (/usr/bin/time -v), and what the import costs in disk. Every write is
-# synced before its clock stops (`cp` is followed by `sync FILE`; cartool
-# syncs the CAR it writes and the store syncs what it keeps when it closes).
-# Nothing is evicted from the page cache between steps (that needs root over
-# the whole machine), so the reads are warm where the file fits in memory.
+# (/usr/bin/time -v), and what the import costs in disk. Nothing is evicted
+# from the page cache between steps (that needs root over the whole
+# machine), so the reads are warm where the file fits in memory.
 #
-# Steps: cp FILE; allmende add FILE (a whole copy in the store, the source
-# of the export); export the CAR; import the CAR into an empty store; the
-# store's disk use against the file's size.
+# Steps: cp FILE, and cp followed by `sync FILE`; allmende add FILE (a whole
+# copy in the store, the source of the export); export the CAR (synced
+# before the clock stops); import the CAR into an empty store as a node does
+# by default (store.sync false: the writes may still be in the page cache
+# when it returns, like cp's), and with store.sync true (every write durable,
+# like cp + sync); the store's disk use against the file's size.
 #
 # Usage: bench/car.sh [--size MiB] [--dir DIR]
 #   --size MiB  file size (default 4096)
 #   --dir DIR   where the file, CAR and stores go (default: a new directory
-#               under $TMPDIR); it needs about 4x the file's size free
+#               under $TMPDIR); it needs about 5x the file's size free
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,7 @@ done
 work=$(mktemp -d "$BASE/allmende-carbench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 bytes=$((SIZE_MIB * 1048576))
-need=$((bytes * 4 / 1024))
+need=$((bytes * 5 / 1024))
 free=$(df -k --output=avail "$work" | tail -1)
 if ((free < need)); then
 	echo "bench/car.sh: $work has ${free} KiB free, needs ${need} KiB" >&2
@@ -58,12 +59,19 @@ measure() {
 }
 
 printf '%-24s %11s %14s %13s\n' "step ($SIZE_MIB MiB file)" wall rate "peak RSS"
+measure "cp" cp "$work/model.bin" "$work/copy.bin"
+rm -f "$work/copy.bin"
+sync -f "$work"
 measure "cp + sync" sh -c "cp '$work/model.bin' '$work/copy.bin' && sync '$work/copy.bin'"
 rm -f "$work/copy.bin"
 measure "add (store copy)" "$work/cartool" add "$work/src" "$work/model.bin"
 root=$(cat "$work/out.txt")
-measure "export CAR" "$work/cartool" export "$work/src" "$root" "$work/model.car"
+sync -f "$work"
+measure "export CAR (+ fsync)" "$work/cartool" export "$work/src" "$root" "$work/model.car"
 measure "import CAR" "$work/cartool" import "$work/dst" "$work/model.car"
+grep -q "$root" "$work/out.txt" || { echo "the import did not complete $root" >&2; exit 1; }
+sync -f "$work"
+measure "import CAR, store.sync" "$work/cartool" -sync import "$work/dst-sync" "$work/model.car"
 grep -q "$root" "$work/out.txt" || { echo "the import did not complete $root" >&2; exit 1; }
 
 car=$(stat -c %s "$work/model.car")

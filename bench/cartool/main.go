@@ -4,9 +4,10 @@
 // measurement tool, not part of allmende's CLI (`allmende export` and
 // `allmende import FILE.car` are).
 //
-// Usage:
+// Usage (-sync opens the store with store.sync, every write made durable
+// before it is acknowledged):
 //
-//	cartool add STORE PATH          add a file or directory (whole copies of
+//	cartool [-sync] add STORE PATH          add a file or directory (whole copies of
 //	                                large files), pin it, print its root CID
 //	cartool import-in-place STORE DIR
 //	                                import DIR as a named model with its leaves
@@ -56,8 +57,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	sync := len(args) > 0 && args[0] == "-sync"
+	if sync {
+		args = args[1:]
+	}
 	if len(args) < 2 {
-		return errors.New("usage: cartool add|import-in-place|export|export-model|import|get|du STORE ...")
+		return errors.New("usage: cartool [-sync] add|import-in-place|export|export-model|import|get|du STORE ...")
 	}
 	cmd, dir, rest := args[0], args[1], args[2:]
 	want := map[string]int{"add": 1, "import-in-place": 1, "export": 2, "export-model": 2, "import": 1, "get": 2, "du": 0}
@@ -68,7 +73,7 @@ func run(ctx context.Context, args []string) error {
 	if err := store.Init(dir); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, dir, store.Options{})
+	st, err := store.Open(ctx, dir, store.Options{Sync: sync})
 	if err != nil {
 		return err
 	}

@@ -33,8 +33,6 @@ const (
 	// moves (2 MiB), so whatever comes off a stick can also be served.
 	// allmende's leaves are 1 MiB.
 	MaxBlockSize = 2 << 20
-	// MaxCIDSize bounds a CID in a section (boxo's limit for a CID).
-	MaxCIDSize = 4096
 	// MaxRoots is the most roots a CAR's header may list.
 	MaxRoots = 256
 	// MaxHeaderSize bounds the encoded header: MaxRoots roots of a

@@ -197,9 +197,7 @@ func (im *importer) run(ctx context.Context, now time.Time) (*Result, error) {
 // through (a CBOR tag other than the link tag, for one).
 func (im *importer) header() error {
 	im.in.tail = []byte{}
-	br, err := carv2.NewBlockReader(im.in,
-		carv2.MaxAllowedHeaderSize(MaxHeaderSize),
-		carv2.MaxAllowedSectionSize(MaxBlockSize+MaxCIDSize))
+	br, err := carv2.NewBlockReader(im.in, carv2.MaxAllowedHeaderSize(MaxHeaderSize))
 	tail := im.in.tail
 	im.in.tail = nil
 	if err != nil {
