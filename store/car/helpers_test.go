@@ -126,7 +126,7 @@ func sameTree(t testing.TB, a, b string) {
 	}
 }
 
-// exportTo writes the CAR of roots from st into memory.
+// exportCAR writes the CAR of roots from st into memory.
 func exportCAR(t testing.TB, st *store.Store, roots ...cid.Cid) []byte {
 	t.Helper()
 	var buf bytes.Buffer
