@@ -28,10 +28,12 @@ const (
 	// holds few pieces others could serve (libtorrent's request queue
 	// time is 3 s).
 	DefaultQueueTime = 2 * time.Second
-	// DefaultSnubAfter is how long a peer may deliver nothing while it
-	// has requests in flight. Then its requests go back to the pool for
+	// DefaultSnubAfter is how long a peer may send no byte while it has
+	// requests in flight. Then its requests go back to the pool for
 	// other peers and it gets one request at a time until it delivers
 	// (BitTorrent's anti-snubbing; allmende's bulk stall limit is 5 s).
+	// A slow peer is not a snubbing one: bytes that arrive (Progress)
+	// count, not only whole pieces.
 	// A snubbed peer's pieces do not count as held in the room, so a
 	// costly source may be asked for them.
 	DefaultSnubAfter = 5 * time.Second
@@ -139,6 +141,9 @@ type pickPeer[P comparable] struct {
 	// busySince is when the peer last delivered or, if it had nothing
 	// to do before, when it was last asked: the start of the wait.
 	busySince time.Time
+	// heard is when bytes last arrived from the peer (Progress), or
+	// busySince if later: the anti-snubbing clock.
+	heard time.Time
 	// rateBytes and rateTime are decaying sums of bytes received and
 	// time spent waiting for them.
 	rateBytes, rateTime float64
@@ -355,7 +360,7 @@ func (k *Picker[P]) Next(p P, now time.Time) []int {
 	}
 	ps.starved = len(out) < free
 	if len(out) > 0 && len(ps.reqs) == 0 {
-		ps.busySince = now
+		ps.busySince, ps.heard = now, now
 	}
 	for _, x := range out {
 		ps.reqs[x] = now
@@ -444,7 +449,7 @@ func (k *Picker[P]) Received(p P, x int, bytes int64, now time.Time) []Request[P
 			wait := now.Sub(ps.busySince).Seconds()
 			ps.rateBytes = ps.rateBytes*rateDecay + float64(bytes)
 			ps.rateTime = ps.rateTime*rateDecay + max(wait, 0)
-			ps.busySince = now
+			ps.busySince, ps.heard = now, now
 			k.setSnubbed(ps, false)
 		}
 		if !ps.has.Has(x) {
@@ -464,6 +469,14 @@ func (k *Picker[P]) Received(p P, x int, bytes int64, now time.Time) []Request[P
 		}
 	}
 	return cancel
+}
+
+// Progress records that bytes of a requested piece arrived from p at now:
+// p is slow, perhaps, but not silent.
+func (k *Picker[P]) Progress(p P, now time.Time) {
+	if ps := k.peer(p); ps != nil && len(ps.reqs) > 0 && now.After(ps.heard) {
+		ps.heard = now
+	}
 }
 
 // Failed records that p did not deliver piece x: the request ended in an
@@ -494,14 +507,14 @@ func (k *Picker[P]) dropRequest(ps *pickPeer[P], x int) {
 	}
 }
 
-// Expired returns the requests of the peers that have delivered nothing
-// for SnubAfter while asked, and forgets them: the caller cancels them and
+// Expired returns the requests of the peers that have sent no byte for
+// SnubAfter while asked, and forgets them: the caller cancels them and
 // the pieces may be asked of others. Such a peer is snubbed: one request
 // at a time until it delivers again.
 func (k *Picker[P]) Expired(now time.Time) []Request[P] {
 	var out []Request[P]
 	for _, ps := range k.peers {
-		if len(ps.reqs) == 0 || now.Sub(ps.busySince) < k.cfg.SnubAfter {
+		if len(ps.reqs) == 0 || now.Sub(ps.heard) < k.cfg.SnubAfter {
 			continue
 		}
 		for _, x := range sortedKeys(ps.reqs) {

@@ -220,3 +220,27 @@ func TestPickerIgnoresStrangers(t *testing.T) {
 		t.Fatal("p has nothing left we lack")
 	}
 }
+
+// TestPickerSlowIsNotSnubbed: a peer whose bytes keep arriving keeps its
+// requests however long a piece takes; one that sends nothing loses them.
+func TestPickerSlowIsNotSnubbed(t *testing.T) {
+	k := newTestPicker(8, 8)
+	holdFirst(k, 4, 5, 6, 7)
+	k.AddPeer("slow", pieceSet(8, 0, 1), PeerOpts{})
+	k.AddPeer("silent", pieceSet(8, 2, 3), PeerOpts{})
+	k.Next("slow", t0)
+	k.Next("silent", t0)
+	now := t0
+	for range 10 {
+		now = now.Add(DefaultSnubAfter / 2)
+		k.Progress("slow", now)
+		for _, r := range k.Expired(now) {
+			if r.Peer == "slow" {
+				t.Fatalf("at %s the slow peer lost piece %d although its bytes arrive", now.Sub(t0), r.Piece)
+			}
+		}
+	}
+	if k.Inflight("slow") != 2 || k.Inflight("silent") != 0 || k.Depth("silent") != 1 {
+		t.Fatalf("in flight: slow %d, silent %d (depth %d)", k.Inflight("slow"), k.Inflight("silent"), k.Depth("silent"))
+	}
+}

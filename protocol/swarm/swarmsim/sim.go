@@ -665,11 +665,15 @@ func (s *sim) offer() {
 	}
 }
 
-// tick gives up requests to silent peers and refills starved pipelines.
+// tick reports the bytes flowing on active transfers, gives up requests
+// to silent peers and refills starved pipelines.
 func (s *sim) tick() {
 	for _, m := range s.nodes[:s.mirror] {
 		if !m.present || m.finished {
 			continue
+		}
+		for _, x := range m.downloads {
+			m.picker.Progress(x.from, s.t())
 		}
 		for _, r := range m.picker.Expired(s.t()) {
 			s.cancel(r.Peer, m.id, r.Piece)

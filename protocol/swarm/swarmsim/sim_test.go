@@ -208,3 +208,24 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestPieceSize compares pieces of one leaf (1 MiB) with runs of 4 and 16
+// leaves, the numbers behind docs/swarm.md's choice of one leaf: bigger
+// pieces leave the mirror more slowly (a piece is passed on only once
+// whole) and give a super-seeder fewer distinct pieces to hand out.
+func TestPieceSize(t *testing.T) {
+	var rows []row
+	for _, n := range []int{16, 100} {
+		for _, leaves := range []int64{1, 4, 16} {
+			cfg := config(room(n, 0), true)
+			cfg.PieceBytes = leaves * DefaultPieceBytes
+			cfg.Picker.PieceBytes = cfg.PieceBytes
+			r := run(t, fmt.Sprintf("%d machines, pieces of %d MiB", n, leaves), cfg)
+			rows = append(rows, r)
+			if leaves == 1 && (r.ratio > maxRatio || r.mirror > maxMirror) {
+				t.Errorf("%s: %.2f× one machine, mirror %.2f×", r.name, r.ratio, r.mirror)
+			}
+		}
+	}
+	printTable(t, rows)
+}
