@@ -64,6 +64,7 @@ func TestPickerRandomStart(t *testing.T) {
 			first[x] = true
 		}
 	}
+	t.Logf("100 fetchers started on %d distinct pieces of %d", len(first), n)
 	if len(first) < n/2 {
 		t.Fatalf("100 fetchers started on only %d distinct pieces of %d", len(first), n)
 	}

@@ -82,10 +82,10 @@ func run(t *testing.T, name string, cfg Config) row {
 func printTable(t *testing.T, rows []row) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-46s %7s %7s %6s %8s %8s %7s %8s\n", "scenario (64 MiB, mirror R = 8 MiB/s)", "one s", "all s", "ratio", "mirror×", "room×", "waste%", "wall ms")
+	fmt.Fprintf(&b, "\n%-54s %7s %7s %6s %8s %8s %7s %8s\n", "scenario (64 MiB, mirror R = 8 MiB/s)", "one s", "all s", "ratio", "mirror×", "room×", "waste%", "wall ms")
 	for _, r := range rows {
 		sent := r.res.MirrorBytes + r.res.RoomBytes
-		fmt.Fprintf(&b, "%-46s %7.2f %7.2f %6.2f %8.2f %8.1f %7.1f %8d\n", r.name, r.one.Seconds(), r.all.Seconds(), r.ratio, r.mirror,
+		fmt.Fprintf(&b, "%-54s %7.2f %7.2f %6.2f %8.2f %8.1f %7.1f %8d\n", r.name, r.one.Seconds(), r.all.Seconds(), r.ratio, r.mirror,
 			float64(r.res.RoomBytes)/modelBytes, 100*float64(r.res.WastedBytes)/float64(max(sent, 1)), r.wall.Milliseconds())
 	}
 	t.Log(b.String())
