@@ -20,3 +20,17 @@
 // the *rand.Rand it is configured with. The real fetcher and the simulation
 // (package swarmsim) run this same code.
 package swarm
+
+// Limits of a swarm that the fetcher and the server share with the
+// simulation.
+const (
+	// MaxNeighbors bounds the peers a node exchanges pieces with for one
+	// root (have streams). With all of a LAN's machines as neighbours a
+	// node would receive every HAVE of the room; fifty keep the pieces
+	// spreading (the simulation's thousand machines finish within 1.05×
+	// of one) at a bounded cost.
+	MaxNeighbors = 50
+	// DefaultUploadSlots bounds the pieces a node uploads at once; further
+	// requests wait their turn.
+	DefaultUploadSlots = 8
+)

@@ -31,7 +31,7 @@ const (
 	// DefaultPieceBytes is one leaf of the unixfs-v1-2025 profile.
 	DefaultPieceBytes = swarm.DefaultPieceBytes
 	// DefaultUploadSlots is the transfers a machine uploads at once.
-	DefaultUploadSlots = 8
+	DefaultUploadSlots = swarm.DefaultUploadSlots
 	// DefaultLatency is a one-way trip across a switched LAN.
 	DefaultLatency = 500 * time.Microsecond
 	// DefaultCrashDetect is how long peers take to notice a machine that

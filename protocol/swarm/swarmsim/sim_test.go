@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/allmende/allmende/protocol/swarm"
 )
 
 // The classroom of issue 15: a 64 MiB model behind a mirror whose uplink
@@ -16,7 +18,7 @@ const (
 	gigabit      = 125e6
 	fastEthernet = 12.5e6
 	// neighbors is the swarm peers per machine (the real fetcher's cap).
-	neighbors = 50
+	neighbors = swarm.MaxNeighbors
 	// maxRatio and maxMirror are the issue's targets: the room within
 	// 1.5× one machine's time, the mirror sending at most 2× the model.
 	maxRatio  = 1.5
