@@ -144,6 +144,9 @@ func Run(cfg Config) (Result, error) {
 		if m.Up <= 0 || m.Down <= 0 {
 			return Result{}, fmt.Errorf("swarmsim: machine %d has no link rate", i)
 		}
+		if m.Join < 0 || (m.Leave > 0 && m.Leave <= m.Join) {
+			return Result{}, fmt.Errorf("swarmsim: machine %d leaves at %s, before it joins at %s", i, m.Leave, m.Join)
+		}
 	}
 	s := newSim(cfg)
 	s.run()

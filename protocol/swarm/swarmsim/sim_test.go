@@ -201,6 +201,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{"no mirror rate", Config{Machines: room(1, 0), ModelBytes: 1}},
 		{"no model", Config{Machines: room(1, 0), MirrorUp: 1}},
 		{"a machine without a link", Config{Machines: []Machine{{}}, MirrorUp: 1, ModelBytes: 1}},
+		{"a machine that leaves before it joins", Config{Machines: []Machine{{Up: 1, Down: 1, Join: 2, Leave: 1}}, MirrorUp: 1, ModelBytes: 1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
