@@ -236,9 +236,14 @@ func (g *Guard) stalled(now time.Time) map[peer.ID][]cid.Cid {
 // StallerDemotedFor).
 func (g *Guard) demote(p peer.ID, msg bsmsg.BitSwapMessage) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if until, ok := g.demoted[p]; ok && (len(msg.Blocks()) > 0 || time.Now().After(until)) {
+	until, ok := g.demoted[p]
+	over := ok && (len(msg.Blocks()) > 0 || time.Now().After(until))
+	if over {
 		delete(g.demoted, p)
+	}
+	g.mu.Unlock()
+	if over {
+		g.log.Debug("demoted peer sent a block or its time is up; demotion over", "peer", p.String())
 	}
 }
 
@@ -363,7 +368,6 @@ func (g *Guard) ReportFalseAnswer(p peer.ID, badBytes int) (banned bool) {
 // strike: a slow or overloaded peer looks the same.
 func (g *Guard) ReportStall(p peer.ID, proto string) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	// A peer that stalls on one protocol is not trusted to deliver on
 	// the other: its want-blocks are handed to others at once.
 	g.demoted[p] = time.Now().Add(StallerDemotedFor)
@@ -373,6 +377,8 @@ func (g *Guard) ReportStall(p peer.ID, proto string) {
 	case GuardBulk:
 		g.stats.Bulk.Stalls++
 	}
+	g.mu.Unlock()
+	g.log.Debug("peer demoted for stalling: its want-blocks go to others at once until it sends a block", "peer", p.String(), "protocol", proto, "for", StallerDemotedFor)
 }
 
 // strikeUnlock counts bad blocks from p into ps, bans p past MaxBadBlocks
