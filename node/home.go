@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/fsutil"
@@ -73,6 +72,9 @@ func loadIdentity(home string) (crypto.PrivKey, error) {
 	return sk, nil
 }
 
+// errBusy is tryLock's answer when another process holds the lock.
+var errBusy = errors.New("locked by another process")
+
 // homeLock is an exclusive lock on a home directory, held while a daemon or
 // an embedded node runs. The kernel releases it when the process dies, so a
 // killed daemon never leaves a stale lock.
@@ -83,9 +85,9 @@ func lockHome(home string) (*homeLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", home, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := tryLock(f); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, errBusy) {
 			return nil, fmt.Errorf("%w: %s (is `allmende daemon` already running? stop it or use another --home)", ErrLocked, home)
 		}
 		return nil, fmt.Errorf("lock %s: %w", home, err)
@@ -94,7 +96,7 @@ func lockHome(home string) (*homeLock, error) {
 }
 
 func (l *homeLock) release() error {
-	return l.f.Close() // closing drops the flock
+	return l.f.Close() // closing drops the lock
 }
 
 // WriteAPIFile records the daemon's API base URL in home, replacing a stale

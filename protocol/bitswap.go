@@ -1,6 +1,8 @@
 // Package protocol owns what allmende nodes say to each other on the wire:
 // bitswap (boxo) for blocks, compatible with every IPFS node, tuned for
-// allmende's 1 MiB blocks. It knows nothing of disks layouts, CLIs or HTTP.
+// allmende's 1 MiB blocks; allmende's own bulk, resolve and have protocols
+// (the have protocol carries a swarm's piece announcements; its policy is
+// package swarm). It knows nothing of disks layouts, CLIs or HTTP.
 package protocol
 
 import (

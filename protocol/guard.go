@@ -35,10 +35,15 @@ const (
 	BitswapStallAfter = 5 * time.Second
 	// StallerDemotedFor is how long a peer reported stalling (ReportStall,
 	// which the bulk fetcher calls only while other peers could serve) has
-	// its HAVEs read as DONT_HAVE and its want-blocks handed on at once, so
-	// sessions stop choosing it, unless it sends a block meanwhile. A slow
-	// peer that is the only holder is never demoted by bitswap's own stall
-	// watch, which cannot tell whether others could serve.
+	// its want-blocks handed on at once (a DONT_HAVE for each at the next
+	// stall check), so sessions ask others without waiting, unless it
+	// sends a block meanwhile. Its HAVEs still count, and its want-blocks
+	// stay with it: when it is the only holder — the next fetch may be of
+	// a root nobody else has — its blocks still arrive and end the
+	// demotion. (Reading its HAVEs as DONT_HAVEs, as before, stalled such
+	// a fetch for the whole minute: issue 15.) A slow peer that is the
+	// only holder is never demoted by bitswap's own stall watch, which
+	// cannot tell whether others could serve.
 	StallerDemotedFor = time.Minute
 	// stallCheckInterval is how often pending want-blocks are checked.
 	stallCheckInterval = 500 * time.Millisecond
@@ -225,21 +230,20 @@ func (g *Guard) stalled(now time.Time) map[peer.ID][]cid.Cid {
 	return out
 }
 
-// demote turns the HAVEs in msg from a peer caught stalling into
-// DONT_HAVEs, so no session sends it want-blocks again for a while. A
-// block from the peer ends its demotion.
+// demote ends the demotion of a peer caught stalling once it sends a
+// block (or StallerDemotedFor is over). Its HAVEs pass untouched: hiding
+// them made a peer that alone holds a root unaskable (see
+// StallerDemotedFor).
 func (g *Guard) demote(p peer.ID, msg bsmsg.BitSwapMessage) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	until, ok := g.demoted[p]
-	switch {
-	case !ok:
-	case len(msg.Blocks()) > 0 || time.Now().After(until):
+	over := ok && (len(msg.Blocks()) > 0 || time.Now().After(until))
+	if over {
 		delete(g.demoted, p)
-	default:
-		for _, c := range msg.Haves() {
-			msg.AddDontHave(c)
-		}
+	}
+	g.mu.Unlock()
+	if over {
+		g.log.Debug("demoted peer sent a block or its time is up; demotion over", "peer", p.String())
 	}
 }
 
@@ -364,7 +368,6 @@ func (g *Guard) ReportFalseAnswer(p peer.ID, badBytes int) (banned bool) {
 // strike: a slow or overloaded peer looks the same.
 func (g *Guard) ReportStall(p peer.ID, proto string) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	// A peer that stalls on one protocol is not trusted to deliver on
 	// the other: its want-blocks are handed to others at once.
 	g.demoted[p] = time.Now().Add(StallerDemotedFor)
@@ -374,6 +377,8 @@ func (g *Guard) ReportStall(p peer.ID, proto string) {
 	case GuardBulk:
 		g.stats.Bulk.Stalls++
 	}
+	g.mu.Unlock()
+	g.log.Debug("peer demoted for stalling: its want-blocks go to others at once until it sends a block", "peer", p.String(), "protocol", proto, "for", StallerDemotedFor)
 }
 
 // strikeUnlock counts bad blocks from p into ps, bans p past MaxBadBlocks

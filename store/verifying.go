@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/boxo/blockstore"
@@ -102,13 +101,13 @@ func (v *verifyingBlockstore) noteWrite(err error) error {
 	return err
 }
 
-// classifyWriteErr marks a full disk (ENOSPC, or EDQUOT for a quota) as
-// ErrNoSpace and leaves other errors alone.
+// classifyWriteErr marks a full disk (fsutil.IsDiskFull) as ErrNoSpace and leaves
+// other errors alone.
 func classifyWriteErr(err error) error {
 	if err == nil || errors.Is(err, ErrNoSpace) {
 		return err
 	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if fsutil.IsDiskFull(err) {
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
 	return err

@@ -26,8 +26,11 @@ func newConfigCmd(g *globalOptions) *cobra.Command {
 		Short: "Print the effective configuration (defaults, profile, file, env, flags)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, _, err := loadConfig(g, nil)
+			v, home, err := loadConfig(g, nil)
 			if err != nil {
+				return err
+			}
+			if err := checkConfig(v, home); err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), redactSecrets(v.AllSettings()))

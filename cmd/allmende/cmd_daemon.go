@@ -30,6 +30,7 @@ exit. A second daemon on the same HOME refuses to start.` + exitStatusHelp,
 			return node.RunDaemon(cmd.Context(), e.nodeConfig(), ready)
 		},
 	}
-	cmd.Flags().String("api.addr", "", "API listen address host:port (overrides api.addr)")
+	cmd.Flags().String("api-addr", "", "API listen address host:port (overrides api.addr)")
+	deprecatedAlias(cmd.Flags(), "api.addr", "api-addr")
 	return cmd
 }

@@ -60,7 +60,7 @@ and bans a peer that named other content.` + exitStatusHelp,
 			}
 			return withAPIEnv(cmd, g, func(ctx context.Context, e *env, n api.API) error {
 				progress, done := progressBar("fetching")
-				req := api.FetchRequest{Ref: a[0], Out: abs, Timeout: e.v.GetDuration("fetch.timeout")}
+				req := api.FetchRequest{Ref: a[0], Out: abs, Timeout: e.cfg.FetchTimeout}
 				res, err := n.Fetch(ctx, req, progress)
 				done()
 				if err != nil {
@@ -79,6 +79,7 @@ and bans a peer that named other content.` + exitStatusHelp,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the file or directory (must not exist)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	addModelFetchFlags(cmd, &mopts)
-	cmd.Flags().Duration("fetch.timeout", 0, "fail when no peer sent a block for this long (default from config, 2m)")
+	cmd.Flags().Duration("fetch-timeout", 0, "fail when no peer sent a block for this long (default from config, 2m)")
+	deprecatedAlias(cmd.Flags(), "fetch.timeout", "fetch-timeout")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -93,7 +94,7 @@ func loadConfig(g *globalOptions, flags *pflag.FlagSet) (*viper.Viper, string, e
 		}
 	}
 	if flags != nil {
-		if err := v.BindPFlags(flags); err != nil {
+		if err := bindConfigFlags(v.AllKeys(), flags, v.BindPFlag); err != nil {
 			return nil, "", err
 		}
 	}
@@ -119,64 +120,104 @@ func stringList(v *viper.Viper, key string) []string {
 	return out
 }
 
-// nodeConfig turns the layered configuration into a node.Config.
-func nodeConfig(v *viper.Viper, home string, log *slog.Logger) node.Config {
-	storePath := v.GetString("store.path")
+// nodeConfig turns the layered configuration into a node.Config. A value
+// that does not parse is a usage error naming its key (see settings).
+func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, error) {
+	s := &settings{v: v}
+	storePath := s.str("store.path")
 	if storePath == "" {
 		storePath = homedir.Dir(home).Store()
 	}
-	return node.Config{
+	cfg := node.Config{
 		Home:               home,
 		StorePath:          storePath,
-		StoreSync:          v.GetBool("store.sync"),
-		StoreDirectIO:      v.GetBool("store.direct_io"),
+		StoreSync:          s.boolean("store.sync"),
+		StoreDirectIO:      s.boolean("store.direct_io"),
 		Listen:             stringList(v, "listen"),
-		APIAddr:            v.GetString("api.addr"),
-		APIToken:           localapi.Secret(v.GetString("api.token")),
+		APIAddr:            s.str("api.addr"),
+		APIToken:           localapi.Secret(s.str("api.token")),
 		Bootstrap:          stringList(v, "bootstrap"),
-		MDNS:               v.GetBool("mdns.enabled"),
-		DHTMode:            v.GetString("dht.mode"),
-		NAT:                v.GetBool("nat.enabled"),
-		RelayService:       v.GetBool("relay.service"),
+		MDNS:               s.boolean("mdns.enabled"),
+		DHTMode:            s.oneOf("dht.mode", node.DHTAuto, node.DHTServer, node.DHTClient, node.DHTOff),
+		NAT:                s.boolean("nat.enabled"),
+		RelayService:       s.boolean("relay.service"),
 		StaticRelays:       stringList(v, "relay.static"),
-		SwarmKey:           v.GetString("swarm.key"),
-		FetchTimeout:       v.GetDuration("fetch.timeout"),
-		FetchParallel:      v.GetInt("fetch.parallel"),
-		FetchCopy:          v.GetBool("fetch.copy"),
-		SendAllowance:      v.GetInt("bitswap.send_allowance"),
-		ConnsLow:           v.GetInt("conns.low"),
-		ConnsHigh:          v.GetInt("conns.high"),
-		MaxMemory:          v.GetInt64("resources.max_memory"),
-		MaxConns:           v.GetInt("resources.max_conns"),
+		SwarmKey:           s.str("swarm.key"),
+		FetchTimeout:       s.duration("fetch.timeout", positive),
+		FetchParallel:      s.integer("fetch.parallel"),
+		FetchCopy:          s.boolean("fetch.copy"),
+		SendAllowance:      int(s.size("bitswap.send_allowance", positive)),
+		ConnsLow:           s.integer("conns.low"),
+		ConnsHigh:          s.integer("conns.high"),
+		MaxMemory:          s.size("resources.max_memory", positive),
+		MaxConns:           s.integer("resources.max_conns"),
 		AllowNets:          stringList(v, "resources.allow"),
-		MirrorAddr:         v.GetString("mirror.addr"),
+		MirrorAddr:         s.str("mirror.addr"),
 		MirrorAllow:        stringList(v, "mirror.allow"),
-		MirrorUpstream:     v.GetString("mirror.upstream"),
+		MirrorUpstream:     s.str("mirror.upstream"),
 		MirrorPins:         stringList(v, "mirror.pins"),
-		MirrorQuota:        int64(v.GetSizeInBytes("mirror.quota")),
-		MirrorInterval:     v.GetDuration("mirror.interval"),
-		MirrorStallTimeout: v.GetDuration("mirror.stall_timeout"),
-		MirrorUpstreamTTL:  v.GetDuration("mirror.upstream_ttl"),
-		MirrorClientFills:  v.GetInt("mirror.fills_per_client"),
-		BandwidthUp:        int64(v.GetSizeInBytes("bandwidth.up")),
-		BandwidthDown:      int64(v.GetSizeInBytes("bandwidth.down")),
+		MirrorQuota:        s.size("mirror.quota", zeroIsOff),
+		MirrorInterval:     s.duration("mirror.interval", positive),
+		MirrorStallTimeout: s.duration("mirror.stall_timeout", positive),
+		MirrorUpstreamTTL:  s.duration("mirror.upstream_ttl", positive),
+		MirrorClientFills:  s.integer("mirror.fills_per_client"),
+		BandwidthUp:        s.size("bandwidth.up", zeroIsOff),
+		BandwidthDown:      s.size("bandwidth.down", zeroIsOff),
 		Logger:             log,
 	}
+	return cfg, s.err()
 }
 
-// newLogger logs to stderr at log.level; commands other than the daemon
-// log only warnings unless the level is debug.
-func newLogger(v *viper.Viper, daemon bool) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(v.GetString("log.level"))); err != nil {
-		level = slog.LevelInfo
+// Log formats (log.format).
+const (
+	logText = "text"
+	logJSON = "json"
+)
+
+// logSettings are log.level and log.format, checked.
+type logSettings struct {
+	level  slog.Level
+	format string
+}
+
+func readLogSettings(v *viper.Viper) (logSettings, error) {
+	s := &settings{v: v}
+	var ls logSettings
+	if err := ls.level.UnmarshalText([]byte(s.oneOf("log.level", "debug", "info", "warn", "error"))); err != nil {
+		ls.level = slog.LevelInfo // recorded by oneOf
 	}
+	ls.format = s.oneOf("log.format", logText, logJSON)
+	return ls, s.err()
+}
+
+// newLogger logs to w (stderr) at log.level in log.format, and routes the
+// logs of go-libp2p, boxo and kad-dht through the same handler. Commands
+// other than the daemon log only warnings unless the level is debug.
+func newLogger(w io.Writer, ls logSettings, daemon bool) *slog.Logger {
+	level := ls.level
 	if !daemon && level > slog.LevelDebug {
 		level = max(level, slog.LevelWarn)
 	}
-	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if ls.format == logJSON {
+		h = slog.NewJSONHandler(w, opts)
+	}
 	routeLibraryLogs(h)
 	return slog.New(h)
+}
+
+// checkConfig reports every value in the configuration that does not parse.
+func checkConfig(v *viper.Viper, home string) error {
+	_, lerr := readLogSettings(v)
+	_, cerr := nodeConfig(v, home, nil)
+	if lerr == nil {
+		return cerr
+	}
+	if cerr == nil {
+		return lerr
+	}
+	return usageError{errors.Join(lerr, cerr)}
 }
 
 // initTemplate is the config.yaml `allmende init` writes: comments only,

@@ -53,7 +53,7 @@ func runFetchModel(cmd *cobra.Command, g *globalOptions, ref, out string, asJSON
 		}
 	}
 	return withAPIEnv(cmd, g, func(ctx context.Context, e *env, n api.API) error {
-		req.Timeout = e.v.GetDuration("fetch.timeout")
+		req.Timeout = e.cfg.FetchTimeout
 		progress, done := progressBar("fetching")
 		res, err := n.FetchModel(ctx, req, progress)
 		done()

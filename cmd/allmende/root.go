@@ -45,7 +45,10 @@ you hold; "allmende add" and "allmende fetch" move files between nodes.` + exitS
 		newInitCmd(g), newDaemonCmd(g), newIDCmd(g), newConnectCmd(g), newPeersCmd(g),
 		newAddCmd(g), newFetchCmd(g), newLsCmd(g), newRmCmd(g), newGCCmd(g), newConfigCmd(g), newVerifyCmd(g), newSwarmKeyCmd(g),
 		newImportCmd(g), newPublishCmd(g), newTrustCmd(g), newInspectCmd(g),
+		newVersionCmd(), newManCmd(),
 	)
+	root.InitDefaultCompletionCmd()
+	rejectUnknownSubcommands(root)
 	return root
 }
 
@@ -77,17 +80,26 @@ type env struct {
 	v    *viper.Viper
 	home string
 	log  *slog.Logger
+	cfg  node.Config
 }
 
+// newEnv loads the configuration and checks every value in it: a value that
+// does not parse is a usage error naming its key, whatever the command.
 func newEnv(cmd *cobra.Command, g *globalOptions, daemon bool) (*env, error) {
 	v, home, err := loadConfig(g, cmd.Flags())
 	if err != nil {
 		return nil, err
 	}
-	return &env{v: v, home: home, log: newLogger(v, daemon)}, nil
+	if err := checkConfig(v, home); err != nil {
+		return nil, err
+	}
+	ls, _ := readLogSettings(v)
+	log := newLogger(os.Stderr, ls, daemon)
+	cfg, _ := nodeConfig(v, home, log)
+	return &env{v: v, home: home, log: log, cfg: cfg}, nil
 }
 
-func (e *env) nodeConfig() node.Config { return nodeConfig(e.v, e.home, e.log) }
+func (e *env) nodeConfig() node.Config { return e.cfg }
 
 // ensureInit creates HOME on first use.
 func (e *env) ensureInit() error {

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/allmende/allmende/internal/units"
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
 )
@@ -112,15 +112,8 @@ func needSpace(root cid.Cid, destDir string, destNeed uint64, storeDir string, s
 // freeSpace returns the bytes an unprivileged user may still write at
 // path, and the device path lives on.
 func freeSpace(path string) (free uint64, dev uint64, err error) {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(path, &fs); err != nil {
-		return 0, 0, fmt.Errorf("free space at %s: %w", path, err)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0, 0, fmt.Errorf("free space at %s: %w", path, err)
-	}
-	return fs.Bavail * uint64(fs.Bsize), uint64(st.Dev), nil
+	s, err := fsutil.Space(path)
+	return s.Free, s.Device, err
 }
 
 // diskFull explains a fetch that failed because a disk filled up: a block
@@ -131,7 +124,7 @@ func (e *Engine) diskFull(err error, writeErrsBefore uint64) error {
 	if err == nil || errors.Is(err, store.ErrNoSpace) {
 		return err
 	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if fsutil.IsDiskFull(err) {
 		return fmt.Errorf("%w (free space and fetch again; blocks already fetched are kept): %w", store.ErrNoSpace, err)
 	}
 	count, last := e.cfg.Store.WriteErrors()

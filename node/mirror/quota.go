@@ -36,7 +36,7 @@ import (
 // even after evicting, a fill waits (at most reserveWait) for fills in
 // progress to finish, then fails with an error wrapping store.ErrNoSpace
 // (507 Insufficient Storage); a block is passed on without being kept.
-// Reservations also count against the free disk space (store.CheckRoom),
+// Reservations also count against the free disk space (fsutil.CheckRoom),
 // with the fill's download file, quota or not. Evicting runs a garbage
 // collection, which waits for running imports and fetches (their pin
 // lock); reservations wait with it.

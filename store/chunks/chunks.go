@@ -213,13 +213,13 @@ func (cr *Reader) buffer() []byte {
 	case b := <-cr.free:
 		return b
 	default:
-		return alignedBuffer(Size)
+		return AlignedBuffer(Size)
 	}
 }
 
-// alignedBuffer returns n bytes starting at a multiple of Align. The
+// AlignedBuffer returns n bytes starting at a multiple of Align. The
 // garbage collector does not move heap memory, so the alignment holds.
-func alignedBuffer(n int) []byte {
+func AlignedBuffer(n int) []byte {
 	b := make([]byte, n+Align)
 	skip := (Align - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%Align)) % Align
 	return b[skip : skip+n : skip+n]

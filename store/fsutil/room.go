@@ -3,7 +3,6 @@ package fsutil
 import (
 	"errors"
 	"fmt"
-	"syscall"
 )
 
 // ErrNoSpace means the disk is full (or would be too full after a write).
@@ -27,12 +26,12 @@ func reserve(total uint64) uint64 {
 // need more bytes under dir would leave less than the reserve free on its
 // file system. It returns nil when the free space cannot be read.
 func CheckRoom(dir string, need uint64) error {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &fs); err != nil {
+	s, err := diskSpace(dir)
+	if err != nil {
 		return nil
 	}
-	free := fs.Bavail * uint64(fs.Bsize)
-	keep := reserve(fs.Blocks * uint64(fs.Bsize))
+	free := s.Free
+	keep := reserve(s.Total)
 	if free < need+keep {
 		return fmt.Errorf("%w: %s has %d bytes free; %d more would leave less than the %d kept free for the store's metadata",
 			ErrNoSpace, dir, free, need, keep)

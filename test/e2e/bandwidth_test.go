@@ -14,7 +14,7 @@ import (
 // faster than its limit allows, however idle or busy the machine is.
 const (
 	limitedSize = 6 << 20
-	limitRate   = 2 << 20 // bytes per second, "2MB" in config units
+	limitRate   = 2 << 20 // bytes per second, "2MiB" in config units
 	// minLimitedSeconds is what limitedSize takes at limitRate, less the
 	// limiter's 1 MiB burst, with a margin for rounding.
 	minLimitedSeconds = 0.9 * float64(limitedSize-(1<<20)) / limitRate
@@ -29,9 +29,9 @@ func TestBandwidthLimits(t *testing.T) {
 		fetcherEnv []string
 		overHTTP   bool
 	}{
-		{"bandwidth.down paces a fetch", nil, []string{"ALLMENDE_BANDWIDTH_DOWN=2MB"}, false},
-		{"bandwidth.up paces blocks served to peers", []string{"ALLMENDE_BANDWIDTH_UP=2MB"}, nil, false},
-		{"bandwidth.up paces the mirror's HTTP answers", []string{"ALLMENDE_BANDWIDTH_UP=2MB", "ALLMENDE_MIRROR_ADDR=127.0.0.1:0"}, nil, true},
+		{"bandwidth.down paces a fetch", nil, []string{"ALLMENDE_BANDWIDTH_DOWN=2MiB"}, false},
+		{"bandwidth.up paces blocks served to peers", []string{"ALLMENDE_BANDWIDTH_UP=2MiB"}, nil, false},
+		{"bandwidth.up paces the mirror's HTTP answers", []string{"ALLMENDE_BANDWIDTH_UP=2MiB", "ALLMENDE_MIRROR_ADDR=127.0.0.1:0"}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -129,7 +129,7 @@ func TestBadInput(t *testing.T) {
 		{"unparsable CID", []string{"fetch", "not-a-cid", "-o", "OUT"}, 2, "not a CID", "OUT"},
 		{"missing -o", []string{"fetch", have}, 2, "-o", ""},
 		{"missing path for add", []string{"add", "/nonexistent/model"}, 2, "no such file", ""},
-		{"unknown command", []string{"frobnicate"}, 1, "unknown command", ""},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command", ""},
 		{"unknown flag", []string{"ls", "--nope"}, 2, "unknown flag", ""},
 		{"nobody provides the CID", []string{"fetch", nobody, "-o", "OUT", "--fetch.timeout", "2s"}, 1, nobody, "OUT"},
 		{"output exists", []string{"fetch", have, "-o", existing}, 2, "exists", ""},

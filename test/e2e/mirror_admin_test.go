@@ -21,7 +21,7 @@ func TestMirrorPinsAndQuota(t *testing.T) {
 		up.MustRun("import", dir, "--name", name)
 	}
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+up.MirrorURL(t),
-		"ALLMENDE_MIRROR_PINS=school/kept", "ALLMENDE_MIRROR_QUOTA=13MB", "ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
+		"ALLMENDE_MIRROR_PINS=school/kept", "ALLMENDE_MIRROR_QUOTA=13MiB", "ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
 	base := m.MirrorURL(t)
 
@@ -30,11 +30,14 @@ func TestMirrorPinsAndQuota(t *testing.T) {
 	if code != http.StatusOK || len(body) != 6<<20 {
 		t.Fatalf("fill on demand: status %d, %d bytes", code, len(body))
 	}
+	// The revision becomes a model once its fill is recorded, which may
+	// come a moment after the client has its bytes.
+	waitPage(t, base, "school/cached", true)
 	// A third 6 MiB model against a 13 MiB quota: the cached one must go
 	// to make room, the pinned one stay.
 	code, _, body = harness.MustGet(t, base+"/school/other/resolve/main/model.bin")
 	if code != http.StatusOK || len(body) != 6<<20 {
-		t.Fatalf("second fill on demand: status %d, %d bytes", code, len(body))
+		t.Fatalf("second fill on demand: status %d, %d bytes: %.200s", code, len(body), body)
 	}
 	if !harness.Poll(pageWait, pagePoll, func() bool {
 		return strings.Contains(m.Log(), `evicted least recently used model" name=school/cached`)

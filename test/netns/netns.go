@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netns builds a throwaway LAN on this machine for tests: a Linux
 // bridge and network namespaces joined to it by veth pairs, addressed in
 // the private test subnet 10.77.0.0/24, with optional traffic shaping by

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# car-interop.sh: CAR files between allmende's store/car and Kubo v0.43.1,
+# both ways, at the store level (bench/cartool on a temporary store; the
+# node's `allmende export`/`import` commands use the same package).
+#
+#   allmende -> Kubo: a tree added to a store, exported; `ipfs dag import`
+#     into a repo initialised with --profile=unixfs-v1-2025; `ipfs get` and
+#     `ipfs cat` give the same bytes; Kubo's own `ipfs add` gives the same
+#     root and its `ipfs dag export` the same CAR, byte for byte. A model
+#     imported in place (leaves read from its files) and the CAR of a named
+#     model (three roots: content, manifest, signed record) go in too.
+#   Kubo -> allmende: `ipfs add` + `ipfs dag export`, with the 2025 profile
+#     and with Kubo's legacy defaults (CIDv0, 256 KiB chunks, DAG-PB
+#     leaves), imported; the tree written from the store has the same bytes.
+#
+# Everything is offline (Kubo runs no daemon; nothing touches the network).
+# Kubo is built into ~/.cache/allmende-bench by bench/build-kubo.sh (minutes
+# the first time); set IPFS=/path/to/ipfs to use another binary.
+#
+# Usage: test/kubo/car-interop.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+IPFS="${IPFS:-$(bench/build-kubo.sh)}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export IPFS_PATH="$work/kubo"
+
+go build -o "$work/cartool" ./bench/cartool
+tool() { "$work/cartool" "$@" 2>>"$work/cartool.log"; }
+ipfs() { "$IPFS" "$@"; }
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$IPFS" version
+ipfs init --empty-repo --profile=unixfs-v1-2025 >/dev/null
+
+# tree DIR SEED: random files of the sizes that matter.
+tree() {
+	mkdir -p "$1/sub/deeper"
+	head -c 0 /dev/zero >"$1/empty"
+	printf 'hello\n' >"$1/hello.txt"
+	head -c 1048576 /dev/urandom >"$1/one-chunk.bin"
+	head -c 3670017 /dev/urandom >"$1/sub/weights.bin"
+	head -c 300000 /dev/urandom >"$1/sub/deeper/small.bin"
+}
+
+echo "== allmende -> Kubo"
+tree "$work/a"
+a=$(tool add "$work/s1" "$work/a")
+tool export "$work/s1" "$a" "$work/a.car"
+ipfs dag import "$work/a.car" | tee "$work/import.out"
+grep -q "Pinned root.*$a.*success" "$work/import.out" || fail "Kubo did not pin $a"
+ipfs get -o "$work/a-kubo" "$a" >/dev/null
+diff -r "$work/a" "$work/a-kubo" && pass "ipfs get of our CAR's root gives the same tree"
+cmp "$work/a/sub/weights.bin" <(ipfs cat "$a/sub/weights.bin") && pass "ipfs cat of a 3.5 MiB file in it gives the same bytes"
+k=$(ipfs add -r -Q "$work/a")
+[[ "$k" == "$a" ]] && pass "ipfs add of the same tree gives the same root ($a)" || fail "Kubo's root $k, ours $a"
+ipfs dag export "$a" >"$work/a-kubo.car" 2>/dev/null
+cmp "$work/a.car" "$work/a-kubo.car" && pass "ipfs dag export writes our CAR byte for byte ($(stat -c %s "$work/a.car") bytes)"
+
+tree "$work/inplace"
+p=$(tool import-in-place "$work/s1" "$work/inplace")
+tool export "$work/s1" "$p" "$work/inplace.car"
+ipfs dag import "$work/inplace.car" >/dev/null
+ipfs get -o "$work/inplace-kubo" "$p" >/dev/null
+diff -r "$work/inplace" "$work/inplace-kubo" && pass "a model imported in place (no-copy leaves) exports and reads back in Kubo"
+
+mkdir -p "$work/model"
+printf '{"hidden": 64}' >"$work/model/config.json"
+head -c 2500000 /dev/urandom >"$work/model/model.bin"
+mapfile -t roots < <(tool export-model "$work/s1" "$work/model" "$work/model.car")
+ipfs dag import "$work/model.car" | tee "$work/model-import.out"
+[[ $(grep -c "Pinned root.*success" "$work/model-import.out") == 3 ]] || fail "Kubo did not pin the model CAR's three roots"
+ipfs cat "${roots[2]}" | grep -q '"name":"acme/tiny"' && pass "the record (root 3) reads back from Kubo: $(ipfs cat "${roots[2]}" | head -c 80)..."
+ipfs cat "${roots[1]}" | grep -q "\"root\":\"${roots[0]}\"" && pass "the manifest (root 2) names the content (root 1)"
+cmp "$work/model/model.bin" <(ipfs cat "${roots[0]}/model.bin") && pass "the model's content reads back from Kubo"
+
+echo "== Kubo -> allmende"
+tree "$work/b"
+b=$(ipfs add -r -Q "$work/b")
+ipfs dag export "$b" >"$work/b.car" 2>/dev/null
+tool import "$work/s2" "$work/b.car" | grep -q "$b" || fail "our import did not complete $b"
+tool get "$work/s2" "$b" "$work/b-ours"
+diff -r "$work/b" "$work/b-ours" && pass "ipfs add + dag export (unixfs-v1-2025) imports and writes out the same tree"
+
+tree "$work/c"
+c=$(ipfs add -r -Q --cid-version=0 --raw-leaves=false --chunker=size-262144 "$work/c")
+ipfs dag export "$c" >"$work/c.car" 2>/dev/null
+tool import "$work/s2" "$work/c.car" | grep -q "$c" || fail "our import did not complete $c"
+tool get "$work/s2" "$c" "$work/c-ours"
+diff -r "$work/c" "$work/c-ours" && pass "a legacy Kubo DAG ($c: CIDv0, 256 KiB chunks, DAG-PB leaves) imports and writes out the same tree"
+
+echo "== cartool's account"
+cat "$work/cartool.log"
+echo "ALL PASS"
