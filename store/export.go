@@ -33,7 +33,7 @@ func PartialPath(dest string) string {
 // PartialPath(dest), synced, and renamed. Entry names are checked, and a
 // directory is written through an os.Root, so that nothing is written
 // outside dest; a symlink in it that resolves outside dest (following the
-// links in its chain, see ResolveInside) fails the export with ErrBadInput.
+// links in its chain, see fsutil.ResolveInside) fails the export with ErrBadInput.
 func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string) error {
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("export to %s: %w: remove it or choose another output path", dest, ErrExists)
@@ -89,7 +89,7 @@ func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string
 		return err
 	}
 	for _, l := range ex.links {
-		if _, err := ResolveInside(tmp, filepath.Join(tmp, l)); err != nil {
+		if _, err := fsutil.ResolveInside(tmp, filepath.Join(tmp, l)); err != nil {
 			target, _ := r.Readlink(l)
 			return fmt.Errorf("symlink %s -> %s: %w: %w the output, following the links in its chain", l, target, ErrBadInput, ErrLinkEscapes)
 		}

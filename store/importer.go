@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/allmende/allmende/store/chunks"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/ufs"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -40,7 +41,7 @@ type ImportOptions struct {
 // Import reads the file or directory at path into dag as a UnixFS DAG and
 // returns its root. Hidden files are included. Symbolic links are kept as
 // UnixFS symlinks (not followed) when they resolve inside the imported tree,
-// following the links in their chain (see ResolveInside), and refused with
+// following the links in their chain (see fsutil.ResolveInside), and refused with
 // ErrBadInput otherwise.
 func Import(ctx context.Context, dag ipld.DAGService, path string, opts ImportOptions) (ipld.Node, error) {
 	return importInto(ctx, dag, path, opts, nil)
@@ -187,7 +188,7 @@ func (im *importer) importSymlink(path string) (ipld.Node, error) {
 	if path == im.root || filepath.IsAbs(target) {
 		return nil, fmt.Errorf("import: symlink %s -> %s: %w: %w %s (it must be relative, inside the tree)", path, target, ErrBadInput, ErrLinkEscapes, im.root)
 	}
-	if _, err := ResolveInside(im.root, path); err != nil {
+	if _, err := fsutil.ResolveInside(im.root, path); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	data, err := unixfs.SymlinkData(target)

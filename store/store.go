@@ -49,8 +49,13 @@ var (
 	// ErrNoStore means the directory holds no initialised store.
 	ErrNoStore = errors.New("no allmende store")
 	// ErrBadInput marks errors caused by the caller's input (a missing
-	// path, an unsupported file type), as opposed to store failures.
-	ErrBadInput = errors.New("bad input")
+	// path, an unsupported file type, a symlink leaving its tree), as
+	// opposed to store failures. It is fsutil.ErrBadInput.
+	ErrBadInput = fsutil.ErrBadInput
+	// ErrLinkEscapes means a symlink resolves, after following the links
+	// in its chain, outside the directory it belongs to (see
+	// fsutil.ResolveInside).
+	ErrLinkEscapes = fsutil.ErrLinkEscapes
 )
 
 func init() {

@@ -1,14 +1,10 @@
 package fsutil
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 )
-
-// ErrIsSymlink means OpenNoFollow met a symlink where it opens.
-var ErrIsSymlink = errors.New("is a symlink")
 
 // OpenNoFollow is os.OpenFile that refuses to follow a symlink at path
 // itself (O_NOFOLLOW), so a link planted where a partial or temporary file
@@ -17,7 +13,7 @@ var ErrIsSymlink = errors.New("is a symlink")
 func OpenNoFollow(path string, flag int, perm os.FileMode) (*os.File, error) {
 	if oNoFollow == 0 {
 		if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			return nil, fmt.Errorf("open %s: %w", path, ErrIsSymlink)
+			return nil, fmt.Errorf("open %s: %w: is a symlink", path, ErrBadInput)
 		}
 	}
 	return os.OpenFile(path, flag|oNoFollow, perm)

@@ -157,14 +157,14 @@ func joinRel(rel, name string) string {
 }
 
 // entry imports one directory entry, following a symlink whose chain stays
-// inside the boundary (see store.ResolveInside); a directory reached
+// inside the boundary (see fsutil.ResolveInside); a directory reached
 // through a link is read at its real place, so links below it resolve
 // from there.
 func (im *importer) entry(ctx context.Context, path, rel string) (ipld.Node, error) {
 	if err := ValidatePath(rel); err != nil {
 		return nil, fmt.Errorf("import: %w: %w", ErrBadInput, err)
 	}
-	real, err := store.ResolveInside(im.opts.Boundary, path)
+	real, err := fsutil.ResolveInside(im.opts.Boundary, path)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}

@@ -8,6 +8,7 @@ package storetest
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -59,4 +60,29 @@ func MemDAG() ipld.DAGService { return DAGOver(MemBlockstore()) }
 // not found).
 func DAGOver(bs blockstore.Blockstore) ipld.DAGService {
 	return merkledag.NewDAGService(blockservice.New(bs, nil))
+}
+
+// LinkTree makes root/top/... with the given symlinks (path → target) and
+// directories, and returns root/top. Everything named lies under root, so
+// a link that "escapes" top still lands in the test's own directory.
+func LinkTree(t *testing.T, dirs []string, links [][2]string) string {
+	t.Helper()
+	top := filepath.Join(t.TempDir(), "outer", "top")
+	for _, d := range append([]string{"."}, dirs...) {
+		if err := os.MkdirAll(filepath.Join(top, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(top, "file"), []byte("inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(top, "..", "x"), []byte("outside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if err := os.Symlink(l[1], filepath.Join(top, l[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return top
 }

@@ -1,4 +1,4 @@
-package store
+package fsutil
 
 import (
 	"errors"
@@ -8,6 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 )
+
+// ErrBadInput marks errors caused by what the caller asked for (a path
+// that leaves its tree), as opposed to failures. store.ErrBadInput is the
+// same error.
+var ErrBadInput = errors.New("bad input")
 
 // MaxLinkHops bounds the symlinks followed while resolving one link, as
 // the kernel's MAXSYMLINKS (40) does: a longer chain is a loop.
