@@ -32,10 +32,7 @@ func (n *Node) addPath(ctx context.Context, path string, progress api.ProgressFu
 	defer unlock.Unlock(ctx)
 	nd, err := n.store.Add(ctx, path, store.ImportOptions{Progress: report})
 	if err != nil {
-		if errors.Is(err, store.ErrBadInput) {
-			return api.AddResult{}, fmt.Errorf("add: %w: %w", api.ErrBadInput, err)
-		}
-		return api.AddResult{}, fmt.Errorf("add: %w", err)
+		return api.AddResult{}, api.BadInputIf(fmt.Errorf("add: %w", err), store.ErrBadInput)
 	}
 	name := filepath.Base(path)
 	if err := n.store.Pin(ctx, nd.Cid(), name); err != nil {

@@ -6,7 +6,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 
@@ -168,10 +167,7 @@ func (n *Node) Remove(ctx context.Context, ref string) error {
 		return err
 	}
 	if err := n.store.Unpin(ctx, c); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: %w", api.ErrBadInput, err)
-		}
-		return err
+		return api.BadInputIf(err, store.ErrNotFound) // not pinned here
 	}
 	n.routing.ReconcileSoon()
 	return nil

@@ -66,7 +66,7 @@ type upstreamFiller struct {
 func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
 	client, err := hfapi.NewClient(endpoint, mr.log)
 	if err != nil {
-		return nil, fmt.Errorf("mirror.upstream: %w: %w", api.ErrBadInput, err)
+		return nil, api.BadInput(fmt.Errorf("mirror.upstream: %w", err))
 	}
 	u := &upstreamFiller{
 		mr:        mr,

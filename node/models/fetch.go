@@ -38,10 +38,10 @@ func ParseModelRef(ref string) (name, rev string, err error) {
 		rev = "main"
 	}
 	if err := manifest.ValidName(name); err != nil {
-		return "", "", fmt.Errorf("%w: %w", api.ErrBadInput, err)
+		return "", "", api.BadInput(err)
 	}
 	if err := manifest.ValidRevision(rev); err != nil {
-		return "", "", fmt.Errorf("%w: %w", api.ErrBadInput, err)
+		return "", "", api.BadInput(err)
 	}
 	return name, rev, nil
 }
@@ -347,7 +347,7 @@ func (reg *Registry) fetchByName(ctx context.Context, req api.ModelFetchRequest,
 	}
 	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)
 	if err != nil {
-		return api.ModelFetchResult{}, fmt.Errorf("fetch: %w: %w", api.ErrBadInput, err)
+		return api.ModelFetchResult{}, api.BadInput(fmt.Errorf("fetch: %w", err))
 	}
 	if len(sel) == 0 {
 		return api.ModelFetchResult{}, fmt.Errorf("fetch %s: %w: no file matches --include/--exclude", req.Ref, api.ErrBadInput)

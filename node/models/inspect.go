@@ -62,7 +62,7 @@ func (reg *Registry) inspect(ctx context.Context, req api.InspectRequest, receiv
 	}
 	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)
 	if err != nil {
-		return api.InspectResult{}, fmt.Errorf("inspect: %w: %w", api.ErrBadInput, err)
+		return api.InspectResult{}, api.BadInput(fmt.Errorf("inspect: %w", err))
 	}
 	res := api.InspectResult{Name: m.Name, Revision: m.Revision, Publisher: rn.Record.Publisher}
 	for _, f := range sel {

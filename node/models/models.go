@@ -123,11 +123,11 @@ func importOptions(req api.ImportRequest) (manifest.ImportOptions, string, error
 			return opts, "", fmt.Errorf("import %s: %w: --name org/model is required for a plain folder", req.Path, api.ErrBadInput)
 		}
 		if err := manifest.ValidName(req.Name); err != nil {
-			return opts, "", fmt.Errorf("import: %w: %w", api.ErrBadInput, err)
+			return opts, "", api.BadInput(fmt.Errorf("import: %w", err))
 		}
 		return opts, req.Path, nil
 	case err != nil:
-		return opts, "", fmt.Errorf("import: %w: %w", api.ErrBadInput, err)
+		return opts, "", api.BadInput(fmt.Errorf("import: %w", err))
 	}
 	if opts.Name == "" {
 		opts.Name = snap.Name

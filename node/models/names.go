@@ -119,14 +119,14 @@ func trusted(dir home.Dir) ([]TrustedKey, error) {
 func Trust(dir, key, label string, patterns []string) (string, error) {
 	canon, _, err := manifest.ParseKeyID(key)
 	if err != nil {
-		return "", fmt.Errorf("trust: %w: %w", api.ErrBadInput, err)
+		return "", api.BadInput(fmt.Errorf("trust: %w", err))
 	}
 	if len(patterns) > manifest.MaxNamePatterns {
 		return "", fmt.Errorf("trust: %w: %d name patterns, at most %d", api.ErrBadInput, len(patterns), manifest.MaxNamePatterns)
 	}
 	for _, p := range patterns {
 		if err := manifest.ValidNamePattern(p); err != nil {
-			return "", fmt.Errorf("trust: %w: %w", api.ErrBadInput, err)
+			return "", api.BadInput(fmt.Errorf("trust: %w", err))
 		}
 	}
 	return canon, updateTrust(home.Dir(dir), func(keys []TrustedKey) []TrustedKey {
