@@ -1,6 +1,11 @@
-// Package node wires allmende together: the libp2p host, bitswap, the
-// store, fetch orchestration across peers, and the local HTTP API that the
-// CLI talks to. It is the only package that imports all the others.
+// Package node is allmende's composition root: New opens the store under
+// HOME and wires the packages below it into a running node (the network
+// of node/p2p, bitswap and the bulk server of package protocol, the fetch
+// engine, the model registry), RunDaemon serves it on the local HTTP API
+// and, if configured, the LAN mirror. Config, creating and locking HOME
+// (whose files node/home names) are here too. *Node implements api.API,
+// mostly by delegating to those packages. It is the only package that
+// imports all the others; none below it imports it.
 package node
 
 import (

@@ -5,7 +5,8 @@
 // import and export, and garbage collection.
 //
 // The store knows nothing of the network. Other packages reach blocks that
-// are not local by wrapping Blockstore with an exchange (see package node).
+// are not local by wrapping Blockstore with an exchange (the network DAG
+// that package node builds); LocalDAG never leaves the disk.
 package store
 
 import (

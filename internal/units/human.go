@@ -1,4 +1,3 @@
-// Package units formats byte counts for people.
 package units
 
 import "fmt"

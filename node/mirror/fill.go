@@ -36,8 +36,8 @@ const swarmLookupTimeout = 3 * time.Second
 // are imported and kept; a revision whose files are all kept becomes a
 // manifest, seeded like any other model.
 //
-// Every fill reserves its room first (see mirror_quota.go); a client has at
-// most mirror.fills_per_client fills going (see mirror_clients.go).
+// Every fill reserves its room first (see quota.go); a client has at
+// most mirror.fills_per_client fills going (see clients.go).
 type upstreamFiller struct {
 	mr     *Mirror
 	client *hfapi.Client

@@ -19,7 +19,7 @@ import (
 // hfBackend serves the Hugging Face-compatible API from the models this node
 // holds, from names resolved in the swarm (read block by block as clients
 // ask, then kept and seeded), and, if mirror.upstream is set, from an
-// upstream Hugging Face-compatible endpoint (see mirror_fill.go).
+// upstream Hugging Face-compatible endpoint (see fill.go).
 type hfBackend struct {
 	mr       *Mirror
 	upstream *upstreamFiller // nil without mirror.upstream

@@ -106,7 +106,7 @@ type sha256Source struct {
 }
 
 // findSHA256 resolves a whole-file sha256 to a file CID: locally, then by
-// asking connected peers, then through the DHT (see models_dht.go). The
+// asking connected peers, then through the DHT (see sha256.go). The
 // answer is a claim; fetchBySHA256 checks it and moves on to the next.
 func (reg *Registry) findSHA256(ctx context.Context, sum string) (cid.Cid, uint64, error) {
 	for _, lookup := range []func(context.Context, string) []sha256Source{reg.sha256Sources, reg.sha256SourcesInDHT} {
