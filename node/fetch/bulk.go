@@ -31,11 +31,8 @@ type bulkClient struct {
 }
 
 // newBulkFetcher returns a fetcher over the connected bulk peers for one
-// fetch, or nil if there are none (or no host).
+// fetch, or nil if there are none.
 func (e *Engine) newBulkFetcher() *bulkFetcher {
-	if e.cfg.Host == nil {
-		return nil
-	}
 	return newBulkFetcher(bulkClient{host: e.cfg.Host, guard: e.cfg.Guard, log: e.log, bytes: &e.bulkBytes, blocks: &e.bulkBlocks})
 }
 
