@@ -137,7 +137,7 @@ func (ex *exporter) write(ctx context.Context, nd ipld.Node, rel string) error {
 
 // writeFileTo writes the UnixFS file nd into f, syncs and closes it.
 func writeFileTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, f *os.File) error {
-	r, err := uio.NewDagReader(ctx, nd, dag)
+	r, err := ufs.OpenNode(ctx, nd, dag)
 	if err != nil {
 		f.Close()
 		return err

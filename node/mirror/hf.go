@@ -11,7 +11,7 @@ import (
 	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/store/manifest"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -183,12 +183,7 @@ func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (i
 			return nil, err
 		}
 	}
-	nd, err := b.dag.Get(ctx, c)
-	if err != nil {
-		slot()
-		return nil, fmt.Errorf("%s: %w", f.Path, err)
-	}
-	r, err := uio.NewDagReader(ctx, nd, b.dag)
+	r, err := ufs.Open(ctx, b.dag, c)
 	if err != nil {
 		slot()
 		return nil, fmt.Errorf("%s: %w", f.Path, err)

@@ -25,7 +25,6 @@ import (
 	"github.com/allmende/allmende/store/hfcache"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ufs"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -255,7 +254,7 @@ func (reg *Registry) OpenSHA256(findCtx, ctx context.Context, dag ipld.DAGServic
 				reg.reportFalseSHA256(src, sum, 0, fmt.Errorf("%w: not a file of %d bytes", fetch.ErrHashMismatch, size))
 				continue
 			}
-			r, err := uio.NewDagReader(ctx, nd, dag)
+			r, err := ufs.OpenNode(ctx, nd, dag)
 			if err != nil {
 				continue
 			}

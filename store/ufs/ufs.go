@@ -74,12 +74,19 @@ func Children(nd ipld.Node) []cid.Cid {
 	return out
 }
 
-// Open returns a seekable reader over the UnixFS file c in dag.
-func Open(ctx context.Context, dag ipld.DAGService, c cid.Cid) (io.ReadSeekCloser, error) {
+// Open returns a seekable reader over the UnixFS file c in dag (boxo's
+// DagReader: it also writes itself out with WriteTo, prefetching).
+func Open(ctx context.Context, dag ipld.DAGService, c cid.Cid) (uio.DagReader, error) {
 	nd, err := dag.Get(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	return OpenNode(ctx, nd, dag)
+}
+
+// OpenNode returns a seekable reader over the UnixFS file whose root nd
+// the caller already holds, reading the rest through dag.
+func OpenNode(ctx context.Context, nd ipld.Node, dag ipld.DAGService) (uio.DagReader, error) {
 	return uio.NewDagReader(ctx, nd, dag)
 }
 
