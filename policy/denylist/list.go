@@ -112,7 +112,7 @@ func parseLimited(source string, r io.Reader, limit int64) (*List, error) {
 	// sub-path rules.
 	body := headerEnd(data)
 	ipfsRules := l.takeExtensions(data, body)
-	dl, err := nopfs.NewDenylistReader(nopCloser{bytes.NewReader(data)})
+	dl, err := readNopfs(data)
 	if err != nil {
 		return nil, fmt.Errorf("denylist %s: %w: %v", source, ErrInvalid, err)
 	}
@@ -124,6 +124,17 @@ func parseLimited(source string, r io.Reader, limit int64) (*List, error) {
 	l.rules += len(dl.Entries)
 	l.skipped += max(ipfsRules-len(dl.Entries), 0)
 	return l, nil
+}
+
+// readNopfs parses data with nopfs, turning a panic of its parser into an
+// error: a list comes from outside, and must not take the node down.
+func readNopfs(data []byte) (dl *nopfs.Denylist, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			dl, err = nil, fmt.Errorf("the IPIP-383 parser failed: %v", r)
+		}
+	}()
+	return nopfs.NewDenylistReader(nopCloser{bytes.NewReader(data)})
 }
 
 type nopCloser struct{ *bytes.Reader }
@@ -160,6 +171,10 @@ func (l *List) takeExtensions(data []byte, body int) int {
 		line++
 		fields := strings.Fields(string(text))
 		switch {
+		case len(fields) == 0 && len(text) > 0:
+			// Blank but for spaces: nopfs v0.0.14 indexes the first field
+			// of every non-empty line and panics on this one.
+			text[0] = '#'
 		case len(fields) == 0 || text[0] == '#':
 		case isExtension(fields[0]):
 			l.addExtension(fields, line)
