@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/allmende/allmende/node/hfapi"
@@ -55,7 +57,23 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 	if b.upstream != nil {
 		return b.upstream.repo(ctx, kind, name, rev)
 	}
+	if b.holdsRepo(ctx, kind, name) { // as the hub: clients then name the revision as what is wrong
+		return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRevisionNotFound)
+	}
 	return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRepoNotFound)
+}
+
+// holdsRepo reports whether this node holds some revision of the
+// repository name of this kind.
+func (b *hfBackend) holdsRepo(ctx context.Context, kind hfapi.Kind, name string) bool {
+	for _, c := range b.n.models.revisions(name) {
+		if m, err := readManifest(ctx, b.n.store.DAG(), c); err == nil {
+			if _, err := repoOf(m, kind); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // moved returns the upstream's revision rev if m, held locally, was filled
@@ -214,6 +232,22 @@ func (x *modelIndex) list() []string {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return append([]string(nil), x.cids...)
+}
+
+// revisions lists the manifests this node holds under name, any revision.
+func (x *modelIndex) revisions(name string) []cid.Cid {
+	if x == nil {
+		return nil
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []cid.Cid
+	for k, c := range x.names {
+		if strings.HasPrefix(k, name+"@") && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // manifests lists the manifests this node holds, for the web page.
