@@ -97,6 +97,20 @@ type Config struct {
 	BandwidthUp, BandwidthDown int64
 	// MirrorAllow are the client networks (CIDR) the mirror answers.
 	MirrorAllow []string
+	// Denylists are the denylists key: files, folders of *.deny files and
+	// https URLs of IPIP-383 denylists, enforced after HOME/denylists/*.deny
+	// (policy/denylist.ParseSource reads each). Not enforced yet: issue 19
+	// part 2 wires policy/denylist.
+	Denylists []string
+	// DenylistsRefresh is how often denylists from URLs are fetched again
+	// (denylists_refresh).
+	DenylistsRefresh time.Duration
+	// LicenseAllow and LicenseDeny are policy.licenses.allow and .deny:
+	// SPDX ids or patterns of the licences this node re-seeds and its
+	// mirror fills; LicenseUnknown (allow or deny) is for models whose
+	// licence is unknown. See policy/license.NewPolicy; not applied yet.
+	LicenseAllow, LicenseDeny []string
+	LicenseUnknown            string
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

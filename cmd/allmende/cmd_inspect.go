@@ -42,10 +42,12 @@ the blocks that hold it. The bytes received are printed.` + exitStatusHelp,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&req.Include, "include", nil, "only files matching these glob patterns")
-	f.StringSliceVar(&req.Exclude, "exclude", nil, "skip files matching these glob patterns")
+	f.StringSliceVar(&req.Include, "include", nil, "only files matching these glob patterns; repeat the flag or list them after it, comma- or space-separated")
+	f.StringSliceVar(&req.Exclude, "exclude", nil, "skip files matching these glob patterns (several as with --include)")
 	f.BoolVar(&req.TrustAny, "trust-any", false, "accept a name signed by any publisher")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	spreadFlag(cmd, "include", spreadMulti, 1)
+	spreadFlag(cmd, "exclude", spreadMulti, 1)
 	return cmd
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/allmende/allmende/node"
 	homedir "github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/node/localapi"
+	"github.com/allmende/allmende/policy/denylist"
+	"github.com/allmende/allmende/policy/license"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -163,7 +165,20 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, err
 		MirrorClientFills:  s.integer("mirror.fills_per_client"),
 		BandwidthUp:        s.size("bandwidth.up", zeroIsOff),
 		BandwidthDown:      s.size("bandwidth.down", zeroIsOff),
+		Denylists:          s.denylists("denylists"),
+		DenylistsRefresh:   s.duration("denylists_refresh", positive),
+		LicenseAllow:       stringList(v, "policy.licenses.allow"),
+		LicenseDeny:        stringList(v, "policy.licenses.deny"),
+		LicenseUnknown:     s.oneOf("policy.licenses.unknown", license.UnknownAllow, license.UnknownDeny),
 		Logger:             log,
+	}
+	if cfg.DenylistsRefresh > 0 && cfg.DenylistsRefresh < denylist.MinRefresh {
+		s.fail("denylists_refresh", v.Get("denylists_refresh"), "shorter than "+denylist.MinRefresh.String())
+	}
+	if u := cfg.LicenseUnknown; u == license.UnknownAllow || u == license.UnknownDeny { // else oneOf said so
+		if _, err := license.NewPolicy(cfg.LicenseAllow, cfg.LicenseDeny, u); err != nil {
+			s.errs = append(s.errs, fmt.Errorf("config key policy.licenses: %w", err))
+		}
 	}
 	return cfg, s.err()
 }

@@ -171,6 +171,23 @@ func TestConfigStrict(t *testing.T) {
 		{"json logs", "log:\n  format: json\n", nil, func(node.Config) bool { return true }, ""},
 		{"an unknown log format", "log:\n  format: xml\n", nil, nil, "log.format"},
 		{"an unknown log level", "", map[string]string{"ALLMENDE_LOG_LEVEL": "verbose"}, nil, "log.level"},
+		{"denylists and their refresh by default", "", nil,
+			func(c node.Config) bool { return len(c.Denylists) == 0 && c.DenylistsRefresh == time.Hour }, ""},
+		{"denylists from the environment", "", map[string]string{"ALLMENDE_DENYLISTS": "/etc/allmende/local.deny, https://lists.example/bad.deny"},
+			func(c node.Config) bool {
+				return slices.Equal(c.Denylists, []string{"/etc/allmende/local.deny", "https://lists.example/bad.deny"})
+			}, ""},
+		{"a denylist over plain http", "denylists:\n  - http://lists.example/bad.deny\n", nil, nil, "denylists"},
+		{"a denylist refresh under a minute", "denylists_refresh: 10s\n", nil, nil, "denylists_refresh"},
+		{"a licence policy", "policy:\n  licenses:\n    deny: [CC-BY-NC-*, llama3]\n    unknown: deny\n", nil,
+			func(c node.Config) bool {
+				return slices.Equal(c.LicenseDeny, []string{"CC-BY-NC-*", "llama3"}) && c.LicenseUnknown == "deny"
+			}, ""},
+		{"licences allowed from the environment", "", map[string]string{"ALLMENDE_POLICY_LICENSES_ALLOW": "apache-2.0,MIT"},
+			func(c node.Config) bool { return slices.Equal(c.LicenseAllow, []string{"apache-2.0", "MIT"}) }, ""},
+		{"unknown licences neither allowed nor denied", "", map[string]string{"ALLMENDE_POLICY_LICENSES_UNKNOWN": "maybe"}, nil, "policy.licenses.unknown"},
+		{"a bad licence pattern", "policy:\n  licenses:\n    deny: [\"CC-[BY\"]\n", nil, nil, "policy.licenses"},
+		{"unknown in a licence list", "policy:\n  licenses:\n    deny: [other]\n", nil, nil, "policy.licenses"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

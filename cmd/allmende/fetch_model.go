@@ -12,8 +12,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// hfCacheDefault is the --hf-cache value given without a directory.
-const hfCacheDefault = "default"
+// hfCacheDefault is the --hf-cache value given without a directory: the
+// default cache, which help shows as --hf-cache DIR[="$HF_HUB_CACHE"].
+const hfCacheDefault = "$HF_HUB_CACHE"
 
 // modelFetchOptions are fetch's flags for model names and sha256 refs.
 type modelFetchOptions struct {
@@ -24,11 +25,14 @@ type modelFetchOptions struct {
 
 func addModelFetchFlags(cmd *cobra.Command, o *modelFetchOptions) {
 	f := cmd.Flags()
-	f.StringSliceVar(&o.include, "include", nil, "with a model name: only files matching these glob patterns (e.g. '*.safetensors,config.json')")
-	f.StringSliceVar(&o.exclude, "exclude", nil, "with a model name: skip files matching these glob patterns")
-	f.StringVar(&o.hfCache, "hf-cache", "", "with a model name: lay it out as the Hugging Face cache instead of -o; --hf-cache=DIR, or alone for $HF_HUB_CACHE or ~/.cache/huggingface/hub")
+	f.StringSliceVar(&o.include, "include", nil, "with a model name: only files matching these glob patterns; repeat the flag or list them after it, comma- or space-separated (--include '*.json' '*.safetensors')")
+	f.StringSliceVar(&o.exclude, "exclude", nil, "with a model name: skip files matching these glob patterns (several as with --include)")
+	f.StringVar(&o.hfCache, "hf-cache", "", "with a model name: lay it out in the Hugging Face cache `DIR` instead of -o (--hf-cache DIR or --hf-cache=DIR); given alone, in $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub")
 	f.Lookup("hf-cache").NoOptDefVal = hfCacheDefault
 	f.BoolVar(&o.trustAny, "trust-any", false, "accept a name signed by any publisher, not only trusted ones")
+	spreadFlag(cmd, "include", spreadMulti, 1)
+	spreadFlag(cmd, "exclude", spreadMulti, 1)
+	spreadFlag(cmd, "hf-cache", spreadOptional, 1)
 }
 
 // isModelRef reports whether ref is a model name or sha256:<hex> rather
@@ -41,6 +45,8 @@ func runFetchModel(cmd *cobra.Command, g *globalOptions, ref, out string, asJSON
 	req := api.ModelFetchRequest{Ref: ref, Include: o.include, Exclude: o.exclude, TrustAny: o.trustAny}
 	var err error
 	switch {
+	case o.hfCache != "" && out != "":
+		return usageError{fmt.Errorf("fetch: -o and --hf-cache exclude each other")}
 	case o.hfCache != "":
 		if req.HFCache, err = hfCacheDir(o.hfCache); err != nil {
 			return err

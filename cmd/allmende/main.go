@@ -22,7 +22,9 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newRootCmd().ExecuteContext(ctx)
+	root := newRootCmd()
+	root.SetArgs(spreadArgs(root, os.Args[1:]))
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return
 	}

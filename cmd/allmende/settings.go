@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/policy/denylist"
 	"github.com/spf13/viper"
 )
 
@@ -179,4 +180,20 @@ func orEmpty(x any) any {
 		return ""
 	}
 	return x
+}
+
+// denylists reads the denylists list (paths and https URLs), refusing an
+// entry policy/denylist would not accept.
+func (s *settings) denylists(key string) []string {
+	list := stringList(s.v, key)
+	if len(list) > denylist.MaxLists {
+		s.fail(key, strings.Join(list, ","), fmt.Sprintf("more than %d lists", denylist.MaxLists))
+		return nil
+	}
+	for _, entry := range list {
+		if _, err := denylist.ParseSource(entry); err != nil {
+			s.fail(key, entry, "want a path or an https:// URL")
+		}
+	}
+	return list
 }

@@ -58,7 +58,23 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 	if b.upstream != nil {
 		return b.upstream.repo(ctx, kind, name, rev)
 	}
+	if b.holdsRepo(ctx, kind, name) { // as the hub: clients then name the revision as what is wrong
+		return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRevisionNotFound)
+	}
 	return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRepoNotFound)
+}
+
+// holdsRepo reports whether this node holds some revision of the
+// repository name of this kind.
+func (b *hfBackend) holdsRepo(ctx context.Context, kind hfapi.Kind, name string) bool {
+	for _, c := range b.mr.models.Index().Revisions(name) {
+		if m, err := models.ReadManifest(ctx, b.mr.store.LocalDAG(), c); err == nil {
+			if _, err := repoOf(m, kind); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // moved returns the upstream's revision rev if m, held locally, was filled

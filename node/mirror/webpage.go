@@ -36,7 +36,7 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-a
 <p class="muted">Peer <code>{{.ID}}</code> · {{len .Models}} model(s) · store uses {{bytes .DiskUsage}}{{if .Quota}} of a {{bytes .Quota}} quota{{end}}</p>
 <h2>Models and datasets</h2>
 {{range .Models}}<div class="card"><strong>{{.Name}}</strong> <span class="muted">{{.Kind}} · revision {{.Revision}} · {{bytes .Size}}{{if .License}} · license {{.License}}{{end}}</span>
-<p>With Hugging Face tools:<br><code>HF_ENDPOINT=http://{{$.Host}} huggingface-cli download {{if eq .Kind "dataset"}}--repo-type dataset {{end}}{{.Name}}</code></p>
+<p>With Hugging Face tools:<br><code>HF_ENDPOINT=http://{{$.Host}} hf download {{if eq .Kind "dataset"}}--repo-type dataset {{end}}{{.Name}}</code></p>
 <p>With allmende (from every peer in the room):<br><code>allmende fetch {{.Name}}@{{.Revision}} -o {{.Short}}</code></p>
 <details><summary>{{len .Files}} file(s)</summary><table>
 {{range .Files}}<tr><td><a href="{{.URL}}">{{.Path}}</a></td><td>{{bytes .Size}}</td></tr>{{end}}</table></details></div>

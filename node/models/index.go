@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/allmende/allmende/store/fsutil"
@@ -158,6 +159,19 @@ func (x *Index) BySHA256(sum string) (manifest.File, bool) {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].KeyString() < keys[j].KeyString() })
 	return holders[keys[0]], true
+}
+
+// Revisions lists the manifests indexed under name, any revision.
+func (x *Index) Revisions(name string) []cid.Cid {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []cid.Cid
+	for k, c := range x.names {
+		if strings.HasPrefix(k, name+"@") && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // List returns the CIDs of the indexed manifests.

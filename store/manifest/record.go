@@ -23,22 +23,38 @@ var (
 	ErrExpired = errors.New("record expired")
 )
 
-// RecordVersion is the name record format version.
-const RecordVersion = 1
+// Name record format versions. A record is written as version 1 unless it
+// carries Kind and Commit, which only version 2 has; so records that do
+// not need them stay readable by nodes that know version 1 only.
+const (
+	// RecordVersion is the first format: name@revision → manifest.
+	RecordVersion = 1
+	// RecordVersionBranch adds Kind and Commit: "the branch name@revision
+	// of this kind is at commit Commit, whose manifest is Manifest", what a
+	// mirror signs for the branch a client asked for (docs/governance.md).
+	RecordVersionBranch = 2
+)
 
 // recordDomain separates record signatures from any other use of the key.
+// Both versions sign under it: the version field is part of what is signed.
 const recordDomain = "allmende name record v1\x00"
 
 // Record is a signed statement by a publisher: "name at revision is the
 // manifest with this CID", with a sequence number (higher wins) and an
-// expiry.
+// expiry. A version 2 record also names the repository's kind and the
+// commit the revision was at, so a record for a branch moves (with a
+// higher sequence number) when the branch moves.
 type Record struct {
-	Version  int       `json:"v"`
-	Name     string    `json:"name"`
-	Revision string    `json:"revision"`
-	Manifest string    `json:"manifest"`
-	Seq      uint64    `json:"seq"`
-	Expires  time.Time `json:"expires"`
+	Version  int    `json:"v"`
+	Name     string `json:"name"`
+	Revision string `json:"revision"`
+	Manifest string `json:"manifest"`
+	// Kind (model or dataset) and Commit (40 hex digits) are set in, and
+	// only in, version 2 records.
+	Kind    string    `json:"kind,omitempty"`
+	Commit  string    `json:"commit,omitempty"`
+	Seq     uint64    `json:"seq"`
+	Expires time.Time `json:"expires"`
 	// Publisher is the publisher's key ID (see KeyID).
 	Publisher string `json:"publisher"`
 	Signature []byte `json:"sig,omitempty"`
@@ -79,13 +95,17 @@ func (r *Record) signedBytes() ([]byte, error) {
 	return append([]byte(recordDomain), b...), nil
 }
 
-// Sign fills in Publisher and Signature with sk.
+// Sign fills in Version (2 if Kind or Commit is set, else 1), Publisher
+// and Signature with sk.
 func (r *Record) Sign(sk crypto.PrivKey) error {
 	id, err := KeyID(sk.GetPublic())
 	if err != nil {
 		return err
 	}
 	r.Version, r.Publisher = RecordVersion, id
+	if r.Kind != "" || r.Commit != "" {
+		r.Version = RecordVersionBranch
+	}
 	msg, err := r.signedBytes()
 	if err != nil {
 		return err
@@ -137,7 +157,14 @@ const MaxRecordSize = 8 << 10
 const MaxSeq = math.MaxUint64 - 1
 
 func (r *Record) validate() error {
-	if r.Version != RecordVersion {
+	switch {
+	case r.Version == RecordVersion && (r.Kind != "" || r.Commit != ""):
+		return fmt.Errorf("%w: a version %d record carries no kind or commit", ErrInvalid, RecordVersion)
+	case r.Version == RecordVersionBranch && r.Kind != KindModel && r.Kind != KindDataset:
+		return fmt.Errorf("%w: record kind %q, want model or dataset", ErrInvalid, r.Kind)
+	case r.Version == RecordVersionBranch && !hex40RE.MatchString(r.Commit):
+		return fmt.Errorf("%w: record commit %q is not 40 hex digits", ErrInvalid, r.Commit)
+	case r.Version != RecordVersion && r.Version != RecordVersionBranch:
 		return fmt.Errorf("%w: record version %d", ErrInvalid, r.Version)
 	}
 	if err := ValidName(r.Name); err != nil {
@@ -153,4 +180,43 @@ func (r *Record) validate() error {
 		return fmt.Errorf("%w: record sequence number %d leaves no room for a later record (at most %d)", ErrInvalid, r.Seq, uint64(MaxSeq))
 	}
 	return nil
+}
+
+// ErrMismatch means a record, or an attestation, does not describe the
+// manifest it is checked against.
+var ErrMismatch = errors.New("does not describe this manifest")
+
+// Describes checks that r may stand for m: the same name; for a version 2
+// record the same kind and commit; for a version 1 record a revision that
+// is m's revision or commit. A version 2 record for a branch ("main")
+// describes the manifest of the commit the branch was at, whatever
+// revision that manifest was filed under.
+func (r *Record) Describes(m *Manifest) error {
+	switch {
+	case r.Name != m.Name:
+		return fmt.Errorf("record for %s: manifest is for %s: %w", r.Name, m.Name, ErrMismatch)
+	case r.Version == RecordVersionBranch && r.Kind != m.Kind:
+		return fmt.Errorf("record for a %s: manifest is of a %s: %w", r.Kind, m.Kind, ErrMismatch)
+	case r.Version == RecordVersionBranch && r.Commit != m.Commit:
+		return fmt.Errorf("record for %s@%s at commit %s: manifest is of commit %s: %w", r.Name, r.Revision, r.Commit, m.Commit, ErrMismatch)
+	case r.Version != RecordVersionBranch && r.Revision != m.Revision && r.Revision != m.Commit:
+		return fmt.Errorf("record for %s@%s: manifest is for %s@%s: %w", r.Name, r.Revision, m.Name, m.Revision, ErrMismatch)
+	}
+	return nil
+}
+
+// NextSeq is the sequence number for a new record that replaces prev (nil
+// if there is none): the time in nanoseconds, or one above prev's when
+// that is higher, so a clock set back never makes a new record lose to an
+// old one. A branch that moves gets a new record with NextSeq; so does one
+// whose record is only renewed. It fails when prev leaves no room.
+func NextSeq(prev *Record, now time.Time) (uint64, error) {
+	seq := uint64(max(now.UnixNano(), 0))
+	if prev == nil || prev.Seq < seq {
+		return seq, nil
+	}
+	if prev.Seq >= MaxSeq {
+		return 0, fmt.Errorf("%w: the last record's sequence number %d leaves no room for a later one", ErrInvalid, prev.Seq)
+	}
+	return prev.Seq + 1, nil
 }

@@ -65,10 +65,14 @@ func TestWebPageInChromium(t *testing.T) {
 	base := m.MirrorURL(t)
 
 	dom := runChromium(t, bin, "--dump-dom", base+"/")
-	for _, want := range []string{"school/tiny-llama", "school/poems", "HF_ENDPOINT=http://", "allmende fetch school/tiny-llama@main", "/school/tiny-llama/resolve/main/model.bin", "/datasets/school/poems/resolve/main/train.csv"} {
+	for _, want := range []string{"school/tiny-llama", "school/poems", "HF_ENDPOINT=http://", "hf download school/tiny-llama", "hf download --repo-type dataset school/poems",
+		"allmende fetch school/tiny-llama@main", "/school/tiny-llama/resolve/main/model.bin", "/datasets/school/poems/resolve/main/train.csv"} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("rendered page lacks %q", want)
 		}
+	}
+	if bytes.Contains(dom, []byte("huggingface-cli")) {
+		t.Error("the page shows the deprecated huggingface-cli, not hf")
 	}
 	shot := os.Getenv("ALLMENDE_SCREENSHOT")
 	if shot == "" {

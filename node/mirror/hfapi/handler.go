@@ -27,7 +27,7 @@ const (
 
 // Handler serves the hub API for b. Mount it at the server root: it answers
 // /api/{models,datasets}/... and /[datasets/]{org}/{name}/{resolve,raw}/...,
-// and 404 for anything else.
+// and 404 for anything else. At debug level log has a line per request.
 func Handler(b Backend, log *slog.Logger) http.Handler {
 	s := &server{b: b, log: log}
 	mux := http.NewServeMux()
@@ -39,7 +39,7 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	}
 	mux.HandleFunc("POST /api/{kind}/{org}/{name}/paths-info/{rev}", s.pathsInfo)
 	mux.HandleFunc("/", s.file)
-	return mux
+	return accessLog(log, mux)
 }
 
 type server struct {

@@ -48,7 +48,10 @@ func (nopCloser) Close() error { return nil }
 
 const commit = "0123456789abcdef0123456789abcdef01234567"
 
-func newTestServer(t *testing.T) (*httptest.Server, map[string][]byte) {
+// newTestBackend holds org/tiny (a model) and org/data (a dataset), each
+// with config.json (a git file, content "c") and weights/model.safetensors
+// (LFS, content "w").
+func newTestBackend() *memBackend {
 	weights := bytes.Repeat([]byte{7, 1, 9}, 1000)
 	config := []byte(`{"model_type":"llama"}`)
 	sum := sha256.Sum256(weights)
@@ -60,10 +63,14 @@ func newTestServer(t *testing.T) (*httptest.Server, map[string][]byte) {
 		}}
 	ds := *repo
 	ds.Kind, ds.Name = Dataset, "org/data"
-	b := &memBackend{repos: map[string]*Repo{"model:org/tiny": repo, "dataset:org/data": &ds}, content: content}
+	return &memBackend{repos: map[string]*Repo{"model:org/tiny": repo, "dataset:org/data": &ds}, content: content}
+}
+
+func newTestServer(t *testing.T) (*httptest.Server, map[string][]byte) {
+	b := newTestBackend()
 	srv := httptest.NewServer(Handler(b, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
-	return srv, content
+	return srv, b.content
 }
 
 func do(t *testing.T, method, url string, hdr map[string]string, body io.Reader) (*http.Response, []byte) {
