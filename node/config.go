@@ -3,6 +3,11 @@ package node
 import (
 	"log/slog"
 	"time"
+
+	"github.com/allmende/allmende/node/fetch"
+	"github.com/allmende/allmende/node/localapi"
+	"github.com/allmende/allmende/node/mirror"
+	"github.com/allmende/allmende/node/p2p"
 )
 
 // Config is everything a Node needs to start. Package cmd builds it from
@@ -24,7 +29,7 @@ type Config struct {
 	// APIToken, if set, must come with every API request as
 	// "Authorization: Bearer <token>". It is required when APIAddr is not
 	// a loopback address.
-	APIToken Secret
+	APIToken localapi.Secret
 	// Bootstrap peers are dialled at start.
 	Bootstrap []string
 	// MDNS enables LAN discovery.
@@ -110,55 +115,59 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Defaults for Config fields left zero.
-const (
-	DefaultFetchTimeout  = 2 * time.Minute
-	DefaultFetchParallel = 128
-	DefaultConnsLow      = 64
-	DefaultConnsHigh     = 256
-	DefaultMaxMemory     = 1 << 30
-	DefaultMaxConns      = 1024
-	// DefaultMirrorStallTimeout is mirror.stall_timeout's default.
-	DefaultMirrorStallTimeout = 30 * time.Second
-	// DefaultMirrorUpstreamTTL is mirror.upstream_ttl's default.
-	DefaultMirrorUpstreamTTL = 10 * time.Minute
-	// DefaultMirrorClientFills is mirror.fills_per_client's default:
-	// huggingface_hub's snapshot_download runs 8 downloads at once.
-	DefaultMirrorClientFills = 8
-)
-
+// setDefaults fills the fields left zero with the defaults of the
+// packages they configure (fetch.DefaultTimeout, p2p.DefaultConnsLow,
+// mirror.DefaultStallTimeout and the others).
 func (c *Config) setDefaults() {
 	if c.FetchTimeout <= 0 {
-		c.FetchTimeout = DefaultFetchTimeout
+		c.FetchTimeout = fetch.DefaultTimeout
 	}
 	if c.FetchParallel <= 0 {
-		c.FetchParallel = DefaultFetchParallel
+		c.FetchParallel = fetch.DefaultParallel
 	}
 	if c.ConnsLow <= 0 {
-		c.ConnsLow = DefaultConnsLow
+		c.ConnsLow = p2p.DefaultConnsLow
 	}
 	if c.ConnsHigh <= c.ConnsLow {
-		c.ConnsHigh = max(DefaultConnsHigh, 2*c.ConnsLow)
+		c.ConnsHigh = max(p2p.DefaultConnsHigh, 2*c.ConnsLow)
 	}
 	if c.MaxMemory <= 0 {
-		c.MaxMemory = DefaultMaxMemory
+		c.MaxMemory = p2p.DefaultMaxMemory
 	}
 	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns
+		c.MaxConns = p2p.DefaultMaxConns
 	}
 	if c.MirrorStallTimeout <= 0 {
-		c.MirrorStallTimeout = DefaultMirrorStallTimeout
+		c.MirrorStallTimeout = mirror.DefaultStallTimeout
 	}
 	if c.MirrorUpstreamTTL <= 0 {
-		c.MirrorUpstreamTTL = DefaultMirrorUpstreamTTL
+		c.MirrorUpstreamTTL = mirror.DefaultUpstreamTTL
 	}
 	if c.MirrorClientFills <= 0 {
-		c.MirrorClientFills = DefaultMirrorClientFills
+		c.MirrorClientFills = mirror.DefaultClientFills
 	}
 	if c.DHTMode == "" {
 		c.DHTMode = DHTOff
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+}
+
+// DHT modes, the values of dht.mode (see p2p.DHTAuto and the others).
+const (
+	DHTAuto   = p2p.DHTAuto
+	DHTServer = p2p.DHTServer
+	DHTClient = p2p.DHTClient
+	DHTOff    = p2p.DHTOff
+)
+
+// p2pConfig is what the network needs of cfg.
+func p2pConfig(cfg Config) p2p.Config {
+	return p2p.Config{
+		Listen: cfg.Listen, SwarmKey: cfg.SwarmKey, NAT: cfg.NAT, RelayService: cfg.RelayService,
+		StaticRelays: cfg.StaticRelays, ConnsLow: cfg.ConnsLow, ConnsHigh: cfg.ConnsHigh,
+		MaxMemory: cfg.MaxMemory, MaxConns: cfg.MaxConns, AllowNets: cfg.AllowNets,
+		DHTMode: cfg.DHTMode, MDNS: cfg.MDNS, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger,
 	}
 }

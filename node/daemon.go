@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
-	"path/filepath"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/localapi"
+	"github.com/allmende/allmende/node/mirror"
+	"github.com/allmende/allmende/store/fsutil"
 )
 
 // RunDaemon runs a node with its HTTP API until ctx ends. Once the API
@@ -16,10 +19,10 @@ import (
 // (replacing a stale one) and calls ready with the base URL; on the way
 // out it removes HOME/api.
 func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err error) {
-	if err := CheckExposure(cfg.APIAddr, cfg.APIToken); err != nil {
+	if err := localapi.CheckExposure(cfg.APIAddr, cfg.APIToken); err != nil {
 		return err
 	}
-	if err := CheckToken(cfg.APIToken); err != nil {
+	if err := localapi.CheckToken(cfg.APIToken); err != nil {
 		return err
 	}
 	n, err := New(ctx, cfg)
@@ -55,19 +58,19 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 	if ready != nil {
 		ready(url)
 	}
-	err = ServeAPI(ctx, ln, n, n.log, guard)
+	err = localapi.Serve(ctx, ln, n, n.log, guard)
 	cancel()
 	return errors.Join(err, <-mirrorDone)
 }
 
 // apiGuard makes sure HOME/api.token holds the token the API requires
 // and returns the guard for an API listening on listen.
-func (n *Node) apiGuard(listen net.Addr) (*APIGuard, error) {
-	token, err := EnsureTokenFile(n.cfg.Home, n.cfg.APIToken)
+func (n *Node) apiGuard(listen net.Addr) (*localapi.Guard, error) {
+	token, err := localapi.EnsureTokenFile(n.cfg.Home, n.cfg.APIToken)
 	if err != nil {
 		return nil, err
 	}
-	return NewAPIGuard(listen, token, n.log.With("component", "api"))
+	return localapi.NewGuard(listen, token, n.log.With("component", "api"))
 }
 
 // startMirror starts the mirror server if mirror.addr is set and records
@@ -78,7 +81,7 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 		done <- nil
 		return done, nil
 	}
-	allow, err := ParseNetworks(n.cfg.MirrorAllow)
+	allow, err := mirror.ParseNetworks(n.cfg.MirrorAllow)
 	if err != nil {
 		return nil, fmt.Errorf("mirror.allow: %w", err)
 	}
@@ -86,23 +89,33 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror listen on %s: %w (set mirror.addr to a free address)", n.cfg.MirrorAddr, err)
 	}
-	h, hfb, err := n.newMirror(allow)
+	m, err := mirror.New(n.ctx, n.mirrorConfig(allow))
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
 	url := "http://" + ln.Addr().String()
-	if err := store.WriteFileAtomic(filepath.Join(n.cfg.Home, MirrorFile), []byte(url+"\n"), 0o644); err != nil {
+	urlFile := home.Dir(n.cfg.Home).MirrorFile()
+	if err := fsutil.WriteFileAtomic(urlFile, []byte(url+"\n"), 0o644); err != nil {
 		ln.Close()
 		return nil, err
 	}
 	n.log.Info("mirror listening", "addr", url)
 	go func() {
-		// Every mirror answer may be a file of many GiB or wait on a fill:
-		// each write gets its own deadline.
-		err := n.serveMirror(ctx, ln, writeDeadlines(h), hfb)
-		os.Remove(filepath.Join(n.cfg.Home, MirrorFile))
+		err := m.Serve(ctx, ln)
+		os.Remove(urlFile)
 		done <- err
 	}()
 	return done, nil
+}
+
+// mirrorConfig is what the mirror needs of the node.
+func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
+	return mirror.Config{
+		Home: n.cfg.Home, Upstream: n.cfg.MirrorUpstream, Pins: n.cfg.MirrorPins, Quota: n.cfg.MirrorQuota,
+		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
+		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
+		Node: n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
+		Metrics: n.metrics(), Log: n.log,
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
@@ -42,13 +43,13 @@ func InitHome(home string, configTemplate []byte, storePath string) error {
 		if err != nil {
 			return fmt.Errorf("init %s: %w", home, err)
 		}
-		if err := store.WriteFileAtomic(keyPath, raw, 0o600); err != nil {
+		if err := fsutil.WriteFileAtomic(keyPath, raw, 0o600); err != nil {
 			return fmt.Errorf("init %s: %w", home, err)
 		}
 	}
 	cfgPath := filepath.Join(home, ConfigFile)
 	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) && configTemplate != nil {
-		if err := store.WriteFileAtomic(cfgPath, configTemplate, 0o600); err != nil {
+		if err := fsutil.WriteFileAtomic(cfgPath, configTemplate, 0o600); err != nil {
 			return fmt.Errorf("init %s: %w", home, err)
 		}
 	}
@@ -101,7 +102,7 @@ func (l *homeLock) release() error {
 // WriteAPIFile records the daemon's API base URL in home, replacing a stale
 // file a killed daemon may have left.
 func WriteAPIFile(home, url string) error {
-	return store.WriteFileAtomic(filepath.Join(home, APIFile), []byte(url+"\n"), 0o600)
+	return fsutil.WriteFileAtomic(filepath.Join(home, APIFile), []byte(url+"\n"), 0o600)
 }
 
 // RemoveAPIFile removes the API file at shutdown.

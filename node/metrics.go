@@ -1,6 +1,9 @@
 package node
 
 import (
+	"context"
+
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -54,4 +57,40 @@ func (c *guardCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bans, prometheus.CounterValue, float64(st.Bans))
 	ch <- prometheus.MustNewConstMetric(c.banned, prometheus.GaugeValue, float64(st.Banned))
 	ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.CounterValue, float64(c.n.store.Quarantined()))
+}
+
+// metrics are the node's collectors: transfer counters, connected peers,
+// the store's size and the Guard's counters of lying and stalling peers.
+// The mirror serves them at /metrics beside its own.
+func (n *Node) metrics() []prometheus.Collector {
+	stat := func(f func(api.Stats) uint64) func() float64 {
+		return func() float64 {
+			s, err := n.Stats(context.Background())
+			if err != nil {
+				return 0
+			}
+			return float64(f(s))
+		}
+	}
+	return []prometheus.Collector{
+		newGuardCollector(n),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_received_total", Help: "Block bytes received from peers."},
+			stat(func(s api.Stats) uint64 { return s.BytesReceived })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_sent_total", Help: "Block bytes sent to peers."},
+			stat(func(s api.Stats) uint64 { return s.BytesSent })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_received_total", Help: "Blocks received from peers."},
+			stat(func(s api.Stats) uint64 { return s.BlocksReceived })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_sent_total", Help: "Blocks sent to peers."},
+			stat(func(s api.Stats) uint64 { return s.BlocksSent })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allmende_peers", Help: "Connected peers."},
+			func() float64 { return float64(len(n.host.Network().Peers())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allmende_store_bytes", Help: "Bytes the block store occupies."},
+			func() float64 {
+				u, err := n.store.DiskUsage(context.Background())
+				if err != nil {
+					return 0
+				}
+				return float64(u)
+			}),
+	}
 }

@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/store/format/formattest"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
@@ -25,11 +28,11 @@ func TestModelsInProcess(t *testing.T) {
 	gguf := formattest.GGUF("qwen2", 7, []formattest.Tensor{{Name: "t", Shape: []uint64{300, 1000}}}) // > 1 MiB: two leaves
 	os.WriteFile(filepath.Join(src, "m.gguf"), gguf, 0o644)
 	os.WriteFile(filepath.Join(src, "README.md"), []byte("# m\n"), 0o644)
-	imp, err := a.Import(ctx, ImportRequest{Path: src, Name: "acme/m"}, nil)
+	imp, err := a.Import(ctx, api.ImportRequest{Path: src, Name: "acme/m"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := a.Publish(ctx, PublishRequest{Name: "acme/m"})
+	pub, err := a.Publish(ctx, api.PublishRequest{Name: "acme/m"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,20 +41,20 @@ func TestModelsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = b.FetchModel(ctx, ModelFetchRequest{Ref: "acme/m", Out: filepath.Join(t.TempDir(), "x")}, nil)
-	if !errors.Is(err, ErrUntrusted) {
+	_, err = b.FetchModel(ctx, api.ModelFetchRequest{Ref: "acme/m", Out: filepath.Join(t.TempDir(), "x")}, nil)
+	if !errors.Is(err, models.ErrUntrusted) {
 		t.Fatalf("untrusted: err = %v, want ErrUntrusted", err)
 	}
-	if _, err := Trust(b.cfg.Home, pub.Publisher, "", nil); err != nil {
+	if _, err := models.Trust(b.cfg.Home, pub.Publisher, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "m")
-	res, err := b.FetchModel(ctx, ModelFetchRequest{Ref: "acme/m@main", Out: out}, nil)
+	res, err := b.FetchModel(ctx, api.ModelFetchRequest{Ref: "acme/m@main", Out: out}, nil)
 	if err != nil || res.Manifest != imp.Manifest || !res.Trusted || res.Files != 2 {
 		t.Fatalf("fetch by name: %+v, %v", res, err)
 	}
 
-	ins, err := b.Inspect(ctx, InspectRequest{Ref: "acme/m"})
+	ins, err := b.Inspect(ctx, api.InspectRequest{Ref: "acme/m"})
 	if err != nil || len(ins.Files) != 1 || ins.Files[0].Info == nil || ins.Files[0].Info.Architecture != "qwen2" {
 		t.Fatalf("inspect by name: %+v, %v", ins, err)
 	}
@@ -61,7 +64,7 @@ func TestModelsInProcess(t *testing.T) {
 	if err := c.Connect(ctx, id.Addrs[0]); err != nil {
 		t.Fatal(err)
 	}
-	byCID, err := c.Inspect(ctx, InspectRequest{Ref: ins.Files[0].CID})
+	byCID, err := c.Inspect(ctx, api.InspectRequest{Ref: ins.Files[0].CID})
 	if err != nil || byCID.Files[0].Info == nil || byCID.Files[0].Info.Params != 300_000 {
 		t.Fatalf("inspect by CID: %+v, %v", byCID, err)
 	}
@@ -70,7 +73,7 @@ func TestModelsInProcess(t *testing.T) {
 	}
 	sum := mustSHA(t, b, "m.gguf")
 	one := filepath.Join(t.TempDir(), "one.gguf")
-	if _, err := c.FetchModel(ctx, ModelFetchRequest{Ref: SHA256Prefix + sum, Out: one}, nil); err != nil {
+	if _, err := c.FetchModel(ctx, api.ModelFetchRequest{Ref: api.SHA256Prefix + sum, Out: one}, nil); err != nil {
 		t.Fatalf("fetch by sha256: %v", err)
 	}
 }
@@ -78,11 +81,9 @@ func TestModelsInProcess(t *testing.T) {
 // mustSHA returns the sha256 the node's index holds for path.
 func mustSHA(t *testing.T, n *Node, path string) string {
 	t.Helper()
-	n.models.mu.RLock()
-	defer n.models.mu.RUnlock()
-	for sum, f := range n.models.files {
-		if f.Path == path {
-			return sum
+	for _, m := range n.models.Manifests(context.Background()) {
+		if f, ok := m.Lookup(path); ok {
+			return f.SHA256
 		}
 	}
 	t.Fatalf("%s not indexed", path)
@@ -103,10 +104,11 @@ func TestLargeManifestSpansBlocks(t *testing.T) {
 		m.Files = append(m.Files, manifest.File{Path: fmt.Sprintf("data/shard-%05d.parquet", i), Size: uint64(i),
 			SHA256: fmt.Sprintf("%064x", i), CID: "bafkqaaa"})
 	}
-	c, err := a.storeManifest(ctx, m)
+	nd, err := a.models.ManifestFile(ctx, m)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := nd.Cid()
 	if c.Prefix().Codec == cid.Raw {
 		t.Fatalf("a %d-file manifest was stored as one raw block", files)
 	}
@@ -114,7 +116,7 @@ func TestLargeManifestSpansBlocks(t *testing.T) {
 	if err := b.Connect(ctx, id.Addrs[0]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.fetchManifest(ctx, c, testFetchTimeout)
+	got, err := b.models.FetchManifest(ctx, c, testFetchTimeout, new(atomic.Uint64))
 	if err != nil || len(got.Files) != files {
 		t.Fatalf("fetch manifest: %v", err)
 	}
@@ -127,7 +129,7 @@ func TestModelIndexSurvivesRestart(t *testing.T) {
 	a := newTestNode(t)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "w.bin"), []byte("weights"), 0o644)
-	imp, err := a.Import(ctx, ImportRequest{Path: src, Name: "acme/r", Copy: true}, nil)
+	imp, err := a.Import(ctx, api.ImportRequest{Path: src, Name: "acme/r", Copy: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,10 +140,10 @@ func TestModelIndexSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if c, ok := b.models.byName("acme/r", "main"); !ok || c.String() != imp.Manifest {
+	if c, ok := b.models.Index().ByName("acme/r", "main"); !ok || c.String() != imp.Manifest {
 		t.Errorf("after restart byName = %v, %v; want %s", c, ok, imp.Manifest)
 	}
-	if _, err := b.Publish(ctx, PublishRequest{Name: "acme/r"}); err != nil {
+	if _, err := b.Publish(ctx, api.PublishRequest{Name: "acme/r"}); err != nil {
 		t.Errorf("publish after restart: %v", err)
 	}
 }

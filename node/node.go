@@ -1,37 +1,32 @@
-// Package node wires allmende together: the libp2p host, bitswap, the
-// store, fetch orchestration across peers, and the local HTTP API that the
-// CLI talks to. It is the only package that imports all the others.
+// Package node is allmende's composition root: New opens the store under
+// HOME and wires the packages below it into a running node (the network
+// of node/p2p, bitswap and the bulk server of package protocol, the fetch
+// engine, the model registry), RunDaemon serves it on the local HTTP API
+// and, if configured, the LAN mirror. Config, creating and locking HOME
+// (whose files node/home names) are here too. *Node implements api.API,
+// mostly by delegating to those packages. It is the only package that
+// imports all the others; none below it imports it.
 package node
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/fetch"
+	"github.com/allmende/allmende/node/models"
+	"github.com/allmende/allmende/node/p2p"
+	"github.com/allmende/allmende/node/pace"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/time/rate"
-)
-
-// Error kinds that callers (and the CLI's exit status) tell apart with
-// errors.Is. They survive the trip through the HTTP API.
-var (
-	// ErrBadInput: the request cannot succeed as given (an unparsable CID,
-	// a missing path, an output path that exists).
-	ErrBadInput = errors.New("bad input")
-	// ErrNotFound: nothing answered for the content in time.
-	ErrNotFound = errors.New("not found")
 )
 
 // Node is a running allmende node: a store served and fetched over libp2p.
@@ -43,25 +38,28 @@ type Node struct {
 	host    host.Host
 	bitswap *bitswap.Bitswap
 	// guard counts corrupt blocks per peer and cuts liars off.
-	guard  *protocol.Guard
-	bserv  blockservice.BlockService
-	dag    ipld.DAGService
+	guard *protocol.Guard
+	bserv blockservice.BlockService
+	// netDAG is the network DAG: it reads the store's blocks and fetches
+	// the others through bitswap, storing them (store.LocalDAG never
+	// leaves the disk).
+	netDAG ipld.DAGService
 	cancel context.CancelFunc
 	// ctx lives as long as the node: background work runs under it.
 	ctx context.Context
 	// upLimit and downLimit pace bytes sent and received (bandwidth.up,
 	// bandwidth.down); nil means no limit.
 	upLimit, downLimit *rate.Limiter
+	// net is the libp2p side: host, routing, discovery.
+	net *p2p.Network
 	// routing is the DHT and the provider; nil when dht.mode is off.
-	routing *dhtRouting
-	// stopMDNS stops LAN discovery; nil when mdns.enabled is false.
-	stopMDNS func() error
-	// transfers are the fetches in progress.
-	transfers transferTable
-	// models indexes the models this node holds (see models.go).
-	models *modelIndex
-	// bulk is allmende's bulk transfer protocol (see bulk.go).
-	bulk *bulkService
+	routing *p2p.Routing
+	// fetch is the fetch engine.
+	fetch *fetch.Engine
+	// bulk serves the store's blocks over allmende's bulk protocol.
+	bulk *protocol.BulkServer
+	// models is the model registry: manifests, names, sha256 lookups.
+	models *models.Registry
 }
 
 // New opens home's store and starts a node on it. It holds the home lock
@@ -93,28 +91,18 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	cleanups = append(cleanups, st.Close)
-	bootstrap, err := parseBootstrap(cfg.Bootstrap)
+	net, err := p2p.New(p2pConfig(cfg), sk, st)
 	if err != nil {
 		return nil, err
 	}
-	relays := &relayFinder{}
-	h, err := newHost(cfg, sk, relays)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, h.Close)
-	rt, err := newRouting(cfg, h, st, bootstrap)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, rt.Close)
-	relays.dht.Store(rt.router())
+	cleanups = append(cleanups, func() error { return errors.Join(net.StopDiscovery(), net.Host.Close()) })
+	h, rt := net.Host, net.Routing
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	guard := protocol.NewGuard(h, cfg.Logger)
-	upLimit := newLimiter(cfg.BandwidthUp)
-	served := paceReads(st.Serving(), upLimit)
-	bs := protocol.NewBitswap(runCtx, h, rt.contentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
+	upLimit := pace.NewLimiter(cfg.BandwidthUp)
+	served := pace.Reads(st.Serving(), upLimit)
+	bs := protocol.NewBitswap(runCtx, h, rt.ContentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
 	n = &Node{
 		cfg:       cfg,
@@ -124,22 +112,33 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		host:      h,
 		bitswap:   bs,
 		bserv:     bserv,
-		dag:       merkledag.NewDAGService(bserv),
+		netDAG:    merkledag.NewDAGService(bserv),
 		cancel:    cancel,
 		ctx:       runCtx,
 		upLimit:   upLimit,
-		downLimit: newLimiter(cfg.BandwidthDown),
+		downLimit: pace.NewLimiter(cfg.BandwidthDown),
+		net:       net,
 	}
-	n.bulk = newBulkService(h, served, cfg.Logger)
-	n.bulk.guard = guard
+	n.bulk = protocol.NewBulkServer(h, served, cfg.Logger)
 	n.guard = guard
 	n.routing = rt
-	if err := n.startModels(ctx); err != nil {
+	n.fetch = fetch.New(fetch.Config{
+		Store: st, Net: n.netDAG, Host: h, Guard: guard, Down: n.downLimit,
+		Timeout: cfg.FetchTimeout, Parallel: cfg.FetchParallel, Copy: cfg.FetchCopy,
+		Announce: rt.Announce, Log: cfg.Logger,
+	})
+	var dht models.Providers // an untyped nil when the DHT is off
+	if d := rt.DHT(); d != nil {
+		dht = d
+	}
+	n.models, err = models.Open(ctx, models.Config{Home: cfg.Home, Store: st, Host: h, Guard: guard,
+		Fetch: n.fetch, DHT: dht, Timeout: cfg.FetchTimeout, Log: cfg.Logger})
+	if err != nil {
 		cancel()
 		return nil, err
 	}
-	n.routing.announceExtra(n.models.sha256KeysOf)
-	n.startDiscovery(runCtx, bootstrap)
+	n.routing.AnnounceExtra(n.models.Index().SHA256KeysOf)
+	n.net.Start(runCtx)
 	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
 	return n, nil
 }
@@ -147,90 +146,20 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 // Close stops the node and releases its store and home.
 func (n *Node) Close() error {
 	n.cancel()
-	err := n.stopDiscovery()
+	err := n.net.StopDiscovery()
 	err = errors.Join(err, n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())
 	return errors.Join(err, n.lock.release())
 }
 
-// Store is the node's store.
-func (n *Node) Store() *store.Store { return n.store }
-
-// Host is the node's libp2p host.
-func (n *Node) Host() host.Host { return n.host }
-
-// IDInfo identifies a node and says how to reach it.
-type IDInfo struct {
-	ID    string   `json:"id"`
-	Addrs []string `json:"addrs"`
-}
-
-// ID returns the node's peer ID and full multiaddrs (with /p2p/<id>).
-func (n *Node) ID(context.Context) (IDInfo, error) {
-	info := IDInfo{ID: n.host.ID().String()}
-	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
-	if err != nil {
-		return info, err
-	}
-	for _, a := range full {
-		info.Addrs = append(info.Addrs, a.String())
-	}
-	sort.Strings(info.Addrs)
-	return info, nil
-}
-
-// Connect dials the peer at addr, a multiaddr ending in /p2p/<id>.
-func (n *Node) Connect(ctx context.Context, addr string) error {
-	a, err := ma.NewMultiaddr(addr)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w: %v", addr, ErrBadInput, err)
-	}
-	ai, err := peer.AddrInfoFromP2pAddr(a)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w: the address must end in /p2p/<peer id>", addr, ErrBadInput)
-	}
-	if err := n.host.Connect(ctx, *ai); err != nil {
-		return fmt.Errorf("connect %s: %w", addr, err)
-	}
-	return nil
-}
-
-// PeerInfo describes a connected peer.
-type PeerInfo struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
-}
-
-// Peers lists connected peers, each once (with the address of one of its
-// connections: two nodes that dial each other at once have two).
-func (n *Node) Peers(context.Context) ([]PeerInfo, error) {
-	var out []PeerInfo
-	for _, p := range n.host.Network().Peers() {
-		conns := n.host.Network().ConnsToPeer(p)
-		if len(conns) == 0 {
-			continue
-		}
-		out = append(out, PeerInfo{ID: p.String(), Addr: conns[0].RemoteMultiaddr().String()})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-// PinInfo describes a pinned root, as `allmende ls --json` prints it.
-type PinInfo struct {
-	CID  string `json:"cid"`
-	Name string `json:"name"`
-	Size uint64 `json:"size"`
-}
-
 // List returns the pinned roots.
-func (n *Node) List(ctx context.Context) ([]PinInfo, error) {
+func (n *Node) List(ctx context.Context) ([]api.PinInfo, error) {
 	pins, err := n.store.Pins(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]PinInfo, 0, len(pins))
+	out := make([]api.PinInfo, 0, len(pins))
 	for _, p := range pins {
-		out = append(out, PinInfo{CID: p.CID.String(), Name: p.Name, Size: p.Size})
+		out = append(out, api.PinInfo{CID: p.CID.String(), Name: p.Name, Size: p.Size})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -238,48 +167,33 @@ func (n *Node) List(ctx context.Context) ([]PinInfo, error) {
 
 // Remove unpins root.
 func (n *Node) Remove(ctx context.Context, ref string) error {
-	c, err := ParseCID(ref)
+	c, err := api.ParseCID(ref)
 	if err != nil {
 		return err
 	}
 	if err := n.store.Unpin(ctx, c); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: %w", ErrBadInput, err)
-		}
-		return err
+		return api.BadInputIf(err, store.ErrNotFound) // not pinned here
 	}
-	n.routing.reconcileSoon()
+	n.routing.ReconcileSoon()
 	return nil
 }
 
 // GC frees every block no pin holds.
-func (n *Node) GC(ctx context.Context) (store.GCResult, error) {
-	return n.store.GC(ctx)
-}
-
-// Stats are transfer counters since the node started.
-type Stats struct {
-	BlocksReceived uint64 `json:"blocks_received"`
-	BytesReceived  uint64 `json:"bytes_received"`
-	BlocksSent     uint64 `json:"blocks_sent"`
-	BytesSent      uint64 `json:"bytes_sent"`
-	DupBytes       uint64 `json:"dup_bytes_received"`
-	// BadBlocks are blocks received that no want asked for (corrupt
-	// ones among them); none is stored. BannedPeers sent too many.
-	BadBlocks   uint64 `json:"bad_blocks"`
-	BadBytes    uint64 `json:"bad_bytes"`
-	BannedPeers int    `json:"banned_peers"`
+func (n *Node) GC(ctx context.Context) (api.GCResult, error) {
+	res, err := n.store.GC(ctx)
+	return api.GCResult(res), err
 }
 
 // Stats returns transfer counters.
-func (n *Node) Stats(context.Context) (Stats, error) {
+func (n *Node) Stats(context.Context) (api.Stats, error) {
 	st, err := n.bitswap.Stat()
 	if err != nil {
-		return Stats{}, err
+		return api.Stats{}, err
 	}
-	recvBytes, recvBlocks, sentBytes, sentBlocks := n.bulk.stats()
+	recvBytes, recvBlocks := n.fetch.BulkReceived()
+	sentBytes, sentBlocks := n.bulk.Sent()
 	guard := n.guard.Stats()
-	return Stats{
+	return api.Stats{
 		BlocksReceived: st.BlocksReceived + recvBlocks,
 		BytesReceived:  st.DataReceived + recvBytes,
 		BlocksSent:     st.BlocksSent + sentBlocks,
@@ -289,14 +203,4 @@ func (n *Node) Stats(context.Context) (Stats, error) {
 		BadBytes:       guard.BadBytes,
 		BannedPeers:    guard.Banned,
 	}, nil
-}
-
-// ParseCID parses a CID given on the command line or over the API.
-func ParseCID(s string) (cid.Cid, error) {
-	s = strings.TrimPrefix(strings.TrimSpace(s), "/ipfs/")
-	c, err := cid.Decode(s)
-	if err != nil {
-		return cid.Undef, fmt.Errorf("%w: %q is not a CID: %v", ErrBadInput, s, err)
-	}
-	return c, nil
 }

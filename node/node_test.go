@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"go.uber.org/goleak"
 )
 
@@ -16,14 +17,15 @@ import (
 const testFetchTimeout = 30 * time.Second
 
 // newTestNode starts a node like profile test does: loopback only, port 0,
-// no bootstrap, no mDNS, no DHT, no NAT traversal.
-func newTestNode(t *testing.T) *Node {
+// no bootstrap, no mDNS, no DHT, no NAT traversal. Each change, if any,
+// alters that configuration first.
+func newTestNode(t *testing.T, changes ...func(*Config)) *Node {
 	t.Helper()
 	home := t.TempDir()
 	if err := InitHome(home, nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(context.Background(), Config{
+	cfg := Config{
 		Home:         home,
 		Listen:       []string{"/ip4/127.0.0.1/tcp/0"},
 		APIAddr:      "127.0.0.1:0",
@@ -31,7 +33,11 @@ func newTestNode(t *testing.T) *Node {
 		AllowNets:    []string{"/ip4/127.0.0.0/ipcidr/8"},
 		FetchTimeout: testFetchTimeout,
 		Logger:       slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, change := range changes {
+		change(&cfg)
+	}
+	n, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +74,7 @@ func TestNodesCloseWithoutLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if _, err := b.Fetch(ctx, FetchRequest{Ref: added.CID, Out: out}, nil); err != nil {
+	if _, err := b.Fetch(ctx, api.FetchRequest{Ref: added.CID, Out: out}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {

@@ -4,35 +4,18 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/node/api"
 )
-
-// VerifyRequest says how to check the store.
-type VerifyRequest struct {
-	// Repair fetches missing and quarantined blocks again from peers.
-	Repair bool `json:"repair,omitempty"`
-}
-
-// VerifyResult is the store's state after a check (and repair).
-type VerifyResult struct {
-	store.VerifyReport
-	// Found is what the first pass found before any repair.
-	Found store.VerifyReport `json:"found"`
-	// Repaired are the roots fetched whole again.
-	Repaired []string `json:"repaired"`
-	// RepairErrors say why a damaged root could not be repaired.
-	RepairErrors []string `json:"repair_errors,omitempty"`
-}
 
 // Verify re-hashes every block in the store, quarantines corrupt ones and
 // finds the blocks pins miss. With Repair it fetches the damaged roots again
 // from connected peers and checks once more; the result is the final state.
-func (n *Node) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+func (n *Node) verify(ctx context.Context, req api.VerifyRequest) (api.VerifyResult, error) {
 	found, err := n.store.Verify(ctx)
 	if err != nil {
-		return VerifyResult{}, err
+		return api.VerifyResult{}, err
 	}
-	res := VerifyResult{VerifyReport: found, Found: found, Repaired: []string{}}
+	res := api.VerifyResult{VerifyReport: api.VerifyReport(found), Found: api.VerifyReport(found), Repaired: []string{}}
 	n.log.Info("store verified", "blocks", found.Blocks, "bytes", found.Bytes, "corrupt", len(found.Corrupt), "missing", len(found.Missing))
 	if !req.Repair || len(found.Damaged) == 0 {
 		return res, nil
@@ -52,19 +35,19 @@ func (n *Node) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, err
 	if err != nil {
 		return res, err
 	}
-	res.VerifyReport = final
+	res.VerifyReport = api.VerifyReport(final)
 	return res, nil
 }
 
 // repairRoot fetches whatever is missing below a pinned root.
 func (n *Node) repairRoot(ctx context.Context, ref string) error {
-	root, err := ParseCID(ref)
+	root, err := api.ParseCID(ref)
 	if err != nil {
 		return err
 	}
 	unlock := n.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	if err := n.fetchDAG(ctx, root, n.cfg.FetchTimeout, nil); err != nil {
+	if err := n.fetch.FetchDAG(ctx, root, 0); err != nil {
 		return fmt.Errorf("repair %s: %w", root, err)
 	}
 	n.log.Info("repaired", "cid", ref)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/allmende/allmende/store/chunks"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/boxo/filestore"
 	"github.com/ipfs/go-cid"
@@ -43,7 +45,7 @@ func (s *Store) Add(ctx context.Context, path string, opts ImportOptions) (ipld.
 // copy is removed; references already recorded into it are dropped when
 // next read (badCopy) and go at the next GC.
 func (s *Store) copyFile(ctx context.Context, in *os.File, fi os.FileInfo, progress func(int64)) (nd ipld.Node, err error) {
-	if err := CheckRoom(s.dir, uint64(fi.Size())); err != nil {
+	if err := fsutil.CheckRoom(s.dir, uint64(fi.Size())); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(s.dir, copiesDir)
@@ -68,7 +70,7 @@ func (s *Store) copyFile(ctx context.Context, in *os.File, fi os.FileInfo, progr
 	if err != nil {
 		return nil, err
 	}
-	cr := NewChunkReader(in, w.writeAt, ChunkOptions{Reader: named, Progress: progress, Recycle: true, Ordered: true})
+	cr := chunks.NewReader(in, w.writeAt, chunks.Options{Reader: named, Progress: progress, Recycle: true, Ordered: true})
 	nd, err = BuildChunks(s.dag, cr, true)
 	n, werr := cr.Close()
 	switch {
@@ -108,7 +110,7 @@ func newCopyWriter(f *os.File, directIO bool) *copyWriter {
 // (EINVAL: it wants another alignment) gets the rest through the page
 // cache.
 func (w *copyWriter) writeAt(off int64, b []byte) error {
-	if w.direct != nil && off%chunkAlign == 0 && len(b)%chunkAlign == 0 {
+	if w.direct != nil && off%chunks.Align == 0 && len(b)%chunks.Align == 0 {
 		_, err := w.direct.WriteAt(b, off)
 		if !errors.Is(err, syscall.EINVAL) {
 			return err

@@ -24,11 +24,11 @@ func addedCopies(t *testing.T, s *Store) []string {
 func readBack(t *testing.T, s *Store, root cid.Cid) []byte {
 	t.Helper()
 	ctx := context.Background()
-	nd, err := s.DAG().Get(ctx, root)
+	nd, err := s.LocalDAG().Get(ctx, root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := uio.NewDagReader(ctx, nd, s.DAG())
+	r, err := uio.NewDagReader(ctx, nd, s.LocalDAG())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestAddKeepsWholeCopies(t *testing.T) {
 				if err := os.WriteFile(src, data, 0o644); err != nil {
 					t.Fatal(err)
 				}
-				want, err := Import(ctx, openTestStore(t).DAG(), src, ImportOptions{})
+				want, err := Import(ctx, openTestStore(t).LocalDAG(), src, ImportOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -16,11 +16,11 @@ func TestExportToFullDiskLeavesNothing(t *testing.T) {
 	disk := harness.MountTmpfs(t, "1m")
 	ctx := context.Background()
 	s := openTestStore(t)
-	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(randomBytes(6, 3<<20)))
+	nd, err := BuildFile(ctx, s.LocalDAG(), bytes.NewReader(randomBytes(6, 3<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Export(ctx, s.DAG(), nd.Cid(), filepath.Join(disk, "out"))
+	err = Export(ctx, s.LocalDAG(), nd.Cid(), filepath.Join(disk, "out"))
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("export of 3 MiB to a 1 MiB disk: %v, want ENOSPC", err)
 	}

@@ -9,10 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/allmende/allmende/store/fsutil"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
-	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -32,7 +33,7 @@ func PartialPath(dest string) string {
 // PartialPath(dest), synced, and renamed. Entry names are checked, and a
 // directory is written through an os.Root, so that nothing is written
 // outside dest; a symlink in it that resolves outside dest (following the
-// links in its chain, see ResolveInside) fails the export with ErrBadInput.
+// links in its chain, see fsutil.ResolveInside) fails the export with ErrBadInput.
 func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string) error {
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("export to %s: %w: remove it or choose another output path", dest, ErrExists)
@@ -53,14 +54,14 @@ func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string)
 		os.RemoveAll(tmp)
 		return fmt.Errorf("export %s to %s: %w", root, dest, err)
 	}
-	return SyncDir(filepath.Dir(dest))
+	return fsutil.SyncDir(filepath.Dir(dest))
 }
 
 // exportTo writes nd at tmp: a file directly, a directory through an
 // os.Root opened on it, whose symlinks are checked once all are written
 // (a link may lead through links written after it).
 func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string) error {
-	kind, err := nodeKind(nd)
+	kind, err := ufs.Type(nd)
 	if err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string
 	case unixfs.TSymlink:
 		return fmt.Errorf("%w: the root is a symlink, which would point outside the output", ErrBadInput)
 	default:
-		f, err := OpenNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := fsutil.OpenNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			return err
 		}
@@ -88,25 +89,12 @@ func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string
 		return err
 	}
 	for _, l := range ex.links {
-		if _, err := ResolveInside(tmp, filepath.Join(tmp, l)); err != nil {
+		if _, err := fsutil.ResolveInside(tmp, filepath.Join(tmp, l)); err != nil {
 			target, _ := r.Readlink(l)
 			return fmt.Errorf("symlink %s -> %s: %w: %w the output, following the links in its chain", l, target, ErrBadInput, ErrLinkEscapes)
 		}
 	}
 	return nil
-}
-
-// nodeKind is nd's UnixFS type (TRaw for a raw leaf).
-func nodeKind(nd ipld.Node) (unixfspb.Data_DataType, error) {
-	pn, ok := nd.(*merkledag.ProtoNode)
-	if !ok {
-		return unixfs.TRaw, nil
-	}
-	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
-	if err != nil {
-		return 0, fmt.Errorf("not a UnixFS node: %w", err)
-	}
-	return fsn.Type(), nil
 }
 
 // exporter writes a directory tree under root; links collects the
@@ -118,7 +106,7 @@ type exporter struct {
 }
 
 func (ex *exporter) write(ctx context.Context, nd ipld.Node, rel string) error {
-	kind, err := nodeKind(nd)
+	kind, err := ufs.Type(nd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
@@ -149,7 +137,7 @@ func (ex *exporter) write(ctx context.Context, nd ipld.Node, rel string) error {
 
 // writeFileTo writes the UnixFS file nd into f, syncs and closes it.
 func writeFileTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, f *os.File) error {
-	r, err := uio.NewDagReader(ctx, nd, dag)
+	r, err := ufs.OpenNode(ctx, nd, dag)
 	if err != nil {
 		f.Close()
 		return err

@@ -101,9 +101,9 @@ func TestExportRefusesHostileDAGs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			s := openTestStore(t)
-			root := hostileDir(t, s.DAG(), tt.entries)
+			root := hostileDir(t, s.LocalDAG(), tt.entries)
 			if tt.nested {
-				root = nestedHostileDir(t, s.DAG(), root)
+				root = nestedHostileDir(t, s.LocalDAG(), root)
 			}
 			base := t.TempDir()
 			parent := filepath.Join(base, "parent")
@@ -111,7 +111,7 @@ func TestExportRefusesHostileDAGs(t *testing.T) {
 				t.Fatal(err)
 			}
 			dest := filepath.Join(parent, "out")
-			if err := Export(ctx, s.DAG(), root, dest); err == nil {
+			if err := Export(ctx, s.LocalDAG(), root, dest); err == nil {
 				t.Fatal("export of a hostile DAG succeeded")
 			}
 			if got := listTree(t, base); !slices.Equal(got, []string{".", "parent"}) {
@@ -155,10 +155,10 @@ func FuzzExportEntryName(f *testing.F) {
 	}
 	f.Cleanup(func() { s.Close() })
 	f.Fuzz(func(t *testing.T, name, target string) {
-		root := hostileDir(t, s.DAG(), map[string]string{name: target})
+		root := hostileDir(t, s.LocalDAG(), map[string]string{name: target})
 		base := t.TempDir()
 		dest := filepath.Join(base, "out")
-		err := Export(ctx, s.DAG(), root, dest)
+		err := Export(ctx, s.LocalDAG(), root, dest)
 		for _, p := range listTree(t, base) {
 			if p != "." && p != "out" && filepath.Dir(p) != "out" {
 				t.Fatalf("entry %q (target %q): export (err %v) wrote %s", name, target, err, p)

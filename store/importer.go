@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/allmende/allmende/store/chunks"
+	"github.com/allmende/allmende/store/fsutil"
+	"github.com/allmende/allmende/store/ufs"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
@@ -23,7 +26,7 @@ import (
 // Import settings of the unixfs-v1-2025 profile (IPIP-499).
 const (
 	// ChunkSize is the size of a file's leaf blocks.
-	ChunkSize = 1 << 20
+	ChunkSize = chunks.Size
 	// LinksPerNode is the widest a file's internal DAG node gets.
 	LinksPerNode = 1024
 )
@@ -38,7 +41,7 @@ type ImportOptions struct {
 // Import reads the file or directory at path into dag as a UnixFS DAG and
 // returns its root. Hidden files are included. Symbolic links are kept as
 // UnixFS symlinks (not followed) when they resolve inside the imported tree,
-// following the links in their chain (see ResolveInside), and refused with
+// following the links in their chain (see fsutil.ResolveInside), and refused with
 // ErrBadInput otherwise.
 func Import(ctx context.Context, dag ipld.DAGService, path string, opts ImportOptions) (ipld.Node, error) {
 	return importInto(ctx, dag, path, opts, nil)
@@ -146,7 +149,7 @@ func (im *importer) importDir(ctx context.Context, path string) (ipld.Node, erro
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	dir, err := uio.NewDirectory(im.dag, uio.WithCidBuilder(uio.UnixFS_v1_2025.CidBuilder()))
+	dir, err := ufs.NewDirectory(im.dag)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
@@ -185,7 +188,7 @@ func (im *importer) importSymlink(path string) (ipld.Node, error) {
 	if path == im.root || filepath.IsAbs(target) {
 		return nil, fmt.Errorf("import: symlink %s -> %s: %w: %w %s (it must be relative, inside the tree)", path, target, ErrBadInput, ErrLinkEscapes, im.root)
 	}
-	if _, err := ResolveInside(im.root, path); err != nil {
+	if _, err := fsutil.ResolveInside(im.root, path); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	data, err := unixfs.SymlinkData(target)

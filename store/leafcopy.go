@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/allmende/allmende/store/chunks"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/go-cid"
 )
 
@@ -52,7 +54,7 @@ func (s *Store) NewLeafCopy() (*LeafCopy, error) {
 	}
 	lc := &LeafCopy{s: s, f: f, w: newCopyWriter(f, s.directIO)}
 	if lc.w.direct != nil {
-		lc.stage = alignedBuffer(ChunkSize)
+		lc.stage = chunks.AlignedBuffer(ChunkSize)
 	}
 	return lc, nil
 }
@@ -63,13 +65,13 @@ func (lc *LeafCopy) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := CheckRoom(lc.s.dir, uint64(len(data))); err != nil {
+	if err := fsutil.CheckRoom(lc.s.dir, uint64(len(data))); err != nil {
 		return err
 	}
 	b := data
 	// Direct I/O needs page-aligned memory; the leaf's buffer is the
 	// caller's, so it is staged (a copy costs far less than the write).
-	if lc.stage != nil && len(data) <= len(lc.stage) && len(data)%chunkAlign == 0 {
+	if lc.stage != nil && len(data) <= len(lc.stage) && len(data)%chunks.Align == 0 {
 		b = lc.stage[:len(data)]
 		copy(b, data)
 	}

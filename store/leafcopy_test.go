@@ -88,8 +88,8 @@ func TestLeafCopy(t *testing.T) {
 					t.Fatalf("leaf %s reads back wrong", c)
 				}
 			}
-			if s.TrustedReads() != uint64(len(cids)) {
-				t.Errorf("%d of %d leaves served by their checksum", s.TrustedReads(), len(cids))
+			if s.UnhashedReads() != uint64(len(cids)) {
+				t.Errorf("%d of %d leaves served by their checksum", s.UnhashedReads(), len(cids))
 			}
 			if _, err := s.GC(ctx); err != nil {
 				t.Fatal(err)

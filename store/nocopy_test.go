@@ -23,13 +23,13 @@ func heldFile(t *testing.T, s *Store, path string, data []byte) cid.Cid {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	nd, err := Import(ctx, s.DAG(), path, ImportOptions{})
+	nd, err := Import(ctx, s.LocalDAG(), path, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var refs []FileRef
 	for i, l := range nd.Links() {
-		leaf, err := s.DAG().Get(ctx, l.Cid)
+		leaf, err := s.LocalDAG().Get(ctx, l.Cid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestFileRefsAreCollected(t *testing.T) {
 		t.Errorf("%d file references left after gc, want keep's 4", n)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := Export(ctx, s.DAG(), keep, out); err != nil {
+	if err := Export(ctx, s.LocalDAG(), keep, out); err != nil {
 		t.Fatalf("pinned file-backed content unreadable after rename and gc: %v", err)
 	}
 }
@@ -119,14 +119,14 @@ func TestServingTrustsOnlyVerifiedLeaves(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, curLeaf, v2[:ChunkSize], true},
-		{"a stale reference into the verified file is not trusted", func() {}, oldLeaf, nil, false},
-		{"distrusted (verify found a leaf gone bad in it): re-hashed", func() {
-			s.distrust(ctx, path)
+		{"a stale reference into the verified file is hashed", func() {}, oldLeaf, nil, false},
+		{"verified state forgotten (verify found a leaf gone bad in it): re-hashed", func() {
+			s.forgetVerified(ctx, path)
 			if f, err := s.OpenWholeFile(ctx, cur); !errors.Is(err, ErrUnverified) {
 				if f != nil {
 					f.Close()
 				}
-				t.Errorf("OpenWholeFile after distrust: %v, want ErrUnverified", err)
+				t.Errorf("OpenWholeFile after forgetVerified: %v, want ErrUnverified", err)
 			}
 		}, curLeaf, v2[:ChunkSize], false},
 		{"changed after verification: re-hashed, refused", func() {
@@ -139,11 +139,11 @@ func TestServingTrustsOnlyVerifiedLeaves(t *testing.T) {
 
 // servingCase is one step of a test of Serving: prepare, then read leaf.
 type servingCase struct {
-	name    string
-	prepare func()
-	leaf    cid.Cid
-	want    []byte // nil: not served
-	trusted bool   // served without a SHA-256
+	name     string
+	prepare  func()
+	leaf     cid.Cid
+	want     []byte // nil: not served
+	unhashed bool   // served without a SHA-256
 }
 
 // runServingCases runs the cases in order against s.Serving().
@@ -152,7 +152,7 @@ func runServingCases(t *testing.T, s *Store, cases []servingCase) {
 	serving := s.Serving()
 	for _, tt := range cases {
 		tt.prepare()
-		before := s.TrustedReads()
+		before := s.UnhashedReads()
 		b, err := serving.Get(context.Background(), tt.leaf)
 		switch {
 		case tt.want == nil && err == nil:
@@ -160,15 +160,15 @@ func runServingCases(t *testing.T, s *Store, cases []servingCase) {
 		case tt.want != nil && (err != nil || !bytes.Equal(b.RawData(), tt.want)):
 			t.Errorf("%s: got %v, want the leaf's bytes", tt.name, err)
 		}
-		if got := s.TrustedReads() > before; got != tt.trusted {
-			t.Errorf("%s: read without hashing = %v, want %v", tt.name, got, tt.trusted)
+		if got := s.UnhashedReads() > before; got != tt.unhashed {
+			t.Errorf("%s: read without hashing = %v, want %v", tt.name, got, tt.unhashed)
 		}
 	}
 }
 
 func mustNode(t *testing.T, s *Store, c cid.Cid) ipld.Node {
 	t.Helper()
-	nd, err := s.DAG().Get(context.Background(), c)
+	nd, err := s.LocalDAG().Get(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,8 @@
 // import and export, and garbage collection.
 //
 // The store knows nothing of the network. Other packages reach blocks that
-// are not local by wrapping Blockstore with an exchange (see package node).
+// are not local by wrapping Blockstore with an exchange (the network DAG
+// that package node builds); LocalDAG never leaves the disk.
 package store
 
 import (
@@ -15,8 +16,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/filestore"
@@ -47,8 +50,13 @@ var (
 	// ErrNoStore means the directory holds no initialised store.
 	ErrNoStore = errors.New("no allmende store")
 	// ErrBadInput marks errors caused by the caller's input (a missing
-	// path, an unsupported file type), as opposed to store failures.
-	ErrBadInput = errors.New("bad input")
+	// path, an unsupported file type, a symlink leaving its tree), as
+	// opposed to store failures. It is fsutil.ErrBadInput.
+	ErrBadInput = fsutil.ErrBadInput
+	// ErrLinkEscapes means a symlink resolves, after following the links
+	// in its chain, outside the directory it belongs to (see
+	// fsutil.ResolveInside).
+	ErrLinkEscapes = fsutil.ErrLinkEscapes
 )
 
 func init() {
@@ -79,10 +87,13 @@ type Store struct {
 	fs     *filestore.Filestore
 	refs   *refReads
 	// verified are the files verified whole, for Serving.
-	verified     verifiedFiles
-	trustedReads atomic.Uint64
-	dag          ipld.DAGService
-	pins         pinner.Pinner
+	verified      verifiedFiles
+	unhashedReads atomic.Uint64
+	// closeOnce makes Close idempotent; closeErr is its result.
+	closeOnce sync.Once
+	closeErr  error
+	dag       ipld.DAGService
+	pins      pinner.Pinner
 	// zeros stands in for the bytes of leaves recorded by reference
 	// (PutFileRefs); nothing writes it.
 	zeros []byte
@@ -108,7 +119,7 @@ func Init(dir string) error {
 	if len(entries) > 0 {
 		return fmt.Errorf("init store %s: directory is not empty and holds no %s file", dir, MarkerFile)
 	}
-	if err := WriteFileAtomic(marker, []byte("allmende store v1\n"), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(marker, []byte("allmende store v1\n"), 0o600); err != nil {
 		return fmt.Errorf("init store %s: %w", dir, err)
 	}
 	return nil
@@ -152,9 +163,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return st, nil
 }
 
-// Close flushes and closes the store.
+// Close flushes and closes the store. Later calls do nothing and return
+// what the first returned.
 func (s *Store) Close() error {
-	return errors.Join(s.pins.Flush(context.Background()), s.meta.Close(), s.blocks.Close())
+	s.closeOnce.Do(func() {
+		s.closeErr = errors.Join(s.pins.Flush(context.Background()), s.meta.Close(), s.blocks.Close())
+	})
+	return s.closeErr
 }
 
 // Dir is the store's directory.
@@ -169,8 +184,11 @@ func (s *Store) Blockstore() blockstore.GCBlockstore { return s.bs }
 // their own (package node keeps the DHT provide list under /routing).
 func (s *Store) Meta() datastore.Batching { return s.meta }
 
-// DAG is a DAG service over local blocks only.
-func (s *Store) DAG() ipld.DAGService { return s.dag }
+// LocalDAG is a DAG service over the blocks this store holds, and nothing
+// else: a Get of a block not held fails at once (ipld.ErrNotFound), it never
+// asks the network. Packages above the store build a network DAG (one that
+// fetches what is missing through an exchange) under another name.
+func (s *Store) LocalDAG() ipld.DAGService { return s.dag }
 
 // DiskUsage is the bytes the block store and the copies of added files
 // occupy.

@@ -76,7 +76,7 @@ func TestKnownCIDs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openTestStore(t)
-			nd, err := BuildFile(context.Background(), s.DAG(), bytes.NewReader(tt.data))
+			nd, err := BuildFile(context.Background(), s.LocalDAG(), bytes.NewReader(tt.data))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +114,7 @@ func TestImportExportRoundTrip(t *testing.T) {
 				}
 			}
 			var read int64
-			nd, err := Import(ctx, s.DAG(), in, ImportOptions{Progress: func(n int64) { read += n }})
+			nd, err := Import(ctx, s.LocalDAG(), in, ImportOptions{Progress: func(n int64) { read += n }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestImportExportRoundTrip(t *testing.T) {
 				t.Errorf("progress reported %d bytes, want %d", read, want)
 			}
 			out := filepath.Join(t.TempDir(), "out")
-			if err := Export(ctx, s.DAG(), nd.Cid(), out); err != nil {
+			if err := Export(ctx, s.LocalDAG(), nd.Cid(), out); err != nil {
 				t.Fatal(err)
 			}
 			assertSameTree(t, in, out)
@@ -134,7 +134,7 @@ func TestImportExportRoundTrip(t *testing.T) {
 				t.Errorf("partial output left behind: %v", err)
 			}
 			// The same input gives the same CID.
-			again, err := Import(ctx, s.DAG(), in, ImportOptions{})
+			again, err := Import(ctx, s.LocalDAG(), in, ImportOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +195,7 @@ func TestImportRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := Import(ctx, s.DAG(), tt.path, ImportOptions{}); !errors.Is(err, ErrBadInput) {
+			if _, err := Import(ctx, s.LocalDAG(), tt.path, ImportOptions{}); !errors.Is(err, ErrBadInput) {
 				t.Errorf("got %v, want ErrBadInput", err)
 			}
 		})
@@ -213,12 +213,12 @@ func TestInternalSymlinkRoundTrip(t *testing.T) {
 	if err := os.Symlink("../blobs/abc", filepath.Join(src, "snap", "model.bin")); err != nil {
 		t.Fatal(err)
 	}
-	nd, err := Import(ctx, s.DAG(), src, ImportOptions{})
+	nd, err := Import(ctx, s.LocalDAG(), src, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := Export(ctx, s.DAG(), nd.Cid(), out); err != nil {
+	if err := Export(ctx, s.LocalDAG(), nd.Cid(), out); err != nil {
 		t.Fatal(err)
 	}
 	target, err := os.Readlink(filepath.Join(out, "snap", "model.bin"))
@@ -232,7 +232,7 @@ func TestExportFailsWhole(t *testing.T) {
 	s := openTestStore(t)
 	src := filepath.Join(t.TempDir(), "f")
 	writeTree(t, filepath.Dir(src), map[string][]byte{"f": randomBytes(3, 2*ChunkSize)})
-	nd, err := Import(ctx, s.DAG(), src, ImportOptions{})
+	nd, err := Import(ctx, s.LocalDAG(), src, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestExportFailsWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := Export(ctx, s.DAG(), nd.Cid(), out); err == nil {
+	if err := Export(ctx, s.LocalDAG(), nd.Cid(), out); err == nil {
 		t.Fatal("export with a missing block succeeded")
 	}
 	for _, p := range []string{out, PartialPath(out)} {
@@ -254,7 +254,7 @@ func TestExportFailsWhole(t *testing.T) {
 	if err := os.WriteFile(out, []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Export(ctx, s.DAG(), nd.Cid(), out); !errors.Is(err, ErrExists) {
+	if err := Export(ctx, s.LocalDAG(), nd.Cid(), out); !errors.Is(err, ErrExists) {
 		t.Errorf("export onto an existing file: got %v, want ErrExists", err)
 	}
 }
@@ -264,11 +264,11 @@ func TestPinsAndGC(t *testing.T) {
 	s := openTestStore(t)
 	src := t.TempDir()
 	writeTree(t, src, map[string][]byte{"keep": randomBytes(4, 2*ChunkSize+5), "drop": randomBytes(5, 2*ChunkSize)})
-	keep, err := Import(ctx, s.DAG(), filepath.Join(src, "keep"), ImportOptions{})
+	keep, err := Import(ctx, s.LocalDAG(), filepath.Join(src, "keep"), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	drop, err := Import(ctx, s.DAG(), filepath.Join(src, "drop"), ImportOptions{})
+	drop, err := Import(ctx, s.LocalDAG(), filepath.Join(src, "drop"), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestPinsAndGC(t *testing.T) {
 		t.Error("unpinned root survived gc")
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := Export(ctx, s.DAG(), keep.Cid(), out); err != nil {
+	if err := Export(ctx, s.LocalDAG(), keep.Cid(), out); err != nil {
 		t.Fatalf("pinned content damaged by gc: %v", err)
 	}
 	if err := s.Unpin(ctx, keep.Cid()); err != nil {
@@ -320,7 +320,7 @@ func TestPinsSurviveReopen(t *testing.T) {
 	}
 	src := filepath.Join(t.TempDir(), "f")
 	writeTree(t, filepath.Dir(src), map[string][]byte{"f": []byte("persist me")})
-	nd, err := Import(ctx, s.DAG(), src, ImportOptions{})
+	nd, err := Import(ctx, s.LocalDAG(), src, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestPinWhileGCWaits(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "f")
 	writeTree(t, filepath.Dir(src), map[string][]byte{"f": randomBytes(6, ChunkSize+1)})
 	unlock := s.Blockstore().PinLock(ctx)
-	nd, err := Import(ctx, s.DAG(), src, ImportOptions{})
+	nd, err := Import(ctx, s.LocalDAG(), src, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

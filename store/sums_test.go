@@ -21,7 +21,7 @@ func TestServingChecksummedLeaves(t *testing.T) {
 	s := openTestStore(t)
 
 	copied := randomBytes(21, 2*ChunkSize+9)
-	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(copied))
+	nd, err := BuildFile(ctx, s.LocalDAG(), bytes.NewReader(copied))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func corruptBlock(t *testing.T, s *Store, c cid.Cid) {
 func TestGCDropsChecksums(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(randomBytes(24, ChunkSize+3)))
+	nd, err := BuildFile(ctx, s.LocalDAG(), bytes.NewReader(randomBytes(24, ChunkSize+3)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestReadBlockIntoBuffer(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
 	data := randomBytes(25, 2*ChunkSize+1)
-	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(data))
+	nd, err := BuildFile(ctx, s.LocalDAG(), bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +156,8 @@ func TestVerifyKeepsChecksums(t *testing.T) {
 			t.Errorf("verify %d kept %d checksums, want %d", i+1, rep.ChecksumsKept, want)
 		}
 	}
-	before := s.TrustedReads()
-	if _, err := serving.Get(ctx, leaf); err != nil || s.TrustedReads() == before {
-		t.Errorf("leaf after verify: %v, served without re-hash: %v", err, s.TrustedReads() > before)
+	before := s.UnhashedReads()
+	if _, err := serving.Get(ctx, leaf); err != nil || s.UnhashedReads() == before {
+		t.Errorf("leaf after verify: %v, served without re-hash: %v", err, s.UnhashedReads() > before)
 	}
 }

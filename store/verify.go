@@ -117,7 +117,7 @@ func (s *Store) checkHeld(ctx context.Context, c cid.Cid) (size int, corrupt, ke
 			// Its file no longer holds it: stop serving that file's
 			// leaves unhashed (Serving), even if its state looks the same.
 			if ref := filestore.List(ctx, s.fs, c); ref.Status != filestore.StatusKeyNotFound {
-				s.distrust(ctx, refPath(ref.FilePath))
+				s.forgetVerified(ctx, refPath(ref.FilePath))
 			}
 			return 0, false, false, fmt.Errorf("file-backed block %s: %w", c, err)
 		}

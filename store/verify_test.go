@@ -48,7 +48,7 @@ func TestBitRotIsQuarantinedNotServed(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
 	data := randomBytes(3, 3<<20+17)
-	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(data))
+	nd, err := BuildFile(ctx, s.LocalDAG(), bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestBitRotIsQuarantinedNotServed(t *testing.T) {
 	// Export reads through the verifying store: it must fail, not write
 	// wrong bytes.
 	out := filepath.Join(t.TempDir(), "out")
-	if err := Export(ctx, s.DAG(), nd.Cid(), out); err == nil {
+	if err := Export(ctx, s.LocalDAG(), nd.Cid(), out); err == nil {
 		t.Fatal("export of a DAG with a corrupt block succeeded")
 	}
 	if _, err := os.Lstat(out); err == nil {
@@ -89,7 +89,7 @@ func TestBitRotIsQuarantinedNotServed(t *testing.T) {
 func TestVerifyFindsCorruptBlocks(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(randomBytes(4, 2<<20+5)))
+	nd, err := BuildFile(ctx, s.LocalDAG(), bytes.NewReader(randomBytes(4, 2<<20+5)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -26,7 +27,8 @@ var (
 	ErrCorrupt = errors.New("corrupt block")
 	// ErrNoSpace means the disk is full. It is permanent for the
 	// operation that met it: retrying without freeing space cannot help.
-	ErrNoSpace = errors.New("no space left on device")
+	// It is fsutil.ErrNoSpace, which fsutil.CheckRoom returns.
+	ErrNoSpace = fsutil.ErrNoSpace
 )
 
 // verifyingBlockstore re-hashes every block it reads against its CID, so a
@@ -71,7 +73,7 @@ func (v *verifyingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block,
 // Put stores b, classifying a full disk as ErrNoSpace. It refuses to fill
 // the disk's reserve (see CheckRoom).
 func (v *verifyingBlockstore) Put(ctx context.Context, b blocks.Block) error {
-	if err := CheckRoom(v.dir, uint64(len(b.RawData()))); err != nil {
+	if err := fsutil.CheckRoom(v.dir, uint64(len(b.RawData()))); err != nil {
 		return v.noteWrite(err)
 	}
 	return v.noteWrite(v.Blockstore.Put(ctx, b))
@@ -83,7 +85,7 @@ func (v *verifyingBlockstore) PutMany(ctx context.Context, bs []blocks.Block) er
 	for _, b := range bs {
 		need += uint64(len(b.RawData()))
 	}
-	if err := CheckRoom(v.dir, need); err != nil {
+	if err := fsutil.CheckRoom(v.dir, need); err != nil {
 		return v.noteWrite(err)
 	}
 	return v.noteWrite(v.Blockstore.PutMany(ctx, bs))
@@ -99,13 +101,13 @@ func (v *verifyingBlockstore) noteWrite(err error) error {
 	return err
 }
 
-// classifyWriteErr marks a full disk (IsDiskFull) as ErrNoSpace and leaves
+// classifyWriteErr marks a full disk (fsutil.IsDiskFull) as ErrNoSpace and leaves
 // other errors alone.
 func classifyWriteErr(err error) error {
 	if err == nil || errors.Is(err, ErrNoSpace) {
 		return err
 	}
-	if isDiskFull(err) {
+	if fsutil.IsDiskFull(err) {
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
 	return err
@@ -146,7 +148,7 @@ func (v *verifyingBlockstore) isolate(ctx context.Context, c cid.Cid, data []byt
 	keep := filepath.Join(v.quarantine, c.String()+".data")
 	if err := os.MkdirAll(v.quarantine, 0o700); err != nil {
 		v.log.Error("cannot create quarantine directory", "path", v.quarantine, "err", err)
-	} else if err := WriteFileAtomic(keep, data, 0o600); err != nil {
+	} else if err := fsutil.WriteFileAtomic(keep, data, 0o600); err != nil {
 		v.log.Error("cannot keep corrupt block in quarantine", "cid", c.String(), "path", keep, "err", err)
 	}
 	if err := remove(); errors.Is(err, errGone) {

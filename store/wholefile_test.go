@@ -40,7 +40,7 @@ func importInPlace(t *testing.T, s *Store, path string) (cid.Cid, FileState) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := helpers.DagBuilderParams{Dagserv: s.DAG(), Maxlinks: LinksPerNode, RawLeaves: true,
+	params := helpers.DagBuilderParams{Dagserv: s.LocalDAG(), Maxlinks: LinksPerNode, RawLeaves: true,
 		CidBuilder: uio.UnixFS_v1_2025.CidBuilder(), NoCopy: true}
 	db, err := params.New(chunker.NewSizeSplitter(rf, ChunkSize))
 	if err != nil {
@@ -160,7 +160,7 @@ func TestWholeFileRefusals(t *testing.T) {
 	})
 
 	t.Run("a copied import is not held in a file", func(t *testing.T) {
-		nd, err := BuildFile(ctx, s.DAG(), bytes.NewReader(randomBytes(4, 3<<20)))
+		nd, err := BuildFile(ctx, s.LocalDAG(), bytes.NewReader(randomBytes(4, 3<<20)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +172,7 @@ func TestWholeFileRefusals(t *testing.T) {
 	t.Run("a directory is not a file", func(t *testing.T) {
 		sub := filepath.Join(dir, "tree")
 		writeTree(t, sub, map[string][]byte{"a": []byte("a")})
-		nd, err := Import(ctx, s.DAG(), sub, ImportOptions{})
+		nd, err := Import(ctx, s.LocalDAG(), sub, ImportOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

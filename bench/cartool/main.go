@@ -106,7 +106,7 @@ func dispatch(ctx context.Context, st *store.Store, cmd string, args []string) (
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"cid": c.String()}, store.Export(ctx, st.DAG(), c, args[1])
+		return map[string]any{"cid": c.String()}, store.Export(ctx, st.LocalDAG(), c, args[1])
 	default: // du
 		n, err := st.DiskUsage(ctx)
 		fmt.Println(n)
@@ -131,7 +131,7 @@ func add(ctx context.Context, st *store.Store, path string) (map[string]any, err
 func importInPlace(ctx context.Context, st *store.Store, dir string) (map[string]any, error) {
 	unlock := st.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "bench/model", NoCopy: true})
+	m, err := manifest.Import(ctx, st.LocalDAG(), dir, manifest.ImportOptions{Name: "bench/model", NoCopy: true})
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func writeOut(out string, write func(io.Writer) (car.Stats, error)) (car.Stats, 
 func exportModel(ctx context.Context, st *store.Store, dir, out string) (map[string]any, error) {
 	unlock := st.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "acme/tiny", NoCopy: true})
+	m, err := manifest.Import(ctx, st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/tiny", NoCopy: true})
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ func exportModel(ctx context.Context, st *store.Store, dir, out string) (map[str
 	if err != nil {
 		return nil, err
 	}
-	mnd, err := store.BuildFile(ctx, st.DAG(), bytes.NewReader(enc))
+	mnd, err := store.BuildFile(ctx, st.LocalDAG(), bytes.NewReader(enc))
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -25,9 +26,9 @@ is the root CID.` + exitStatusHelp,
 			if err != nil {
 				return err
 			}
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
 				progress, done := progressBar("adding")
-				res, err := api.Add(ctx, path, progress)
+				res, err := n.Add(ctx, path, progress)
 				done()
 				if err != nil {
 					return err
@@ -35,7 +36,7 @@ is the root CID.` + exitStatusHelp,
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), res)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "added %s (%s)\n", res.Name, node.HumanBytes(res.Size))
+				fmt.Fprintf(cmd.ErrOrStderr(), "added %s (%s)\n", res.Name, units.HumanBytes(res.Size))
 				fmt.Fprintln(cmd.OutOrStdout(), res.CID)
 				return nil
 			})

@@ -4,7 +4,7 @@ import (
 	"strings"
 
 	"github.com/allmende/allmende/configs"
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/localapi"
 	"github.com/spf13/cobra"
 )
 
@@ -58,7 +58,7 @@ func redactSecrets(settings map[string]any) map[string]any {
 		}
 		last := parts[len(parts)-1]
 		if m != nil && m[last] != nil && m[last] != "" {
-			m[last] = node.Secret("x").String()
+			m[last] = localapi.Secret("x").String()
 		}
 	}
 	return settings

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -50,17 +51,17 @@ and bans a peer that named other content.` + exitStatusHelp,
 			if out == "" {
 				return usageError{fmt.Errorf("fetch: -o <out> is required")}
 			}
-			if _, err := node.ParseCID(a[0]); err != nil {
+			if _, err := api.ParseCID(a[0]); err != nil {
 				return err
 			}
 			abs, err := filepath.Abs(out)
 			if err != nil {
 				return err
 			}
-			return withAPIEnv(cmd, g, func(ctx context.Context, e *env, api node.API) error {
+			return withAPIEnv(cmd, g, func(ctx context.Context, e *env, n api.API) error {
 				progress, done := progressBar("fetching")
-				req := node.FetchRequest{Ref: a[0], Out: abs, Timeout: e.cfg.FetchTimeout}
-				res, err := api.Fetch(ctx, req, progress)
+				req := api.FetchRequest{Ref: a[0], Out: abs, Timeout: e.cfg.FetchTimeout}
+				res, err := n.Fetch(ctx, req, progress)
 				done()
 				if err != nil {
 					return err
@@ -70,7 +71,7 @@ and bans a peer that named other content.` + exitStatusHelp,
 				}
 				rate := float64(res.Received) / max(res.Seconds, 1e-9) / 1e6
 				fmt.Fprintf(cmd.OutOrStdout(), "fetched %s to %s: %s, %s from peers in %.1fs (%.0f MB/s)\n",
-					res.CID, res.Out, node.HumanBytes(res.Size), node.HumanBytes(res.Received), res.Seconds, rate)
+					res.CID, res.Out, units.HumanBytes(res.Size), units.HumanBytes(res.Received), res.Seconds, rate)
 				return nil
 			})
 		},

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
 func newImportCmd(g *globalOptions) *cobra.Command {
 	var (
-		req    node.ImportRequest
+		req    api.ImportRequest
 		asJSON bool
 	)
 	cmd := &cobra.Command{
@@ -41,9 +42,9 @@ publish" signs a name for it.` + exitStatusHelp,
 				return err
 			}
 			req.Path = path
-			return withModelAPI(cmd, g, func(ctx context.Context, _ *env, api node.ModelAPI) error {
+			return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, n api.API) error {
 				progress, done := progressBar("importing")
-				res, err := api.Import(ctx, req, progress)
+				res, err := n.Import(ctx, req, progress)
 				done()
 				if err != nil {
 					return err
@@ -52,7 +53,7 @@ publish" signs a name for it.` + exitStatusHelp,
 					return printJSON(cmd.OutOrStdout(), res)
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "imported %s %s@%s (commit %s): %d files, %s, root %s\n",
-					res.Kind, res.Name, res.Revision, res.Commit, res.Files, node.HumanBytes(res.Size), res.Root)
+					res.Kind, res.Name, res.Revision, res.Commit, res.Files, units.HumanBytes(res.Size), res.Root)
 				fmt.Fprintln(cmd.OutOrStdout(), res.Manifest)
 				return nil
 			})

@@ -6,13 +6,14 @@ import (
 	"io"
 	"sort"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
 func newInspectCmd(g *globalOptions) *cobra.Command {
 	var (
-		req    node.InspectRequest
+		req    api.InspectRequest
 		asJSON bool
 	)
 	cmd := &cobra.Command{
@@ -27,8 +28,8 @@ the blocks that hold it. The bytes received are printed.` + exitStatusHelp,
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			req.Ref = a[0]
-			return withModelAPI(cmd, g, func(ctx context.Context, _ *env, api node.ModelAPI) error {
-				res, err := api.Inspect(ctx, req)
+			return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, n api.API) error {
+				res, err := n.Inspect(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -50,12 +51,12 @@ the blocks that hold it. The bytes received are printed.` + exitStatusHelp,
 	return cmd
 }
 
-func printInspect(w io.Writer, res node.InspectResult) {
+func printInspect(w io.Writer, res api.InspectResult) {
 	if res.Name != "" {
 		fmt.Fprintf(w, "%s@%s (signed by %s)\n", res.Name, res.Revision, res.Publisher)
 	}
 	for _, f := range res.Files {
-		fmt.Fprintf(w, "%s %s (%s)\n", f.Path, f.CID, node.HumanBytes(f.Size))
+		fmt.Fprintf(w, "%s %s (%s)\n", f.Path, f.CID, units.HumanBytes(f.Size))
 		if f.Error != "" {
 			fmt.Fprintf(w, "  error: %s\n", f.Error)
 			continue

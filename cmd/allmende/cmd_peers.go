@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -15,8 +15,8 @@ func newIDCmd(g *globalOptions) *cobra.Command {
 		Short: "Show this node's peer ID and addresses",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
-				info, err := api.ID(ctx)
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+				info, err := n.ID(ctx)
 				if err != nil {
 					return err
 				}
@@ -43,8 +43,8 @@ func newConnectCmd(g *globalOptions) *cobra.Command {
   allmende id --json   # on the other machine, to see its addresses`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
-				if err := api.Connect(ctx, a[0]); err != nil {
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+				if err := n.Connect(ctx, a[0]); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "connected", a[0])
@@ -61,14 +61,14 @@ func newPeersCmd(g *globalOptions) *cobra.Command {
 		Short: "List connected peers",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
-				peers, err := api.Peers(ctx)
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+				peers, err := n.Peers(ctx)
 				if err != nil {
 					return err
 				}
 				if asJSON {
 					if peers == nil {
-						peers = []node.PeerInfo{}
+						peers = []api.PeerInfo{}
 					}
 					return printJSON(cmd.OutOrStdout(), peers)
 				}

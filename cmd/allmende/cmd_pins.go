@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -16,8 +17,8 @@ func newLsCmd(g *globalOptions) *cobra.Command {
 		Short: "List pinned roots",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
-				pins, err := api.List(ctx)
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+				pins, err := n.List(ctx)
 				if err != nil {
 					return err
 				}
@@ -27,7 +28,7 @@ func newLsCmd(g *globalOptions) *cobra.Command {
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "CID\tNAME\tSIZE")
 				for _, p := range pins {
-					fmt.Fprintf(w, "%s\t%s\t%s\n", p.CID, p.Name, node.HumanBytes(p.Size))
+					fmt.Fprintf(w, "%s\t%s\t%s\n", p.CID, p.Name, units.HumanBytes(p.Size))
 				}
 				return w.Flush()
 			})
@@ -43,11 +44,11 @@ func newRmCmd(g *globalOptions) *cobra.Command {
 		Short: "Unpin a root; `allmende gc` then frees its blocks",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if _, err := node.ParseCID(a[0]); err != nil {
+			if _, err := api.ParseCID(a[0]); err != nil {
 				return err
 			}
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
-				if err := api.Remove(ctx, a[0]); err != nil {
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+				if err := n.Remove(ctx, a[0]); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "unpinned", a[0])
@@ -65,15 +66,15 @@ func newGCCmd(g *globalOptions) *cobra.Command {
 		Long:  "Deletes every block no pinned root reaches. Pinned blocks are never deleted.",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
-				res, err := api.GC(ctx)
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+				res, err := n.GC(ctx)
 				if err != nil {
 					return err
 				}
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), res)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "removed %d blocks (%s), kept %d\n", res.Removed, node.HumanBytes(res.Freed), res.Kept)
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %d blocks (%s), kept %d\n", res.Removed, units.HumanBytes(res.Freed), res.Kept)
 				return nil
 			})
 		},

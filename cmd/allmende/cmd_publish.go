@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/models"
+
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -25,12 +27,12 @@ model by name.` + exitStatusHelp,
 		Example: "  allmende publish acme/tiny-llama\n  allmende publish acme/tiny-llama@v1 --validity 720h",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, rev, err := node.ParseModelRef(a[0])
+			name, rev, err := models.ParseModelRef(a[0])
 			if err != nil {
 				return err
 			}
-			return withModelAPI(cmd, g, func(ctx context.Context, _ *env, api node.ModelAPI) error {
-				res, err := api.Publish(ctx, node.PublishRequest{Name: name, Revision: rev, Validity: validity})
+			return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, n api.API) error {
+				res, err := n.Publish(ctx, api.PublishRequest{Name: name, Revision: rev, Validity: validity})
 				if err != nil {
 					return err
 				}
@@ -43,7 +45,7 @@ model by name.` + exitStatusHelp,
 			})
 		},
 	}
-	cmd.Flags().DurationVar(&validity, "validity", node.DefaultRecordValidity, "how long the record is valid")
+	cmd.Flags().DurationVar(&validity, "validity", models.DefaultRecordValidity, "how long the record is valid")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/p2p"
 	"github.com/spf13/cobra"
 )
 
@@ -19,7 +19,7 @@ EXIT STATUS
   ALLMENDE_SWARM_KEY=~/.allmende/swarm.key allmende daemon`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			key, err := node.GenerateSwarmKey()
+			key, err := p2p.GenerateSwarmKey()
 			if err != nil {
 				return err
 			}

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/models"
+
 	"github.com/spf13/cobra"
 )
 
@@ -49,7 +50,7 @@ again replaces its patterns (when --names is given) and its label.` + exitStatus
 			if err != nil {
 				return err
 			}
-			key, err := node.Trust(e.home, a[0], label, names)
+			key, err := models.Trust(e.home, a[0], label, names)
 			if err != nil {
 				return err
 			}
@@ -81,13 +82,13 @@ func newTrustLsCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			keys, err := node.Trusted(e.home)
+			keys, err := models.Trusted(e.home)
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				if keys == nil {
-					keys = []node.TrustedKey{}
+					keys = []models.TrustedKey{}
 				}
 				return printJSON(cmd.OutOrStdout(), keys)
 			}
@@ -111,7 +112,7 @@ func newTrustKeyCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			key, err := node.PublisherKey(e.home)
+			key, err := models.PublisherKey(e.home)
 			if err != nil {
 				return err
 			}

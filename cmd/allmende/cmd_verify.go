@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -38,8 +39,8 @@ EXIT STATUS
   2  bad usage`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, api node.API) error {
-				return runVerify(ctx, cmd.OutOrStdout(), api, opts)
+			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+				return runVerify(ctx, cmd.OutOrStdout(), n, opts)
 			})
 		},
 	}
@@ -48,8 +49,8 @@ EXIT STATUS
 	return cmd
 }
 
-func runVerify(ctx context.Context, w io.Writer, api node.API, opts verifyOptions) error {
-	res, err := api.Verify(ctx, node.VerifyRequest{Repair: opts.repair})
+func runVerify(ctx context.Context, w io.Writer, n api.API, opts verifyOptions) error {
+	res, err := n.Verify(ctx, api.VerifyRequest{Repair: opts.repair})
 	if err != nil {
 		return err
 	}
@@ -66,8 +67,8 @@ func runVerify(ctx context.Context, w io.Writer, api node.API, opts verifyOption
 	return nil
 }
 
-func printVerify(w io.Writer, res node.VerifyResult) {
-	fmt.Fprintf(w, "checked %d blocks (%s)\n", res.Found.Blocks, node.HumanBytes(res.Found.Bytes))
+func printVerify(w io.Writer, res api.VerifyResult) {
+	fmt.Fprintf(w, "checked %d blocks (%s)\n", res.Found.Blocks, units.HumanBytes(res.Found.Bytes))
 	if n := res.Found.ChecksumsKept; n > 0 {
 		fmt.Fprintf(w, "kept %d missing or stale block checksums (peers are served those blocks without re-hashing now)\n", n)
 	}

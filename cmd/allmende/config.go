@@ -13,6 +13,8 @@ import (
 
 	"github.com/allmende/allmende/configs"
 	"github.com/allmende/allmende/node"
+	homedir "github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/localapi"
 	"github.com/allmende/allmende/policy/denylist"
 	"github.com/allmende/allmende/policy/license"
 	"github.com/spf13/pflag"
@@ -64,7 +66,7 @@ func loadConfig(g *globalOptions, flags *pflag.FlagSet) (*viper.Viper, string, e
 
 	file := g.configFile
 	if file == "" {
-		file = filepath.Join(home, node.ConfigFile)
+		file = homedir.Dir(home).Config()
 	}
 	user, err := os.ReadFile(file)
 	if err != nil && (g.configFile != "" || !errors.Is(err, fs.ErrNotExist)) {
@@ -126,7 +128,7 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, err
 	s := &settings{v: v}
 	storePath := s.str("store.path")
 	if storePath == "" {
-		storePath = node.DefaultStorePath(home)
+		storePath = homedir.Dir(home).Store()
 	}
 	cfg := node.Config{
 		Home:               home,
@@ -135,7 +137,7 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, err
 		StoreDirectIO:      s.boolean("store.direct_io"),
 		Listen:             stringList(v, "listen"),
 		APIAddr:            s.str("api.addr"),
-		APIToken:           node.Secret(s.str("api.token")),
+		APIToken:           localapi.Secret(s.str("api.token")),
 		Bootstrap:          stringList(v, "bootstrap"),
 		MDNS:               s.boolean("mdns.enabled"),
 		DHTMode:            s.oneOf("dht.mode", node.DHTAuto, node.DHTServer, node.DHTClient, node.DHTOff),

@@ -6,7 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/internal/units"
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store/hfcache"
 	"github.com/spf13/cobra"
 )
@@ -37,11 +38,11 @@ func addModelFetchFlags(cmd *cobra.Command, o *modelFetchOptions) {
 // isModelRef reports whether ref is a model name or sha256:<hex> rather
 // than a CID.
 func isModelRef(ref string) bool {
-	return strings.HasPrefix(ref, node.SHA256Prefix) || strings.Contains(ref, "/") && !strings.HasPrefix(ref, "/ipfs/")
+	return strings.HasPrefix(ref, api.SHA256Prefix) || strings.Contains(ref, "/") && !strings.HasPrefix(ref, "/ipfs/")
 }
 
 func runFetchModel(cmd *cobra.Command, g *globalOptions, ref, out string, asJSON bool, o modelFetchOptions) error {
-	req := node.ModelFetchRequest{Ref: ref, Include: o.include, Exclude: o.exclude, TrustAny: o.trustAny}
+	req := api.ModelFetchRequest{Ref: ref, Include: o.include, Exclude: o.exclude, TrustAny: o.trustAny}
 	var err error
 	switch {
 	case o.hfCache != "" && out != "":
@@ -57,10 +58,10 @@ func runFetchModel(cmd *cobra.Command, g *globalOptions, ref, out string, asJSON
 			return err
 		}
 	}
-	return withModelAPI(cmd, g, func(ctx context.Context, e *env, api node.ModelAPI) error {
+	return withAPIEnv(cmd, g, func(ctx context.Context, e *env, n api.API) error {
 		req.Timeout = e.cfg.FetchTimeout
 		progress, done := progressBar("fetching")
-		res, err := api.FetchModel(ctx, req, progress)
+		res, err := n.FetchModel(ctx, req, progress)
 		done()
 		if err != nil {
 			return err
@@ -78,7 +79,7 @@ func runFetchModel(cmd *cobra.Command, g *globalOptions, ref, out string, asJSON
 		}
 		rate := float64(res.Received) / max(res.Seconds, 1e-9) / 1e6
 		fmt.Fprintf(w, "fetched %d files to %s: %s, %s from peers in %.1fs (%.0f MB/s), sha256 verified\n",
-			res.Files, res.Out, node.HumanBytes(res.Size), node.HumanBytes(res.Received), res.Seconds, rate)
+			res.Files, res.Out, units.HumanBytes(res.Size), units.HumanBytes(res.Received), res.Seconds, rate)
 		return nil
 	})
 }

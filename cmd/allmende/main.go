@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/api"
 )
 
 // Exit statuses (design.md): 0 success, 1 failure, 2 bad usage or input.
@@ -39,7 +39,7 @@ func (e usageError) Unwrap() error { return e.error }
 
 func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, node.ErrBadInput) {
+	if errors.As(err, &ue) || errors.Is(err, api.ErrBadInput) {
 		return exitBadInput
 	}
 	return exitFailure

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/api"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -19,12 +19,12 @@ func printJSON(w io.Writer, v any) error {
 
 // progressBar returns a progress callback that draws a bar with bytes, rate
 // and ETA on stderr when it is a terminal, and does nothing otherwise.
-func progressBar(description string) (node.ProgressFunc, func()) {
+func progressBar(description string) (api.ProgressFunc, func()) {
 	if !term.IsTerminal(int(os.Stderr.Fd())) {
 		return nil, func() {}
 	}
 	var bar *progressbar.ProgressBar
-	update := func(p node.Progress) {
+	update := func(p api.Progress) {
 		if bar == nil {
 			bar = progressbar.NewOptions64(int64(p.Total),
 				progressbar.OptionSetDescription(description),

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/localapi"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
@@ -67,7 +70,7 @@ func localPath(verb, arg string, stat func(string) (os.FileInfo, error)) (string
 		return "", err
 	}
 	if _, err := stat(path); err != nil {
-		return "", fmt.Errorf("%s %s: %w: %v", verb, arg, node.ErrBadInput, err)
+		return "", fmt.Errorf("%s %s: %w: %v", verb, arg, api.ErrBadInput, err)
 	}
 	return path, nil
 }
@@ -105,13 +108,13 @@ func (e *env) ensureInit() error {
 
 // api returns the running daemon's API or, if none answers, an embedded
 // node on HOME. The returned function releases it.
-func (e *env) api(ctx context.Context) (node.API, func() error, error) {
+func (e *env) api(ctx context.Context) (api.API, func() error, error) {
 	url, err := node.ReadAPIFile(e.home)
 	if err != nil {
 		return nil, nil, err
 	}
 	if url != "" {
-		c := node.NewClient(url)
+		c := localapi.NewClient(url)
 		token, err := e.apiToken()
 		if err != nil {
 			return nil, nil, err
@@ -123,11 +126,11 @@ func (e *env) api(ctx context.Context) (node.API, func() error, error) {
 		switch {
 		case err == nil:
 			return c, func() error { return nil }, nil
-		case errors.Is(err, node.ErrUnauthorized):
+		case errors.Is(err, api.ErrUnauthorized):
 			// A daemon runs but refuses our token: an embedded node could
 			// not open its home either.
 			return nil, nil, fmt.Errorf("the daemon at %s refused the API token; its token is in %s (or set api.token, env ALLMENDE_API_TOKEN, to it): %w",
-				url, filepath.Join(e.home, node.TokenFile), err)
+				url, home.Dir(e.home).Token(), err)
 		}
 		e.log.Debug("daemon API file is stale", "addr", url, "err", err)
 	}
@@ -143,30 +146,30 @@ func (e *env) api(ctx context.Context) (node.API, func() error, error) {
 
 // apiToken is the token to send to the daemon: api.token from the config
 // or environment, else the one the daemon recorded in HOME/api.token.
-func (e *env) apiToken() (node.Secret, error) {
+func (e *env) apiToken() (localapi.Secret, error) {
 	if t := e.v.GetString("api.token"); t != "" {
-		return node.Secret(t), nil
+		return localapi.Secret(t), nil
 	}
-	return node.ReadTokenFile(e.home)
+	return localapi.ReadTokenFile(e.home)
 }
 
 // withAPI runs f against the node's API and releases it afterwards.
-func withAPI(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, api node.API) error) error {
-	return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, api node.API) error { return f(ctx, api) })
+func withAPI(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, n api.API) error) error {
+	return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, n api.API) error { return f(ctx, n) })
 }
 
 // withAPIEnv is withAPI for commands that also read configuration.
-func withAPIEnv(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, e *env, api node.API) error) error {
+func withAPIEnv(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, e *env, n api.API) error) error {
 	e, err := newEnv(cmd, g, false)
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
-	api, release, err := e.api(ctx)
+	a, release, err := e.api(ctx)
 	if err != nil {
 		return err
 	}
-	err = f(ctx, e, api)
+	err = f(ctx, e, a)
 	if rerr := release(); err == nil {
 		err = rerr
 	}

@@ -1,7 +1,8 @@
 // Package units parses the byte sizes and durations people write in
 // configuration files and flags, strictly: a value means exactly one number
 // or it is an error that says what is accepted. Nothing is guessed, so a
-// typo never turns a limit into "no limit".
+// typo never turns a limit into "no limit". It also formats byte counts for
+// people (HumanBytes).
 package units
 
 import (

@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 )
 
 // maxMetaSize bounds the file kept beside a fetched list.
@@ -126,12 +126,12 @@ func (b *Blocker) download(ctx context.Context, u string) (*List, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := store.WriteFileAtomic(file, data, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(file, data, 0o600); err != nil {
 		return nil, err
 	}
 	m := fetchMeta{URL: u, ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"), Fetched: time.Now().UTC()}
 	raw, _ := json.Marshal(m)
-	if err := store.WriteFileAtomic(metaPath(file), raw, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(metaPath(file), raw, 0o600); err != nil {
 		return nil, err
 	}
 	inf := l.Info()

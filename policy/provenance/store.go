@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/ipfs/go-cid"
 )
 
@@ -46,7 +46,7 @@ func Save(dir string, a *Attestation) error {
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return fmt.Errorf("save attestation: %w", err)
 	}
-	return store.WriteFileAtomic(path, raw, 0o644)
+	return fsutil.WriteFileAtomic(path, raw, 0o644)
 }
 
 func readFile(path string) (*Attestation, error) {

@@ -74,7 +74,7 @@ func TestRoundTrip(t *testing.T) {
 				}
 			} else {
 				out := filepath.Join(t.TempDir(), "out")
-				if err := store.Export(ctx, dst.DAG(), root, out); err != nil {
+				if err := store.Export(ctx, dst.LocalDAG(), root, out); err != nil {
 					t.Fatal(err)
 				}
 				sameTree(t, dir, out)
@@ -124,7 +124,7 @@ func TestNamedModelRoundTrip(t *testing.T) {
 		t.Fatalf("manifest read back: %+v", got)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if err := store.Export(ctx, dst.DAG(), model.Content, out); err != nil {
+	if err := store.Export(ctx, dst.LocalDAG(), model.Content, out); err != nil {
 		t.Fatal(err)
 	}
 	sameTree(t, dir, out)
@@ -253,7 +253,7 @@ func TestExportIsWhatGoCarReads(t *testing.T) {
 // unixfsKind is the UnixFS type of the DAG-PB node c in st.
 func unixfsKind(t testing.TB, st *store.Store, c cid.Cid) unixfspb.Data_DataType {
 	t.Helper()
-	nd, err := st.DAG().Get(context.Background(), c)
+	nd, err := st.LocalDAG().Get(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,11 +284,11 @@ func equalCIDs(a, b []cid.Cid) bool {
 func readManifest(t testing.TB, st *store.Store, c cid.Cid) *manifest.Manifest {
 	t.Helper()
 	ctx := context.Background()
-	nd, err := st.DAG().Get(ctx, c)
+	nd, err := st.LocalDAG().Get(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := uio.NewDagReader(ctx, nd, st.DAG())
+	r, err := uio.NewDagReader(ctx, nd, st.LocalDAG())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func namedModel(t testing.TB, st *store.Store, files map[string][]byte) (dir str
 	ctx := context.Background()
 	dir = filepath.Join(t.TempDir(), "model")
 	writeTree(t, dir, files)
-	m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "acme/tiny", NoCopy: true})
+	m, err := manifest.Import(ctx, st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/tiny", NoCopy: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func namedModel(t testing.TB, st *store.Store, files map[string][]byte) (dir str
 	if err != nil {
 		t.Fatal(err)
 	}
-	mnd, err := store.BuildFile(ctx, st.DAG(), bytes.NewReader(enc))
+	mnd, err := store.BuildFile(ctx, st.LocalDAG(), bytes.NewReader(enc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
 	"github.com/ipld/go-ipld-prime/codec/dagcbor"
@@ -53,10 +53,7 @@ func decodePB(data []byte) (node, error) {
 	for i, l := range pn.Links() {
 		n.links[i] = l.Cid
 	}
-	if fsn, err := unixfs.FSNodeFromBytes(pn.Data()); err == nil {
-		n.file = fsn.Type() == unixfs.TFile || fsn.Type() == unixfs.TRaw
-		n.size = fsn.FileSize()
-	}
+	n.size, n.file = ufs.FileSize(pn)
 	return n, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"strings"
 )
 
@@ -88,20 +87,6 @@ func (i *Info) addMeta(k, v string) {
 		v = v[:MaxMetadataValue] + "…"
 	}
 	i.Metadata[k] = v
-}
-
-// DTypeList is the dtypes in a stable order, e.g. "BF16×290, F32×1".
-func (i *Info) DTypeList() string {
-	keys := make([]string, 0, len(i.DTypes))
-	for k := range i.DTypes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for j, k := range keys {
-		parts[j] = fmt.Sprintf("%s×%d", k, i.DTypes[k])
-	}
-	return strings.Join(parts, ", ")
 }
 
 // mulDims multiplies tensor dimensions, failing on overflow.

@@ -17,7 +17,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -198,7 +198,7 @@ func Write(cacheDir string, m *manifest.Manifest, keep func(manifest.File) bool,
 		if err := root.MkdirAll(path.Dir(ref), 0o755); err != nil {
 			return "", fmt.Errorf("hf cache: %w", err)
 		}
-		if err := store.WriteFileAtomic(filepath.Join(repo, filepath.FromSlash(ref)), []byte(m.Commit), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(repo, filepath.FromSlash(ref)), []byte(m.Commit), 0o644); err != nil {
 			return "", fmt.Errorf("hf cache: %w", err)
 		}
 	}

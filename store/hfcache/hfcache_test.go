@@ -13,7 +13,7 @@ import (
 
 	"github.com/allmende/allmende/store/hfcache"
 	"github.com/allmende/allmende/store/manifest"
-	mdtest "github.com/ipfs/boxo/ipld/merkledag/test"
+	"github.com/allmende/allmende/store/storetest"
 )
 
 const commit = "0123456789abcdef0123456789abcdef01234567"
@@ -49,7 +49,7 @@ func TestImportAndWriteRoundTrip(t *testing.T) {
 	if snap.Name != "acme/tiny" || snap.Commit != commit || snap.Kind != manifest.KindModel {
 		t.Fatalf("snapshot %+v", snap)
 	}
-	m, err := manifest.Import(context.Background(), mdtest.Mock(), snap.Dir, manifest.ImportOptions{
+	m, err := manifest.Import(context.Background(), storetest.MemDAG(), snap.Dir, manifest.ImportOptions{
 		Name: snap.Name, Revision: snap.Revision, Commit: snap.Commit, Boundary: snap.RepoDir, ETag: snap.ETag})
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,11 @@ import (
 	"strings"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/chunks"
 	"github.com/allmende/allmende/store/format"
+	"github.com/allmende/allmende/store/fsutil"
+	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/files"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -106,7 +108,7 @@ type importer struct {
 	dag ipld.DAGService
 	// direct is dag unbuffered: files imported in place add their nodes
 	// through it, so a leaf is stored when Add returns and its chunk can
-	// be reused (see store.ChunkReader).
+	// be reused (see chunks.Reader).
 	direct ipld.DAGService
 	opts   ImportOptions
 	m      *Manifest
@@ -123,7 +125,7 @@ func (im *importer) dir(ctx context.Context, path, rel string) (ipld.Node, error
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	d, err := uio.NewDirectory(im.dag, uio.WithCidBuilder(uio.UnixFS_v1_2025.CidBuilder()))
+	d, err := ufs.NewDirectory(im.dag)
 	if err != nil {
 		return nil, err
 	}
@@ -155,14 +157,14 @@ func joinRel(rel, name string) string {
 }
 
 // entry imports one directory entry, following a symlink whose chain stays
-// inside the boundary (see store.ResolveInside); a directory reached
+// inside the boundary (see fsutil.ResolveInside); a directory reached
 // through a link is read at its real place, so links below it resolve
 // from there.
 func (im *importer) entry(ctx context.Context, path, rel string) (ipld.Node, error) {
 	if err := ValidatePath(rel); err != nil {
 		return nil, fmt.Errorf("import: %w: %w", ErrBadInput, err)
 	}
-	real, err := store.ResolveInside(im.opts.Boundary, path)
+	real, err := fsutil.ResolveInside(im.opts.Boundary, path)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -191,7 +193,7 @@ func (im *importer) file(ctx context.Context, real, rel string, size int64) (ipl
 	if etag != "" {
 		wantSHA1 = len(etag) == 40
 	}
-	f, err := store.OpenNoFollow(real, os.O_RDONLY, 0)
+	f, err := fsutil.OpenNoFollow(real, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", real, err)
 	}
@@ -250,7 +252,7 @@ func (im *importer) build(real string, f *os.File, hashes io.Writer) (ipld.Node,
 	if im.opts.NoCopy { // leaves stored as Add returns, so chunks can be reused
 		dag = im.direct
 	}
-	cr := store.NewChunkReader(f, sink, store.ChunkOptions{Reader: reader, Progress: im.opts.Progress, Recycle: im.opts.NoCopy})
+	cr := chunks.NewReader(f, sink, chunks.Options{Reader: reader, Progress: im.opts.Progress, Recycle: im.opts.NoCopy})
 	nd, err := store.BuildChunks(dag, cr, im.opts.NoCopy)
 	n, _ := cr.Close()
 	return nd, n, err

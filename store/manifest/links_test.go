@@ -10,7 +10,7 @@ import (
 
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
-	mdtest "github.com/ipfs/boxo/ipld/merkledag/test"
+	"github.com/allmende/allmende/store/storetest"
 )
 
 // TestImportFollowsOnlyInsideChains: import follows symlinks (a Hugging
@@ -49,7 +49,7 @@ func TestImportFollowsOnlyInsideChains(t *testing.T) {
 			for _, l := range tt.links {
 				must(t, os.Symlink(l[1], filepath.Join(top, l[0])))
 			}
-			m, err := manifest.Import(context.Background(), mdtest.Mock(), top, manifest.ImportOptions{Name: "acme/links"})
+			m, err := manifest.Import(context.Background(), storetest.MemDAG(), top, manifest.ImportOptions{Name: "acme/links"})
 			if tt.files == nil {
 				loop := err != nil && strings.Contains(err.Error(), "a loop")
 				if !(errors.Is(err, store.ErrLinkEscapes) || loop) || !errors.Is(err, manifest.ErrBadInput) {

@@ -18,7 +18,7 @@ import (
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/format/formattest"
 	"github.com/allmende/allmende/store/manifest"
-	mdtest "github.com/ipfs/boxo/ipld/merkledag/test"
+	"github.com/allmende/allmende/store/storetest"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -181,7 +181,7 @@ func TestImport(t *testing.T) {
 	write("model.safetensors", st)
 	write("sub/empty", nil)
 	os.Symlink("config.json", filepath.Join(dir, "link.json"))
-	m, err := manifest.Import(context.Background(), mdtest.Mock(), dir, manifest.ImportOptions{Name: "acme/tiny"})
+	m, err := manifest.Import(context.Background(), storetest.MemDAG(), dir, manifest.ImportOptions{Name: "acme/tiny"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,16 +198,16 @@ func TestImport(t *testing.T) {
 	}
 
 	write("bad.safetensors", []byte("\xff\xff\xff\xffgarbage"))
-	_, err = manifest.Import(context.Background(), mdtest.Mock(), dir, manifest.ImportOptions{Name: "acme/tiny"})
+	_, err = manifest.Import(context.Background(), storetest.MemDAG(), dir, manifest.ImportOptions{Name: "acme/tiny"})
 	if !errors.Is(err, manifest.ErrBadInput) || !strings.Contains(err.Error(), "--force") {
 		t.Errorf("malformed header: err = %v, want bad input mentioning --force", err)
 	}
-	if _, err := manifest.Import(context.Background(), mdtest.Mock(), dir, manifest.ImportOptions{Name: "acme/tiny", Force: true}); err != nil {
+	if _, err := manifest.Import(context.Background(), storetest.MemDAG(), dir, manifest.ImportOptions{Name: "acme/tiny", Force: true}); err != nil {
 		t.Errorf("--force: %v", err)
 	}
 	os.Remove(filepath.Join(dir, "bad.safetensors"))
 	os.Symlink("../../etc/passwd", filepath.Join(dir, "escape"))
-	if _, err := manifest.Import(context.Background(), mdtest.Mock(), dir, manifest.ImportOptions{Name: "acme/tiny"}); !errors.Is(err, manifest.ErrBadInput) {
+	if _, err := manifest.Import(context.Background(), storetest.MemDAG(), dir, manifest.ImportOptions{Name: "acme/tiny"}); !errors.Is(err, manifest.ErrBadInput) {
 		t.Errorf("symlink leaving the tree: err = %v", err)
 	}
 }
@@ -245,22 +245,14 @@ func FuzzDecodeRecord(f *testing.F) {
 
 func TestImportNoCopy(t *testing.T) {
 	ctx := context.Background()
-	sdir := filepath.Join(t.TempDir(), "store")
-	if err := store.Init(sdir); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, sdir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.New(t)
 	dir := t.TempDir()
 	weights := make([]byte, 3<<20)
 	for i := range weights {
 		weights[i] = byte(i * 7)
 	}
 	os.WriteFile(filepath.Join(dir, "w.bin"), weights, 0o644)
-	m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "acme/nocopy", NoCopy: true})
+	m, err := manifest.Import(ctx, st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/nocopy", NoCopy: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,11 +263,11 @@ func TestImportNoCopy(t *testing.T) {
 	read := func() error {
 		var out strings.Builder
 		c, _ := cid.Decode(f.CID)
-		nd, err := st.DAG().Get(ctx, c)
+		nd, err := st.LocalDAG().Get(ctx, c)
 		if err != nil {
 			return err
 		}
-		r, err := uio.NewDagReader(ctx, nd, st.DAG())
+		r, err := uio.NewDagReader(ctx, nd, st.LocalDAG())
 		if err != nil {
 			return err
 		}
@@ -313,8 +305,8 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			copied := importFile(t, dir, false)
-			st := openStore(t)
-			m, err := manifest.Import(ctx, st.DAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: true})
+			st := storetest.New(t)
+			m, err := manifest.Import(ctx, st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -323,11 +315,11 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 				t.Fatalf("in place: sha256 %s, CID %s; copy: %s, %s", f.SHA256, f.CID, copied.SHA256, copied.CID)
 			}
 			c, _ := cid.Decode(f.CID)
-			nd, err := st.DAG().Get(ctx, c)
+			nd, err := st.LocalDAG().Get(ctx, c)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := uio.NewDagReader(ctx, nd, st.DAG())
+			r, err := uio.NewDagReader(ctx, nd, st.LocalDAG())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,9 +329,9 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 			}
 			serving := st.Serving()
 			for _, l := range nd.Links() {
-				before := st.TrustedReads()
-				if _, err := serving.Get(ctx, l.Cid); err != nil || st.TrustedReads() == before {
-					t.Fatalf("leaf %s: %v, served without re-hash: %v", l.Cid, err, st.TrustedReads() > before)
+				before := st.UnhashedReads()
+				if _, err := serving.Get(ctx, l.Cid); err != nil || st.UnhashedReads() == before {
+					t.Fatalf("leaf %s: %v, served without re-hash: %v", l.Cid, err, st.UnhashedReads() > before)
 				}
 			}
 		})
@@ -350,25 +342,11 @@ func TestImportInPlaceMatchesCopy(t *testing.T) {
 // w.bin's manifest entry.
 func importFile(t *testing.T, dir string, noCopy bool) manifest.File {
 	t.Helper()
-	st := openStore(t)
-	m, err := manifest.Import(context.Background(), st.DAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: noCopy})
+	st := storetest.New(t)
+	m, err := manifest.Import(context.Background(), st.LocalDAG(), dir, manifest.ImportOptions{Name: "acme/w", NoCopy: noCopy})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f, _ := m.Lookup("w.bin")
 	return f
-}
-
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "store")
-	if err := store.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -312,7 +313,7 @@ func (s *Store) WriteBlob(d digest.Digest, size int64, r io.Reader) error {
 	if ok, err := s.HasBlob(d, size); err != nil || ok {
 		return err
 	}
-	if err := store.CheckRoom(s.dir, uint64(size)); err != nil {
+	if err := fsutil.CheckRoom(s.dir, uint64(size)); err != nil {
 		return fmt.Errorf("ollama store: %w", err)
 	}
 	return s.writeAtomic(blobName(d), func(w io.Writer) error {

@@ -40,7 +40,7 @@ func TestBandwidthLimits(t *testing.T) {
 			root := s.Add(f)
 			start := time.Now()
 			if tt.overHTTP {
-				resp, err := (&http.Client{Timeout: time.Minute}).Get(mirrorURL(t, s) + "/ipfs/" + root + "?format=car")
+				resp, err := (&http.Client{Timeout: time.Minute}).Get(s.MirrorURL(t) + "/ipfs/" + root + "?format=car")
 				if err != nil {
 					t.Fatal(err)
 				}

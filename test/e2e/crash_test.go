@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,23 +46,6 @@ func crashPlan(salt uint64) ([]float64, int64) {
 		points[i] = 0.05 + 0.9*r.Float64()
 	}
 	return points, size
-}
-
-// blockBytes is the size of every file of block data in n's store: block
-// files, and the copies `add` keeps of files.
-func blockBytes(n *harness.Node) int64 {
-	var total int64
-	for _, dir := range []string{"blocks", "files"} {
-		filepath.WalkDir(filepath.Join(n.Home, "store", dir), func(p string, d fs.DirEntry, err error) error {
-			if err == nil && strings.HasSuffix(p, ".data") {
-				if info, err := d.Info(); err == nil {
-					total += info.Size()
-				}
-			}
-			return nil
-		})
-	}
-	return total
 }
 
 // killWhen runs an allmende command for n and kills it with SIGKILL as
@@ -145,8 +126,8 @@ func TestCrashDuringAdd(t *testing.T) {
 	want := ref.Add(src)
 	for _, p := range points {
 		n := harness.NewNode(t)
-		killed := killWhen(t, n, func() bool { return blockBytes(n) >= int64(p*float64(size)) }, "add", src)
-		t.Logf("kill -9 of add at %.0f%% (killed: %v, %d block bytes on disk)", 100*p, killed, blockBytes(n))
+		killed := killWhen(t, n, func() bool { return n.StoreTotal() >= int64(p*float64(size)) }, "add", src)
+		t.Logf("kill -9 of add at %.0f%% (killed: %v, %d block bytes on disk)", 100*p, killed, n.StoreTotal())
 		assertVerifies(t, n)
 		if got := n.Add(src); got != want {
 			t.Errorf("add after crash gave %s, want %s", got, want)
@@ -174,20 +155,20 @@ func TestCrashDuringFetch(t *testing.T) {
 		label := "writing the output"
 		if i < len(points) {
 			threshold := int64(points[i] * float64(size))
-			reached = func() bool { return blockBytes(n) >= threshold }
+			reached = func() bool { return n.StoreTotal() >= threshold }
 			label = "blocks"
 		} else {
 			reached = func() bool { _, err := os.Lstat(partial); return err == nil }
 		}
 		killed := killWhen(t, n, reached, "fetch", root, "-o", out)
-		t.Logf("kill -9 of fetch (%s; killed: %v, %d block bytes on disk)", label, killed, blockBytes(n))
+		t.Logf("kill -9 of fetch (%s; killed: %v, %d block bytes on disk)", label, killed, n.StoreTotal())
 		if killed {
 			if _, err := os.Lstat(out); err == nil {
 				t.Errorf("%s exists after a killed fetch", out)
 			}
 		}
 		assertVerifies(t, n)
-		before := blockBytes(n)
+		before := n.StoreTotal()
 		n.MustRun("fetch", root, "-o", out)
 		harness.AssertSameTree(t, src, out)
 		if _, err := os.Lstat(partial); err == nil {
@@ -220,13 +201,13 @@ func TestCrashDuringGC(t *testing.T) {
 		}
 		drop := n.Add(model)
 		n.MustRun("rm", drop)
-		full := blockBytes(n)
+		full := n.StoreTotal()
 		threshold := full - int64(p*gcSmallFiles*gcSmallSize)
 		if p > 1 {
 			threshold = full - size
 		}
-		killed := killWhen(t, n, func() bool { return blockBytes(n) <= threshold }, "gc")
-		t.Logf("kill -9 of gc at %.0f%% (killed: %v, %d of %d block bytes left)", 100*p, killed, blockBytes(n), full)
+		killed := killWhen(t, n, func() bool { return n.StoreTotal() <= threshold }, "gc")
+		t.Logf("kill -9 of gc at %.0f%% (killed: %v, %d of %d block bytes left)", 100*p, killed, n.StoreTotal(), full)
 		assertVerifies(t, n)
 		n.MustRun("gc")
 		assertVerifies(t, n)

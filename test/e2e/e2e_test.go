@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,10 +80,7 @@ func TestAddFetchAndResume(t *testing.T) {
 
 		c.StartKeepAPIFile() // HOME/api from the killed daemon is stale
 		c.MustRun("connect", a.TCPAddr())
-		var res struct {
-			Received uint64 `json:"received"`
-			Size     uint64 `json:"size"`
-		}
+		var res harness.FetchResult
 		c.JSON(&res, "fetch", root, "-o", out, "--json")
 		harness.AssertSameTree(t, src, out)
 		t.Logf("resume: %d bytes received before kill -9, %d after restart, content %d bytes", first, res.Received, res.Size)
@@ -101,16 +99,13 @@ func TestAddFetchAndResume(t *testing.T) {
 // and returns the count it saw.
 func waitReceived(t *testing.T, n *harness.Node, want uint64) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	var got uint64
+	harness.WaitUntil(t, fmt.Sprintf("the fetcher to receive %d bytes", want), time.Minute, pollEvery, func() bool {
 		s, err := n.Stats()
-		if err == nil && s.BytesReceived >= want {
-			return s.BytesReceived
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("fetcher did not receive %d bytes in time", want)
-	return 0
+		got = s.BytesReceived
+		return err == nil && got >= want
+	})
+	return got
 }
 
 func TestBadInput(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multihash"
 
-	"github.com/allmende/allmende/node"
+	"github.com/allmende/allmende/node/p2p"
 	"github.com/allmende/allmende/test/harness"
 )
 
@@ -314,8 +314,8 @@ func TestFloodAllowListed(t *testing.T) {
 			} else if same, err := harness.FilesEqual(src, out); err != nil || !same {
 				t.Errorf("fetch under flood: bytes differ (%v)", err)
 			}
-			if held > node.AllowedHandshakes {
-				t.Errorf("the seeder held %d handshakes from allowed networks, more than node.AllowedHandshakes (%d)", held, node.AllowedHandshakes)
+			if held > p2p.AllowedHandshakes {
+				t.Errorf("the seeder held %d handshakes from allowed networks, more than p2p.AllowedHandshakes (%d)", held, p2p.AllowedHandshakes)
 			}
 			if peak > rssBudget {
 				t.Errorf("seeder RSS peaked at %d MiB, over the %d MiB budget", peak>>20, rssBudget>>20)

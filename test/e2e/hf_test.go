@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -52,7 +51,7 @@ func TestHuggingFaceClientThroughMirror(t *testing.T) {
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
 	m.Start()
 	m.MustRun("import", src, "--name", "school/tiny", "--license", "mit")
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 
 	cache := filepath.Join(t.TempDir(), "hf-cache")
 	out := filepath.Join(t.TempDir(), "model.bin")
@@ -91,31 +90,17 @@ func TestHuggingFaceClientThroughMirror(t *testing.T) {
 	}
 }
 
-// metric reads one counter from a mirror's /metrics.
-func metric(t *testing.T, base, name string) float64 {
-	t.Helper()
-	_, _, body := httpGet(t, base+"/metrics")
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			var f float64
-			fmt.Sscan(v, &f)
-			return f
-		}
-	}
-	return 0
-}
-
 func TestFillFromUpstreamMirror(t *testing.T) {
 	src := tinyRepo(t)
 	up := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
 	up.Start()
 	up.MustRun("import", src, "--name", "school/tiny")
-	upURL := mirrorURL(t, up)
+	upURL := up.MirrorURL(t)
 
 	// The school mirror knows no peer: it can only fill from its upstream.
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+upURL, "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 	want, _ := os.ReadFile(filepath.Join(src, "model.bin"))
 
 	const clients = 5
@@ -142,27 +127,19 @@ func TestFillFromUpstreamMirror(t *testing.T) {
 			t.Errorf("client %d: %d bytes, err %v", i, len(bodies[i]), errs[i])
 		}
 	}
-	downloads := metric(t, base, "allmende_mirror_upstream_downloads_total")
+	downloads := harness.Metric(t, base, "allmende_mirror_upstream_downloads_total")
 	t.Logf("%d concurrent clients, %v upstream transfer(s)", clients, downloads)
 	if downloads != 1 {
 		t.Errorf("upstream transfers = %v, want 1", downloads)
 	}
 	// The other files fill too; then the revision is kept as a model.
 	for _, f := range []string{"config.json", "tokenizer/vocab.txt"} {
-		if code, _, _ := httpGet(t, base+"/school/tiny/resolve/main/"+f); code != http.StatusOK {
+		if code, _, _ := harness.MustGet(t, base+"/school/tiny/resolve/main/"+f); code != http.StatusOK {
 			t.Errorf("%s: status %d", f, code)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, _, page := httpGet(t, base+"/")
-		if bytes.Contains(page, []byte("school/tiny")) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("filled revision never became a model on the mirror's page")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !pageLists(t, base, "school/tiny", true) {
+		t.Fatal("filled revision never became a model on the mirror's page")
 	}
 }
 
@@ -178,17 +155,17 @@ func TestFillFromSwarmBySHA256(t *testing.T) {
 	peer.Start()
 	peer.MustRun("import", src, "--name", "someone/else")
 
-	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+mirrorURL(t, up), "ALLMENDE_FETCH_TIMEOUT=5s")
+	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+up.MirrorURL(t), "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
 	m.MustRun("connect", peer.TCPAddr())
-	base := mirrorURL(t, m)
-	code, _, body := httpGet(t, base+"/school/tiny/resolve/main/model.bin")
+	base := m.MirrorURL(t)
+	code, _, body := harness.MustGet(t, base+"/school/tiny/resolve/main/model.bin")
 	want, _ := os.ReadFile(filepath.Join(src, "model.bin"))
 	if code != http.StatusOK || !bytes.Equal(body, want) {
 		t.Fatalf("status %d, %d bytes", code, len(body))
 	}
-	fromSwarm := metric(t, base, "allmende_mirror_swarm_fills_total")
-	fromUpstream := metric(t, base, "allmende_mirror_upstream_downloads_total")
+	fromSwarm := harness.Metric(t, base, "allmende_mirror_swarm_fills_total")
+	fromUpstream := harness.Metric(t, base, "allmende_mirror_upstream_downloads_total")
 	t.Logf("model.bin: %v fill(s) from peers, %v from the upstream", fromSwarm, fromUpstream)
 	if fromSwarm != 1 || fromUpstream != 0 {
 		t.Errorf("fills from peers = %v, from upstream = %v; want 1 and 0", fromSwarm, fromUpstream)

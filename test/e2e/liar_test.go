@@ -3,9 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -23,27 +21,6 @@ const liarSize = 16<<20 + 7
 func liarBinary(t *testing.T) string {
 	t.Helper()
 	return harness.Program(t, "./test/liar")
-}
-
-// guardStats are the fetcher's liar counters from the stats API.
-type guardStats struct {
-	BadBlocks   uint64 `json:"bad_blocks"`
-	BadBytes    uint64 `json:"bad_bytes"`
-	BannedPeers int    `json:"banned_peers"`
-}
-
-// readGuardStats reads n's liar counters from its stats API.
-func readGuardStats(t *testing.T, n *harness.Node) guardStats {
-	t.Helper()
-	var st guardStats
-	body, err := n.APIGet(nil, "/api/v0/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // liar is a running test/liar process.
@@ -142,12 +119,12 @@ func TestLyingPeers(t *testing.T) {
 			if r := <-done; r.Code != 0 {
 				t.Fatalf("fetch with a liar and an honest seeder: exit %d\n%s", r.Code, r.Stderr)
 			}
-			st := readGuardStats(t, n)
+			st := n.MustStats()
 			t.Logf("fetcher: %d bad blocks (%d bytes) dropped, %d peer(s) banned", st.BadBlocks, st.BadBytes, st.BannedPeers)
 			if st.BannedPeers != 1 {
 				t.Errorf("the liar was not cut off: %+v", st)
 			}
-			m := scrapeMetrics(t, n)
+			m := harness.Metrics(t, n.MirrorURL(t))
 			t.Logf("metrics: bad blocks (bitswap) %v, peers banned %v", m[`allmende_guard_bad_blocks_total{protocol="bitswap"}`], m["allmende_guard_peers_banned_total"])
 			if m[`allmende_guard_bad_blocks_total{protocol="bitswap"}`] < 1 || m["allmende_guard_peers_banned_total"] != 1 {
 				t.Errorf("/metrics does not show the liar: %v", m)
@@ -162,26 +139,4 @@ func TestLyingPeers(t *testing.T) {
 			t.Logf("the liar sent %d wrong blocks (%d bytes); 0 bad bytes written", lies, bytes)
 		})
 	}
-}
-
-// scrapeMetrics reads n's Prometheus /metrics (on its mirror) into a map
-// from series (name and labels as printed) to value, allmende_ series only.
-func scrapeMetrics(t *testing.T, n *harness.Node) map[string]float64 {
-	t.Helper()
-	code, _, body := httpGet(t, mirrorURL(t, n)+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: status %d", code)
-	}
-	out := make(map[string]float64)
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "allmende_") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		var v float64
-		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
 }

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/allmende/allmende/test/harness"
 )
@@ -22,13 +20,13 @@ func TestMirrorPinsAndQuota(t *testing.T) {
 		harness.WriteRandomFile(t, filepath.Join(dir, "model.bin"), 6<<20, uint64(20+i))
 		up.MustRun("import", dir, "--name", name)
 	}
-	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+mirrorURL(t, up),
+	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+up.MirrorURL(t),
 		"ALLMENDE_MIRROR_PINS=school/kept", "ALLMENDE_MIRROR_QUOTA=13MiB", "ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 
 	waitPage(t, base, "school/kept", true) // prefetched without any request
-	code, _, body := httpGet(t, base+"/school/cached/resolve/main/model.bin")
+	code, _, body := harness.MustGet(t, base+"/school/cached/resolve/main/model.bin")
 	if code != http.StatusOK || len(body) != 6<<20 {
 		t.Fatalf("fill on demand: status %d, %d bytes", code, len(body))
 	}
@@ -37,34 +35,18 @@ func TestMirrorPinsAndQuota(t *testing.T) {
 	waitPage(t, base, "school/cached", true)
 	// A third 6 MiB model against a 13 MiB quota: the cached one must go
 	// to make room, the pinned one stay.
-	code, _, body = httpGet(t, base+"/school/other/resolve/main/model.bin")
+	code, _, body = harness.MustGet(t, base+"/school/other/resolve/main/model.bin")
 	if code != http.StatusOK || len(body) != 6<<20 {
 		t.Fatalf("second fill on demand: status %d, %d bytes: %.200s", code, len(body), body)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(m.Log(), `evicted least recently used model" name=school/cached`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("school/cached was never evicted:\n%s", m.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !harness.Poll(pageWait, pagePoll, func() bool {
+		return strings.Contains(m.Log(), `evicted least recently used model" name=school/cached`)
+	}) {
+		t.Fatalf("school/cached was never evicted:\n%s", m.Log())
 	}
 	waitPage(t, base, "school/cached", false)
 	waitPage(t, base, "school/kept", true)
-	if code, _, _ := httpGet(t, base+"/school/kept/resolve/main/model.bin"); code != http.StatusOK {
+	if code, _, _ := harness.MustGet(t, base+"/school/kept/resolve/main/model.bin"); code != http.StatusOK {
 		t.Errorf("pinned model not served after eviction: %d", code)
 	}
-}
-
-// waitPage waits until the mirror's page does (or does not) list want.
-func waitPage(t *testing.T, base, want string, present bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		_, _, page := httpGet(t, base+"/")
-		if bytes.Contains(page, []byte(">"+want+"<")) == present {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("page never showed %q present=%v", want, present)
 }

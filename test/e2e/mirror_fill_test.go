@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -180,62 +179,15 @@ func fillRepo(t *testing.T, size int64) []fakeFile {
 	}
 }
 
-// download GETs url (with an optional Range) and reports status, body,
-// the error that ended the body, and how long it took.
-func download(url, rng string) (int, []byte, error, time.Duration) {
-	start := time.Now()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	if rng != "" {
-		req.Header.Set("Range", rng)
-	}
-	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
-	if err != nil {
-		return 0, nil, err, time.Since(start)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err, time.Since(start)
-}
-
-// parts lists the unfinished fill files in n's HOME.
-func parts(n *harness.Node) []string {
-	p, _ := filepath.Glob(filepath.Join(n.Home, "fill", "*.part"))
-	return p
-}
-
 // partBytes is the size of n's largest unfinished fill file.
 func partBytes(n *harness.Node) int64 {
 	var most int64
-	for _, p := range parts(n) {
+	for _, p := range n.FillParts() {
 		if info, err := os.Stat(p); err == nil {
 			most = max(most, info.Size())
 		}
 	}
 	return most
-}
-
-func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// pageShows waits up to 30 s for the mirror's page to list name.
-func pageShows(t *testing.T, base, name string) bool {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, _, page := httpGet(t, base+"/"); bytes.Contains(page, []byte(">"+name+"<")) {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return false
 }
 
 // TestMirrorFillStall: an upstream that sends half a file and hangs, or
@@ -253,7 +205,7 @@ func TestMirrorFillStall(t *testing.T) {
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+up.URL,
 		"ALLMENDE_MIRROR_STALL_TIMEOUT="+fillStall.String(), "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
-	url := mirrorURL(t, m) + "/school/stall/resolve/main/model.bin"
+	url := m.MirrorURL(t) + "/school/stall/resolve/main/model.bin"
 
 	type answer struct {
 		code int
@@ -262,13 +214,19 @@ func TestMirrorFillStall(t *testing.T) {
 		took time.Duration
 	}
 	first, late := make(chan answer, 1), make(chan answer, 1)
-	go func() { c, b, err, d := download(url, ""); first <- answer{c, b, err, d} }()
-	waitUntil(t, "half the file at the upstream", 30*time.Second, func() bool { return up.sent.Load() >= half })
+	go func() {
+		start := time.Now()
+		c, b, err := harness.Get(url, "", harness.DownloadTimeout)
+		first <- answer{c, b, err, time.Since(start)}
+	}()
+	harness.WaitUntil(t, "half the file at the upstream", 30*time.Second, pollEvery, func() bool { return up.sent.Load() >= half })
 	stalledAt := time.Now()
 	// A second client joins the stalled fill, asking for bytes past the
 	// half: it waits on the same download.
 	go func() {
-		c, b, err, d := download(url, fmt.Sprintf("bytes=%d-", half+1000))
+		start := time.Now()
+		c, b, err := harness.Get(url, fmt.Sprintf("bytes=%d-", half+1000), harness.DownloadTimeout)
+		d := time.Since(start)
 		late <- answer{c, b, err, d}
 	}()
 	for _, w := range []struct {
@@ -290,7 +248,7 @@ func TestMirrorFillStall(t *testing.T) {
 	// timeout, before any byte.
 	up.setGate(holdAt("config.json", -1, release))
 	start := time.Now()
-	code, body, _, _ := download(mirrorURL(t, m)+"/school/stall/resolve/main/config.json", "")
+	code, body, _ := harness.Get(m.MirrorURL(t)+"/school/stall/resolve/main/config.json", "", harness.DownloadTimeout)
 	t.Logf("upstream silent before its headers: status %d after %s: %s", code, time.Since(start).Round(time.Millisecond), bytes.TrimSpace(body))
 	if code != http.StatusGatewayTimeout || !bytes.Contains(body, []byte("stall")) {
 		t.Errorf("status %d (%s), want 504 naming the stall", code, body)
@@ -303,15 +261,15 @@ func TestMirrorFillStall(t *testing.T) {
 	close(release)
 	up.setGate(nil)
 	for _, f := range files {
-		code, body, err, _ := download(mirrorURL(t, m)+"/school/stall/resolve/main/"+f.path, "")
+		code, body, err := harness.Get(m.MirrorURL(t)+"/school/stall/resolve/main/"+f.path, "", harness.DownloadTimeout)
 		if code != http.StatusOK || err != nil || !bytes.Equal(body, f.data) {
 			t.Errorf("%s after the upstream recovered: status %d, %d bytes, err %v", f.path, code, len(body), err)
 		}
 	}
-	if !pageShows(t, mirrorURL(t, m), "school/stall") {
+	if !pageLists(t, m.MirrorURL(t), "school/stall", true) {
 		t.Fatalf("the filled revision never became a model:\n%s", m.Log())
 	}
-	if p := parts(m); len(p) != 0 {
+	if p := m.FillParts(); len(p) != 0 {
 		t.Errorf("unfinished fill files left: %v", p)
 	}
 	t.Logf("upstream file requests: %d", up.resolves.Load())
@@ -369,13 +327,13 @@ func TestCrashDuringMirrorFill(t *testing.T) {
 			up.setGate(holdAt("model.bin", at, release))
 			m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+up.URL, "ALLMENDE_FETCH_TIMEOUT=5s")
 			m.Start()
-			base := mirrorURL(t, m)
+			base := m.MirrorURL(t)
 
 			// config.json is filled and kept before the crash.
-			if code, body, err, _ := download(base+"/school/crash/resolve/main/config.json", ""); code != http.StatusOK || err != nil || !bytes.Equal(body, files[0].data) {
+			if code, body, err := harness.Get(base+"/school/crash/resolve/main/config.json", "", harness.DownloadTimeout); code != http.StatusOK || err != nil || !bytes.Equal(body, files[0].data) {
 				t.Fatalf("config.json: status %d, err %v", code, err)
 			}
-			waitUntil(t, "config.json in the kept-files index", 30*time.Second, func() bool {
+			harness.WaitUntil(t, "config.json in the kept-files index", 30*time.Second, pollEvery, func() bool {
 				raw, _ := os.ReadFile(filepath.Join(m.Home, "fill", "kept.json"))
 				return bytes.Contains(raw, []byte(manifest.GitBlobSHA1(files[0].data)))
 			})
@@ -388,11 +346,11 @@ func TestCrashDuringMirrorFill(t *testing.T) {
 			}
 			cut := make(chan answer, 1)
 			go func() {
-				code, body, err, _ := download(base+"/school/crash/resolve/main/model.bin", "")
+				code, body, err := harness.Get(base+"/school/crash/resolve/main/model.bin", "", harness.DownloadTimeout)
 				sum := sha256.Sum256(body)
 				cut <- answer{code, len(body), err, hex.EncodeToString(sum[:])}
 			}()
-			waitUntil(t, "the fill to reach the kill point", time.Minute, func() bool { return partBytes(m) >= at })
+			harness.WaitUntil(t, "the fill to reach the kill point", time.Minute, pollEvery, func() bool { return partBytes(m) >= at })
 			m.Kill()
 			a := <-cut
 			t.Logf("kill -9 with %d of %d bytes filled; the client saw status %d, %d bytes, err %v", partBytes(m), size, a.code, a.n, a.err)
@@ -411,17 +369,17 @@ func TestCrashDuringMirrorFill(t *testing.T) {
 			// The store opens without repair and verifies.
 			assertVerifies(t, m)
 			m.Start()
-			if p := parts(m); len(p) != 0 {
+			if p := m.FillParts(); len(p) != 0 {
 				t.Errorf("the cut fill is still on disk after the restart: %v", p)
 			}
-			base = mirrorURL(t, m)
+			base = m.MirrorURL(t)
 			before := up.resolves.Load()
-			code, body, err, _ := download(base+"/school/crash/resolve/main/model.bin", "")
+			code, body, err := harness.Get(base+"/school/crash/resolve/main/model.bin", "", harness.DownloadTimeout)
 			sum := sha256.Sum256(body)
 			if code != http.StatusOK || err != nil || hex.EncodeToString(sum[:]) != want {
 				t.Fatalf("model.bin after the restart: status %d, %d bytes, err %v, sha256 %x, want %s", code, len(body), err, sum, want)
 			}
-			if !pageShows(t, base, "school/crash") {
+			if !pageLists(t, base, "school/crash", true) {
 				t.Fatalf("the filled revision never became a model:\n%s", m.Log())
 			}
 			n := up.resolves.Load() - before
@@ -429,7 +387,7 @@ func TestCrashDuringMirrorFill(t *testing.T) {
 			if n > 1 || n == 0 && !kp.mayFinish(size) {
 				t.Errorf("the upstream was asked for %d files after the restart, want 1 (config.json was kept)", n)
 			}
-			if code, body, _, _ := download(base+"/school/crash/resolve/main/config.json", ""); code != http.StatusOK || !bytes.Equal(body, files[0].data) {
+			if code, body, _ := harness.Get(base+"/school/crash/resolve/main/config.json", "", harness.DownloadTimeout); code != http.StatusOK || !bytes.Equal(body, files[0].data) {
 				t.Errorf("config.json from the model: status %d", code)
 			}
 			assertVerifies(t, m)
@@ -450,7 +408,7 @@ func assertAllEvictable(t *testing.T, n *harness.Node) {
 	n.Env = append(append([]string{}, env...), "ALLMENDE_MIRROR_QUOTA=1", "ALLMENDE_MIRROR_INTERVAL=200ms")
 	defer func() { n.Env = env }()
 	n.Start()
-	waitUntil(t, "every filled pin evicted under a one-byte quota", 30*time.Second, func() bool { return len(pinnedRoots(t, n)) == 0 })
+	harness.WaitUntil(t, "every filled pin evicted under a one-byte quota", 30*time.Second, pollEvery, func() bool { return len(pinnedRoots(t, n)) == 0 })
 	if _, err := n.Stop(); err != nil {
 		t.Error(err)
 	}

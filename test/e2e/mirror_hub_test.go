@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -221,27 +220,4 @@ func modelFiles(t *testing.T, size int64, seed uint64) []fakeFile {
 		{path: "config.json", data: fmt.Appendf(nil, `{"model_type":"llama","seed":%d}`, seed)},
 		{path: "model.bin", data: weights, lfs: true},
 	}
-}
-
-// heldBytes measures what n keeps on disk from the files themselves: the
-// store (block files and copies of added files, what mirror.quota bounds)
-// and the downloads of fills in progress (HOME/fill).
-func heldBytes(n *harness.Node) (storeBytes, fillBytes int64) {
-	sum := func(dir string, match func(string) bool) int64 {
-		var total int64
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !match(d.Name()) {
-				return nil // files come and go while the daemon runs
-			}
-			if info, err := d.Info(); err == nil {
-				total += info.Size()
-			}
-			return nil
-		})
-		return total
-	}
-	all := func(string) bool { return true }
-	storeBytes = sum(filepath.Join(n.Home, "store", "blocks"), func(s string) bool { return strings.HasSuffix(s, ".data") }) +
-		sum(filepath.Join(n.Home, "store", "files"), all)
-	return storeBytes, sum(filepath.Join(n.Home, "fill"), func(s string) bool { return strings.HasSuffix(s, ".part") })
 }

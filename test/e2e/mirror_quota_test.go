@@ -54,7 +54,7 @@ func sampleStore(n *harness.Node) *storeSampler {
 		tick := time.NewTicker(sampleEvery)
 		defer tick.Stop()
 		for {
-			st, fill := heldBytes(n)
+			st, fill := n.StoreTotal(), n.FillBytes()
 			if st > s.most.Load() {
 				s.most.Store(st)
 			}
@@ -108,7 +108,7 @@ func TestMirrorQuotaHolds(t *testing.T) {
 		"ALLMENDE_MIRROR_PINS=class/pinned", fmt.Sprintf("ALLMENDE_MIRROR_QUOTA=%d", quotaLimit),
 		"ALLMENDE_MIRROR_INTERVAL=300ms", "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 	own := filepath.Join(t.TempDir(), "own")
 	harness.WriteRandomFile(t, filepath.Join(own, "model.bin"), quotaRepoSize, 98)
 	m.MustRun("import", own, "--name", "school/own")
@@ -121,7 +121,7 @@ func TestMirrorQuotaHolds(t *testing.T) {
 	sampler := sampleStore(m)
 	check := func(what string) {
 		t.Helper()
-		st, fill := heldBytes(m)
+		st, fill := m.StoreTotal(), m.FillBytes()
 		t.Logf("after %-40s the store holds %8d bytes (quota %d), fill downloads %d bytes", what+":", st, quotaLimit, fill)
 		if st > quotaLimit {
 			t.Errorf("after %s the store holds %d bytes, over the quota of %d", what, st, quotaLimit)
@@ -130,12 +130,12 @@ func TestMirrorQuotaHolds(t *testing.T) {
 	check("the import, the added file and the pinned model")
 	for i, files := range repos {
 		name := fmt.Sprintf("class/m%d", i)
-		code, _, body := httpGet(t, base+"/"+name+"/resolve/main/model.bin")
+		code, _, body := harness.MustGet(t, base+"/"+name+"/resolve/main/model.bin")
 		if code != http.StatusOK || sum256(body) != files[1].sha256() {
 			t.Fatalf("%s: status %d, %d bytes", name, code, len(body))
 		}
 		if i%2 == 0 { // every other revision is completed, a model
-			if code, _, body := httpGet(t, base+"/"+name+"/resolve/main/config.json"); code != http.StatusOK || !bytes.Equal(body, files[0].data) {
+			if code, _, body := harness.MustGet(t, base+"/"+name+"/resolve/main/config.json"); code != http.StatusOK || !bytes.Equal(body, files[0].data) {
 				t.Fatalf("%s config.json: status %d", name, code)
 			}
 		}
@@ -176,16 +176,16 @@ func TestMirrorQuotaHolds(t *testing.T) {
 	// What the mirror must keep is still there and served.
 	waitPage(t, base, "school/own", true)
 	waitPage(t, base, "class/pinned", true)
-	if code, _, body := httpGet(t, base+"/school/own/resolve/main/model.bin"); code != http.StatusOK || len(body) != quotaRepoSize {
+	if code, _, body := harness.MustGet(t, base+"/school/own/resolve/main/model.bin"); code != http.StatusOK || len(body) != quotaRepoSize {
 		t.Errorf("the imported model: status %d, %d bytes", code, len(body))
 	}
-	if code, _, body := httpGet(t, base+"/class/pinned/resolve/main/model.bin"); code != http.StatusOK || sum256(body) != pinned[1].sha256() {
+	if code, _, body := harness.MustGet(t, base+"/class/pinned/resolve/main/model.bin"); code != http.StatusOK || sum256(body) != pinned[1].sha256() {
 		t.Errorf("the pinned model: status %d, %d bytes", code, len(body))
 	}
 	if strings.Contains(m.Log(), "evicted least recently used model\" name=school/own") || strings.Contains(m.Log(), "evicted least recently used model\" name=class/pinned") {
 		t.Errorf("a kept model was evicted:\n%s", m.Log())
 	}
-	if code, _, body := httpGet(t, base+"/ipfs/"+addedCID+"?format=car"); code != http.StatusOK || len(body) < quotaAddSize {
+	if code, _, body := harness.MustGet(t, base+"/ipfs/"+addedCID+"?format=car"); code != http.StatusOK || len(body) < quotaAddSize {
 		t.Errorf("the added file: status %d, %d bytes", code, len(body))
 	}
 	if !slices.Contains(pinnedRoots(t, m), addedCID) {
@@ -217,7 +217,7 @@ func TestMirrorParallelFillsQuota(t *testing.T) {
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+hub.URL,
 		fmt.Sprintf("ALLMENDE_MIRROR_QUOTA=%d", limit), "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 
 	sampler := sampleStore(m)
 	var wg sync.WaitGroup
@@ -231,13 +231,13 @@ func TestMirrorParallelFillsQuota(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, body, err, _ := download(fmt.Sprintf("%s/class/p%d/resolve/main/model.bin", base, i), "")
+			code, body, err := harness.Get(fmt.Sprintf("%s/class/p%d/resolve/main/model.bin", base, i), "", harness.DownloadTimeout)
 			answers[i] = answer{code, sum256(body), err}
 		}()
 	}
 	wg.Wait()
 	most, mostFill := sampler.end()
-	st, _ := heldBytes(m)
+	st := m.StoreTotal()
 	t.Logf("%d fills of %d bytes at once under a quota of %d: the store held at most %d bytes (%d at the end); fill downloads at most %d bytes",
 		repos, size, limit, most, st, mostFill)
 	for i, a := range answers {
@@ -249,7 +249,7 @@ func TestMirrorParallelFillsQuota(t *testing.T) {
 		t.Errorf("the store held %d bytes, over the quota of %d", most, limit)
 	}
 
-	code, hdr, body := httpGet(t, base+"/class/huge/resolve/main/model.bin")
+	code, hdr, body := harness.MustGet(t, base+"/class/huge/resolve/main/model.bin")
 	t.Logf("a file bigger than the quota: %d %s", code, bytes.TrimSpace(body))
 	if code != http.StatusInsufficientStorage || !strings.Contains(string(body), "mirror.quota") || hdr.Get("X-Repo-Commit") == "" {
 		t.Errorf("status %d, X-Repo-Commit %q: %s; want 507 naming mirror.quota", code, hdr.Get("X-Repo-Commit"), body)
@@ -284,7 +284,7 @@ func TestMirrorFillsPerClient(t *testing.T) {
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+hub.URL,
 		"ALLMENDE_MIRROR_FILLS_PER_CLIENT=2", "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 	url := func(i int) string { return fmt.Sprintf("%s/class/c%d/resolve/main/model.bin", base, i) }
 
 	type answer struct {
@@ -293,11 +293,11 @@ func TestMirrorFillsPerClient(t *testing.T) {
 	}
 	running := make(chan answer, 3)
 	for i := range 2 {
-		go func() { c, b, _, _ := download(url(i), ""); running <- answer{c, b} }()
+		go func() { c, b, _ := harness.Get(url(i), "", harness.DownloadTimeout); running <- answer{c, b} }()
 	}
-	waitUntil(t, "two fills held at the upstream", 30*time.Second, func() bool { return held.Load() == 2 })
+	harness.WaitUntil(t, "two fills held at the upstream", 30*time.Second, pollEvery, func() bool { return held.Load() == 2 })
 
-	code, hdr, body := httpGet(t, url(2))
+	code, hdr, body := harness.MustGet(t, url(2))
 	t.Logf("a third fill from the same client: %d, Retry-After %q: %s", code, hdr.Get("Retry-After"), bytes.TrimSpace(body))
 	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
 		t.Errorf("status %d, Retry-After %q; want 429 with Retry-After", code, hdr.Get("Retry-After"))
@@ -320,17 +320,17 @@ func TestMirrorFillsPerClient(t *testing.T) {
 		b.ReadFrom(resp.Body)
 		running <- answer{resp.StatusCode, b.Bytes()}
 	}()
-	waitUntil(t, "the other client's fill at the upstream", 30*time.Second, func() bool { return held.Load() == 3 })
+	harness.WaitUntil(t, "the other client's fill at the upstream", 30*time.Second, pollEvery, func() bool { return held.Load() == 3 })
 	close(release)
 	for range 3 {
 		if a := <-running; a.code != http.StatusOK {
 			t.Errorf("a fill within the bound: status %d", a.code)
 		}
 	}
-	if code, _, body := httpGet(t, url(2)); code != http.StatusOK || !bytes.Equal(body, want[2][1].data) {
+	if code, _, body := harness.MustGet(t, url(2)); code != http.StatusOK || !bytes.Equal(body, want[2][1].data) {
 		t.Errorf("the refused file once the client's fills ended: status %d", code)
 	}
-	if v := metric(t, base, "allmende_mirror_busy_total"); v != 1 {
+	if v := harness.Metric(t, base, "allmende_mirror_busy_total"); v != 1 {
 		t.Errorf("allmende_mirror_busy_total = %v, want 1", v)
 	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,40 +13,16 @@ import (
 	"github.com/ipfs/go-cid"
 )
 
-func mirrorURL(t *testing.T, n *harness.Node) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(n.Home, "mirror"))
-	if err != nil {
-		t.Fatalf("no HOME/mirror: %v\n%s", err, n.Log())
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func httpGet(t *testing.T, url string) (int, http.Header, []byte) {
-	t.Helper()
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, body
-}
-
 func TestMirrorGatewayPageMetrics(t *testing.T) {
 	a := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
 	a.Start()
 	f := filepath.Join(t.TempDir(), "weights.bin")
 	harness.WriteRandomFile(t, f, 2<<20+5, 3)
 	root := a.Add(f)
-	base := mirrorURL(t, a)
+	base := a.MirrorURL(t)
 
 	t.Run("trustless gateway serves a verifiable raw block", func(t *testing.T) {
-		code, hdr, body := httpGet(t, base+"/ipfs/"+root+"?format=raw")
+		code, hdr, body := harness.MustGet(t, base+"/ipfs/"+root+"?format=raw")
 		if code != http.StatusOK || !strings.Contains(hdr.Get("Content-Type"), "application/vnd.ipld.raw") {
 			t.Fatalf("status %d, content type %q", code, hdr.Get("Content-Type"))
 		}
@@ -62,7 +37,7 @@ func TestMirrorGatewayPageMetrics(t *testing.T) {
 	})
 
 	t.Run("trustless gateway serves the whole DAG as a CAR", func(t *testing.T) {
-		code, hdr, body := httpGet(t, base+"/ipfs/"+root+"?format=car")
+		code, hdr, body := harness.MustGet(t, base+"/ipfs/"+root+"?format=car")
 		if code != http.StatusOK || !strings.Contains(hdr.Get("Content-Type"), "application/vnd.ipld.car") {
 			t.Fatalf("status %d, content type %q", code, hdr.Get("Content-Type"))
 		}
@@ -74,14 +49,14 @@ func TestMirrorGatewayPageMetrics(t *testing.T) {
 	})
 
 	t.Run("web page lists the content", func(t *testing.T) {
-		code, _, body := httpGet(t, base+"/")
+		code, _, body := harness.MustGet(t, base+"/")
 		if code != http.StatusOK || !bytes.Contains(body, []byte("weights.bin")) || !bytes.Contains(body, []byte("allmende fetch "+root)) {
 			t.Errorf("status %d, page lacks the item:\n%s", code, body)
 		}
 	})
 
 	t.Run("metrics count what was served", func(t *testing.T) {
-		code, _, body := httpGet(t, base+"/metrics")
+		code, _, body := harness.MustGet(t, base+"/metrics")
 		if code != http.StatusOK || !bytes.Contains(body, []byte("allmende_store_bytes")) {
 			t.Errorf("status %d, metrics lack allmende_store_bytes", code)
 		}
@@ -91,8 +66,34 @@ func TestMirrorGatewayPageMetrics(t *testing.T) {
 func TestMirrorAllowList(t *testing.T) {
 	a := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_ALLOW=10.0.0.0/8")
 	a.Start()
-	code, _, body := httpGet(t, mirrorURL(t, a)+"/")
+	code, _, body := harness.MustGet(t, a.MirrorURL(t)+"/")
 	if code != http.StatusForbidden || !bytes.Contains(body, []byte("mirror.allow")) {
 		t.Errorf("a client outside mirror.allow got %d: %s", code, body)
+	}
+}
+
+// Waits for the mirror's web page.
+const (
+	// pageWait bounds a wait for the page to show a change.
+	pageWait = 30 * time.Second
+	// pagePoll is how often the page is read meanwhile.
+	pagePoll = 100 * time.Millisecond
+)
+
+// pageLists waits up to pageWait for the mirror's page at base to list
+// name (with present false: not to list it) and reports whether it did.
+func pageLists(t *testing.T, base, name string, present bool) bool {
+	t.Helper()
+	return harness.Poll(pageWait, pagePoll, func() bool {
+		_, _, page := harness.MustGet(t, base+"/")
+		return bytes.Contains(page, []byte(">"+name+"<")) == present
+	})
+}
+
+// waitPage is pageLists that fails t.
+func waitPage(t *testing.T, base, name string, present bool) {
+	t.Helper()
+	if !pageLists(t, base, name, present) {
+		t.Fatalf("page never showed %q present=%v", name, present)
 	}
 }

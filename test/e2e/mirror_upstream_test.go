@@ -59,7 +59,7 @@ func TestMirrorUpstreamRules(t *testing.T) {
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+hub.URL,
 		"ALLMENDE_MIRROR_UPSTREAM_TTL="+upstreamTTL.String(), "ALLMENDE_FETCH_TIMEOUT=5s")
 	m.Start()
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 
 	t.Run("names, revisions and paths that break the rules never reach the upstream", func(t *testing.T) {
 		before := hub.requests.Load()
@@ -72,14 +72,14 @@ func TestMirrorUpstreamRules(t *testing.T) {
 			"/class/moving/resolve/main%2F..%2F..%2Fx/model.bin",
 			"/class/mo%1Bving/resolve/main/model.bin",
 		} {
-			code, _, body := httpGet(t, base+p)
+			code, _, body := harness.MustGet(t, base+p)
 			t.Logf("%s: %d %s", p, code, bytes.TrimSpace(body))
 			if code != http.StatusBadRequest {
 				t.Errorf("%s: status %d, want 400", p, code)
 			}
 		}
 		for _, p := range []string{"/class/moving/resolve/main/..%2F..%2Fsecret", "/class/moving/resolve/main/a%0Ab", "/class/moving/resolve/ma%00in/model.bin"} {
-			if code, _, _ := httpGet(t, base+p); code != http.StatusNotFound {
+			if code, _, _ := harness.MustGet(t, base+p); code != http.StatusNotFound {
 				t.Errorf("%s: status %d, want 404", p, code)
 			}
 		}
@@ -89,7 +89,7 @@ func TestMirrorUpstreamRules(t *testing.T) {
 	})
 
 	t.Run("a redirect to another loopback address over http is not followed", func(t *testing.T) {
-		code, hdr, body := httpGet(t, base+"/class/away/resolve/main/model.bin")
+		code, hdr, body := harness.MustGet(t, base+"/class/away/resolve/main/model.bin")
 		t.Logf("status %d: %s", code, bytes.TrimSpace(body))
 		if code != http.StatusBadGateway {
 			t.Errorf("status %d, want 502", code)
@@ -103,14 +103,14 @@ func TestMirrorUpstreamRules(t *testing.T) {
 	})
 
 	t.Run("a redirect to the upstream's own host is followed", func(t *testing.T) {
-		code, hdr, body := httpGet(t, base+"/class/own/resolve/main/model.bin")
+		code, hdr, body := harness.MustGet(t, base+"/class/own/resolve/main/model.bin")
 		if code != http.StatusOK || !bytes.Equal(body, ownFiles[1].data) || hdr.Get("X-Repo-Commit") != ownCommit {
 			t.Errorf("status %d, %d bytes, commit %q", code, len(body), hdr.Get("X-Repo-Commit"))
 		}
 	})
 
 	t.Run("upstream error answers stay in the mirror's log", func(t *testing.T) {
-		code, hdr, body := httpGet(t, base+"/api/models/class/broken/revision/main")
+		code, hdr, body := harness.MustGet(t, base+"/api/models/class/broken/revision/main")
 		t.Logf("status %d: %s", code, bytes.TrimSpace(body))
 		if code != http.StatusBadGateway {
 			t.Errorf("status %d, want 502", code)
@@ -118,7 +118,7 @@ func TestMirrorUpstreamRules(t *testing.T) {
 		if strings.Contains(string(body), secret) || strings.Contains(hdr.Get("X-Error-Message"), secret) {
 			t.Error("the upstream's error body reached the client")
 		}
-		waitUntil(t, "the error body in the mirror's log", 10*time.Second, func() bool { return strings.Contains(m.Log(), secret) })
+		harness.WaitUntil(t, "the error body in the mirror's log", 10*time.Second, pollEvery, func() bool { return strings.Contains(m.Log(), secret) })
 		for _, line := range strings.Split(m.Log(), "\n") {
 			if strings.Contains(line, secret) && len(line) > 4<<10 {
 				t.Errorf("a log line of %d bytes: the body is not bounded", len(line))
@@ -128,21 +128,21 @@ func TestMirrorUpstreamRules(t *testing.T) {
 
 	t.Run("main follows the upstream once mirror.upstream_ttl passes", func(t *testing.T) {
 		commitA := hubCommit(t, base, "class/moving")
-		code, _, body := httpGet(t, base+"/class/moving/resolve/main/model.bin")
+		code, _, body := harness.MustGet(t, base+"/class/moving/resolve/main/model.bin")
 		if code != http.StatusOK || !bytes.Equal(body, movingA[1].data) {
 			t.Fatalf("before the move: status %d, %d bytes", code, len(body))
 		}
-		httpGet(t, base+"/class/moving/resolve/main/config.json") // the revision is complete, a model now
+		harness.MustGet(t, base+"/class/moving/resolve/main/config.json") // the revision is complete, a model now
 		movingB := modelFiles(t, 64<<10, 6)
 		commitB := hub.push("class/moving", movingB...)
 		start := time.Now()
-		waitUntil(t, "the mirror to serve the moved main", 30*time.Second, func() bool { return hubCommit(t, base, "class/moving") == commitB })
+		harness.WaitUntil(t, "the mirror to serve the moved main", 30*time.Second, pollEvery, func() bool { return hubCommit(t, base, "class/moving") == commitB })
 		t.Logf("main moved from %.8s to %.8s; the mirror served it %s later (ttl %s)", commitA, commitB, time.Since(start).Round(10*time.Millisecond), upstreamTTL)
-		code, hdr, body := httpGet(t, base+"/class/moving/resolve/main/model.bin")
+		code, hdr, body := harness.MustGet(t, base+"/class/moving/resolve/main/model.bin")
 		if code != http.StatusOK || !bytes.Equal(body, movingB[1].data) || hdr.Get("X-Repo-Commit") != commitB {
 			t.Errorf("after the move: status %d, commit %q, new bytes %v", code, hdr.Get("X-Repo-Commit"), bytes.Equal(body, movingB[1].data))
 		}
-		code, _, body = httpGet(t, base+"/class/moving/resolve/"+commitA+"/model.bin")
+		code, _, body = harness.MustGet(t, base+"/class/moving/resolve/"+commitA+"/model.bin")
 		if code != http.StatusOK || !bytes.Equal(body, movingA[1].data) {
 			t.Errorf("the old commit by id: status %d", code)
 		}
@@ -163,8 +163,8 @@ func TestMirrorUpstreamRules(t *testing.T) {
 				commits <- hubCommitNoFail(base, "class/crowd")
 			}()
 		}
-		waitUntil(t, "every client waiting on the lookup", 30*time.Second, func() bool {
-			return metric(t, base, "allmende_mirror_upstream_lookups_waiting") == clients
+		harness.WaitUntil(t, "every client waiting on the lookup", 30*time.Second, pollEvery, func() bool {
+			return harness.Metric(t, base, "allmende_mirror_upstream_lookups_waiting") == clients
 		})
 		hub.mu.Lock()
 		close(release)
@@ -186,7 +186,7 @@ func TestMirrorUpstreamRules(t *testing.T) {
 // hubCommit is the commit the mirror names for name's main.
 func hubCommit(t *testing.T, base, name string) string {
 	t.Helper()
-	code, _, body := httpGet(t, base+"/api/models/"+name+"/revision/main")
+	code, _, body := harness.MustGet(t, base+"/api/models/"+name+"/revision/main")
 	var info struct {
 		SHA string `json:"sha"`
 	}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,24 +14,6 @@ import (
 // wholeMetric counts downloads the mirror sent straight from a verified
 // file on disk.
 const wholeMetric = "allmende_mirror_whole_file_responses_total"
-
-// getRange GETs url with an optional Range header, within timeout.
-func getRange(url, rng string, timeout time.Duration) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	if rng != "" {
-		req.Header.Set("Range", rng)
-	}
-	resp, err := (&http.Client{Timeout: timeout}).Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
-}
 
 // TestMirrorServesHeldFileWhole: a file imported in place goes out through
 // /resolve straight from the file (sendfile), whole and in ranges, byte for
@@ -49,7 +30,7 @@ func TestMirrorServesHeldFileWhole(t *testing.T) {
 	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
 	m.Start()
 	m.MustRun("import", src, "--name", "school/held")
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 	url := base + "/school/held/resolve/main/weights.bin"
 
 	cases := []struct {
@@ -63,28 +44,28 @@ func TestMirrorServesHeldFileWhole(t *testing.T) {
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			code, body, err := getRange(url, c.rng, 30*time.Second)
+			code, body, err := harness.Get(url, c.rng, 30*time.Second)
 			if err != nil || code != c.code || !bytes.Equal(body, want[c.start:c.end]) {
 				t.Fatalf("status %d, %d bytes, err %v: want %d and bytes %d-%d of the file", code, len(body), err, c.code, c.start, c.end)
 			}
-			if got := metric(t, base, wholeMetric); got != float64(i+1) {
+			if got := harness.Metric(t, base, wholeMetric); got != float64(i+1) {
 				t.Errorf("%s = %v, want %d: not sent from the file", wholeMetric, got, i+1)
 			}
 		})
 	}
 
 	t.Run("a touched file is re-verified and sent whole again", func(t *testing.T) {
-		before := metric(t, base, wholeMetric)
+		before := harness.Metric(t, base, wholeMetric)
 		now := time.Now()
 		if err := os.Chtimes(p, now, now); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(20 * time.Second)
-		for metric(t, base, wholeMetric) == before {
+		for harness.Metric(t, base, wholeMetric) == before {
 			if time.Now().After(deadline) {
 				t.Fatalf("touched file never sent whole again:\n%s", m.Log())
 			}
-			code, body, err := getRange(url, "", 30*time.Second)
+			code, body, err := harness.Get(url, "", 30*time.Second)
 			if err != nil || code != http.StatusOK || !bytes.Equal(body, want) {
 				t.Fatalf("status %d, %d bytes, err %v: want the file's bytes", code, len(body), err)
 			}
@@ -106,9 +87,9 @@ func TestMirrorServesHeldFileWhole(t *testing.T) {
 		if err := os.Chtimes(p, info.ModTime(), info.ModTime()); err != nil {
 			t.Fatal(err)
 		}
-		before := metric(t, base, wholeMetric)
+		before := harness.Metric(t, base, wholeMetric)
 		for _, rng := range []string{"", "bytes=0-99"} {
-			code, body, err := getRange(url, rng, 3*time.Second)
+			code, body, err := harness.Get(url, rng, 3*time.Second)
 			if err == nil && code < 300 {
 				t.Errorf("range %q: status %d with %d bytes; a changed file must not be served", rng, code, len(body))
 			}
@@ -116,7 +97,7 @@ func TestMirrorServesHeldFileWhole(t *testing.T) {
 				t.Errorf("range %q: the changed bytes were sent", rng)
 			}
 		}
-		if got := metric(t, base, wholeMetric); got != before {
+		if got := harness.Metric(t, base, wholeMetric); got != before {
 			t.Errorf("%s went from %v to %v for a changed file", wholeMetric, before, got)
 		}
 	})

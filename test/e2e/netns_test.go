@@ -72,38 +72,17 @@ func lanNode(t *testing.T, h *netns.Host, env ...string) *harness.Node {
 	return n
 }
 
-// lanStats reads n's counters through h's namespace (its API listens on
-// that namespace's loopback, which the test process cannot reach).
-func lanStats(h *netns.Host, n *harness.Node) (harness.Stats, error) {
-	var s harness.Stats
-	body, err := n.APIGet(h.HTTPClient(statsTimeout), "/api/v0/stats")
-	if err != nil {
-		return s, err
-	}
-	return s, json.Unmarshal(body, &s)
-}
-
 // waitPeers waits until n is connected to at least want peers.
 func waitPeers(t *testing.T, n *harness.Node, want int) {
 	t.Helper()
-	deadline := time.Now().Add(discoverTimeout)
 	var peers []map[string]string
-	for time.Now().Before(deadline) {
+	if !harness.Poll(discoverTimeout, lanPoll, func() bool {
 		n.JSON(&peers, "peers", "--json")
-		if len(peers) >= want {
-			time.Sleep(settle)
-			return
-		}
-		time.Sleep(lanPoll)
+		return len(peers) >= want
+	}) {
+		t.Fatalf("%d peers after %s, want %d: %v", len(peers), discoverTimeout, want, peers)
 	}
-	t.Fatalf("%d peers after %s, want %d: %v", len(peers), discoverTimeout, want, peers)
-}
-
-type fetchResult struct {
-	CID      string  `json:"cid"`
-	Size     uint64  `json:"size"`
-	Received uint64  `json:"received"`
-	Seconds  float64 `json:"seconds"`
+	time.Sleep(settle)
 }
 
 // TestLANDiscovery: four daemons on one bridge find each other by mDNS;
@@ -136,7 +115,7 @@ func TestLANDiscovery(t *testing.T) {
 				t.Errorf("node %d: fetch exit %d: %s\nits daemon's log:\n%s", i+1, r.Code, r.Stderr, n.Log())
 				return
 			}
-			var res fetchResult
+			var res harness.FetchResult
 			json.Unmarshal([]byte(r.Stdout), &res)
 			t.Logf("node %d fetched %d bytes in %.1f s (%.0f MiB/s)", i+1, res.Size, res.Seconds, float64(res.Size)/res.Seconds/(1<<20))
 			harness.AssertSameTree(t, src, out)
@@ -253,7 +232,7 @@ func TestSwarming(t *testing.T) {
 		if r.Code != 0 {
 			t.Fatalf("fetch after a seeder died: exit %d: %s", r.Code, r.Stderr)
 		}
-		var res fetchResult
+		var res harness.FetchResult
 		json.Unmarshal([]byte(r.Stdout), &res)
 		t.Logf("fetch with a seeder killed: %.2f s (%.1f MiB/s)", res.Seconds, float64(res.Size)/res.Seconds/(1<<20))
 		harness.AssertSameTree(t, src, out)
@@ -296,12 +275,12 @@ func startSeeder(t *testing.T, h *netns.Host, src string) (*harness.Node, string
 // swarmFetch starts a fetcher in h, waits until it is connected to peers
 // peers, fetches root and checks the result against src. It stops the
 // fetcher afterwards: it would seed the model unshaped to later fetchers.
-func swarmFetch(t *testing.T, h *netns.Host, peers int, root, src string) fetchResult {
+func swarmFetch(t *testing.T, h *netns.Host, peers int, root, src string) harness.FetchResult {
 	t.Helper()
 	f := lanNode(t, h, swarmEnv...)
 	waitPeers(t, f, peers)
 	out := filepath.Join(t.TempDir(), "model")
-	var res fetchResult
+	var res harness.FetchResult
 	f.JSON(&res, "fetch", root, "-o", out, "--json")
 	harness.AssertSameTree(t, src, out)
 	if _, err := f.Stop(); err != nil {
@@ -321,7 +300,7 @@ func sentBy(t *testing.T, bed *netns.Bed, seeders []*harness.Node, idx ...int) [
 	}
 	out := make([]uint64, len(idx))
 	for i, j := range idx {
-		st, err := lanStats(bed.Hosts[j], seeders[j])
+		st, err := seeders[j].StatsVia(bed.Hosts[j].HTTPClient(statsTimeout))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,14 +313,10 @@ func sentBy(t *testing.T, bed *netns.Bed, seeders []*harness.Node, idx ...int) [
 // bytes.
 func waitLANReceived(t *testing.T, h *netns.Host, n *harness.Node, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(discoverTimeout)
-	for time.Now().Before(deadline) {
-		if s, err := lanStats(h, n); err == nil && s.BytesReceived >= want {
-			return
-		}
-		time.Sleep(lanPoll / 10)
-	}
-	t.Fatalf("fetcher did not receive %d bytes within %s", want, discoverTimeout)
+	harness.WaitUntil(t, fmt.Sprintf("the fetcher to receive %d bytes", want), discoverTimeout, lanPoll/10, func() bool {
+		s, err := n.StatsVia(h.HTTPClient(statsTimeout))
+		return err == nil && s.BytesReceived >= want
+	})
 }
 
 // nodeID is n's peer ID.
@@ -358,18 +333,17 @@ func nodeID(t *testing.T, n *harness.Node) string {
 // root until want is among them.
 func waitProvider(t *testing.T, h *netns.Host, n *harness.Node, root, want string) {
 	t.Helper()
-	deadline := time.Now().Add(discoverTimeout)
 	var ids []string
-	for time.Now().Before(deadline) {
+	if harness.Poll(discoverTimeout, lanPoll, func() bool {
 		body, err := n.APIGet(h.HTTPClient(discoverTimeout), "/api/v0/routing/providers?cid="+root)
-		if err == nil {
-			ids = nil
-			json.Unmarshal(body, &ids)
-			if slices.Contains(ids, want) {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(lanPoll)
+		ids = nil
+		json.Unmarshal(body, &ids)
+		return slices.Contains(ids, want)
+	}) {
+		return
 	}
 	t.Fatalf("the DHT does not name %s as a provider of %s after %s (got %v)", want, root, discoverTimeout, ids)
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,26 +11,6 @@ import (
 
 // onceSize is the file TestFetchKeepsBytesOnce moves: 48 leaves and a bit.
 const onceSize = 48<<20 + 4321
-
-// blockStoreBytes is the size of the files in n's block store.
-func blockStoreBytes(t *testing.T, n *harness.Node) int64 {
-	t.Helper()
-	var total int64
-	err := filepath.WalkDir(filepath.Join(n.Home, "store", "blocks"), func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err == nil {
-			total += info.Size()
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return total
-}
 
 // TestFetchKeepsBytesOnce checks where a fetched file's bytes live. By
 // default the fetched file holds them and the store records where, so the
@@ -57,13 +36,14 @@ func TestFetchKeepsBytesOnce(t *testing.T) {
 			f := harness.NewNode(t, fmt.Sprintf("ALLMENDE_FETCH_COPY=%t", tc.copy))
 			f.Start()
 			f.MustRun("connect", seeder.TCPAddr())
-			before := blockStoreBytes(t, f)
+			before, _ := f.StoreBytes()
 			out := filepath.Join(t.TempDir(), "weights.bin")
 			f.MustRun("fetch", root, "-o", out)
 			if same, err := harness.FilesEqual(src, out); !same {
 				t.Fatalf("fetched bytes differ: %v", err)
 			}
-			growth := blockStoreBytes(t, f) - before
+			after, _ := f.StoreBytes()
+			growth := after - before
 			t.Logf("block store grew by %d bytes for a %d-byte file", growth, onceSize)
 			if growth < tc.minGrowth || growth > tc.maxGrowth {
 				t.Errorf("block store grew by %d bytes, want %d..%d", growth, tc.minGrowth, tc.maxGrowth)

@@ -134,7 +134,7 @@ func TestPythonHuggingFaceStack(t *testing.T) {
 	var imported struct{ Commit string }
 	m.JSON(&imported, "import", src, "--name", pyModel, "--license", "mit", "--json")
 	m.MustRun("import", data, "--name", pyDataset, "--kind", "dataset")
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 	commit := imported.Commit
 
 	t.Run("hf download --local-dir", func(t *testing.T) {
@@ -313,7 +313,7 @@ func TestPythonHuggingFaceStack(t *testing.T) {
 	})
 
 	t.Run("hf download --repo-type dataset, as the web page shows it", func(t *testing.T) {
-		_, _, page := httpGet(t, base+"/")
+		_, _, page := harness.MustGet(t, base+"/")
 		shown := regexp.MustCompile(`HF_ENDPOINT=(\S+) hf download --repo-type dataset ` + pyDataset + `<`).FindSubmatch(page)
 		if shown == nil {
 			t.Fatalf("the web page shows no hf download line for %s:\n%s", pyDataset, page)

@@ -3,13 +3,11 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/allmende/allmende/test/harness"
 )
@@ -68,8 +66,8 @@ func TestLyingSHA256Provider(t *testing.T) {
 			if same, err := harness.FilesEqual(real, out); err != nil || !same {
 				t.Fatalf("fetched bytes differ from the real file (%v)", err)
 			}
-			st := readGuardStats(t, n)
-			m := scrapeMetrics(t, n)
+			st := n.MustStats()
+			m := harness.Metrics(t, n.MirrorURL(t))
 			t.Logf("fetcher: %d peer(s) banned; false answers %v, bytes fetched in vain %v", st.BannedPeers,
 				m[`allmende_guard_bad_blocks_total{protocol="resolve"}`], m[`allmende_guard_bad_bytes_total{protocol="resolve"}`])
 			if st.BannedPeers != 2 || m[`allmende_guard_bad_blocks_total{protocol="resolve"}`] != 2 {
@@ -114,7 +112,7 @@ func TestLyingSHA256ProviderAlone(t *testing.T) {
 		t.Errorf("fetch from a lying provider alone: exit %d, want 1 saying sha256 mismatch\n%s", r.Code, r.Stderr)
 	}
 	harness.AssertAbsent(t, out)
-	if st := readGuardStats(t, n); st.BannedPeers != 1 {
+	if st := n.MustStats(); st.BannedPeers != 1 {
 		t.Errorf("the liar was not banned: %+v", st)
 	}
 	r = n.Run("fetch", "sha256:"+sum, "-o", out)
@@ -124,19 +122,6 @@ func TestLyingSHA256ProviderAlone(t *testing.T) {
 	if blocks, _ := l.stop(); blocks != 1 {
 		t.Errorf("the liar answered %d lookups, want 1 (a banned peer is not asked again)", blocks)
 	}
-}
-
-// getTolerant is an HTTP GET that reports a body cut short as an error
-// instead of failing the test.
-func getTolerant(url string) (int, []byte, error) {
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
 }
 
 // TestMirrorSkipsLyingSHA256Provider: a mirror filling from its upstream
@@ -168,15 +153,15 @@ func TestMirrorSkipsLyingSHA256Provider(t *testing.T) {
 			decoy := filepath.Join(t.TempDir(), "decoy")
 			harness.WriteRandomFile(t, decoy, tt.decoySize, uint64(70+i))
 			l := startLiar(t, "honest", decoy, "-claim-sha256", sum)
-			m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+mirrorURL(t, up), "ALLMENDE_FETCH_TIMEOUT=5s")
+			m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+up.MirrorURL(t), "ALLMENDE_FETCH_TIMEOUT=5s")
 			m.Start()
 			m.MustRun("connect", l.Addr)
-			base := mirrorURL(t, m)
+			base := m.MirrorURL(t)
 			var got []byte
 			attempts := 0
 			for attempts < 3 && !bytes.Equal(got, want) {
 				attempts++
-				code, body, err := getTolerant(base + "/school/tiny/resolve/main/model.bin")
+				code, body, err := harness.Get(base+"/school/tiny/resolve/main/model.bin", "", harness.HTTPTimeout)
 				t.Logf("request %d: status %d, %d bytes, %v", attempts, code, len(body), err)
 				if err == nil && code == http.StatusOK {
 					got = body
@@ -185,8 +170,8 @@ func TestMirrorSkipsLyingSHA256Provider(t *testing.T) {
 			if !bytes.Equal(got, want) || attempts != tt.attempts {
 				t.Fatalf("right bytes after %d request(s) (%v), want after %d", attempts, bytes.Equal(got, want), tt.attempts)
 			}
-			fromUpstream := metric(t, base, "allmende_mirror_upstream_downloads_total")
-			if st := readGuardStats(t, m); st.BannedPeers != 1 || fromUpstream != 1 {
+			fromUpstream := harness.Metric(t, base, "allmende_mirror_upstream_downloads_total")
+			if st := m.MustStats(); st.BannedPeers != 1 || fromUpstream != 1 {
 				t.Errorf("banned peers %d, upstream downloads %v; want the liar banned and 1 download", st.BannedPeers, fromUpstream)
 			}
 		})

@@ -62,7 +62,7 @@ func TestWebPageInChromium(t *testing.T) {
 	ds := filepath.Join(t.TempDir(), "poems")
 	harness.WriteFile(t, filepath.Join(ds, "train.csv"), bytes.Repeat([]byte("line,poem\n"), 5000))
 	m.MustRun("import", ds, "--name", "school/poems", "--kind", "dataset", "--license", "cc-by-4.0")
-	base := mirrorURL(t, m)
+	base := m.MirrorURL(t)
 
 	dom := runChromium(t, bin, "--dump-dom", base+"/")
 	for _, want := range []string{"school/tiny-llama", "school/poems", "HF_ENDPOINT=http://", "hf download school/tiny-llama", "hf download --repo-type dataset school/poems",

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -329,20 +330,49 @@ func (n *Node) Add(path string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// Stats are a daemon's transfer counters.
+// Stats are a daemon's transfer counters (the stats API).
 type Stats struct {
 	BlocksReceived uint64 `json:"blocks_received"`
 	BytesReceived  uint64 `json:"bytes_received"`
 	BlocksSent     uint64 `json:"blocks_sent"`
 	BytesSent      uint64 `json:"bytes_sent"`
+	DupBytes       uint64 `json:"dup_bytes_received"`
+	// BadBlocks and BadBytes are blocks received that no want asked for
+	// (corrupt ones among them); BannedPeers sent too many.
+	BadBlocks   uint64 `json:"bad_blocks"`
+	BadBytes    uint64 `json:"bad_bytes"`
+	BannedPeers int    `json:"banned_peers"`
 }
 
 // Stats reads the daemon's transfer counters from its API.
-func (n *Node) Stats() (Stats, error) {
+func (n *Node) Stats() (Stats, error) { return n.StatsVia(nil) }
+
+// MustStats is Stats that fails the test on an error.
+func (n *Node) MustStats() Stats {
+	n.t.Helper()
+	s, err := n.Stats()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return s
+}
+
+// StatsVia reads the daemon's counters through c (nil: a client with a
+// timeout), e.g. one that reaches into a network namespace.
+func (n *Node) StatsVia(c *http.Client) (Stats, error) {
 	var s Stats
-	resp, err := n.APIGet(nil, "/api/v0/stats")
+	resp, err := n.APIGet(c, "/api/v0/stats")
 	if err != nil {
 		return s, err
 	}
 	return s, json.Unmarshal(resp, &s)
+}
+
+// FetchResult is what `allmende fetch --json` prints.
+type FetchResult struct {
+	CID      string  `json:"cid"`
+	Out      string  `json:"out"`
+	Size     uint64  `json:"size"`
+	Received uint64  `json:"received"`
+	Seconds  float64 `json:"seconds"`
 }

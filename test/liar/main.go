@@ -92,9 +92,9 @@ func run(o options, path string) error {
 	defer done()
 	var root ipld.Node
 	if o.links {
-		root, err = escapingLinks(ctx, st.DAG())
+		root, err = escapingLinks(ctx, st.LocalDAG())
 	} else {
-		root, err = store.Import(ctx, st.DAG(), abs, store.ImportOptions{})
+		root, err = store.Import(ctx, st.LocalDAG(), abs, store.ImportOptions{})
 	}
 	if err != nil {
 		return err

@@ -123,7 +123,7 @@ func run(skew time.Duration, security, serve, connect, fetch, out string) error 
 		if err != nil {
 			return err
 		}
-		root, err := store.Import(ctx, st.DAG(), abs, store.ImportOptions{})
+		root, err := store.Import(ctx, st.LocalDAG(), abs, store.ImportOptions{})
 		if err != nil {
 			return fmt.Errorf("import %s: %w", serve, err)
 		}
@@ -167,7 +167,7 @@ func run(skew time.Duration, security, serve, connect, fetch, out string) error 
 	if err := merkledag.FetchGraph(ctx, root, dag); err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
-	if err := store.Export(ctx, st.DAG(), root, out); err != nil {
+	if err := store.Export(ctx, st.LocalDAG(), root, out); err != nil {
 		return fmt.Errorf("export %s: %w", root, err)
 	}
 	size, err := st.ContentSize(ctx, root)

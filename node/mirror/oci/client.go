@@ -38,7 +38,7 @@ const (
 //
 // Where requests may go — redirects to a CDN, the addresses dialled, the
 // token realm's host — is decided by the *http.Client it is given, which
-// must carry the mirror's upstream rules (the ones node/hfapi applies to
+// must carry the mirror's upstream rules (the ones node/mirror/hfapi applies to
 // Hugging Face fills: redirects only to https or the upstream's own origin,
 // no loopback, link-local or private addresses unless the upstream is one,
 // checked at dial time). The Client itself only refuses a token realm that

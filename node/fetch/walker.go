@@ -1,0 +1,412 @@
+package fetch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/pace"
+	"github.com/allmende/allmende/store/ufs"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/multiformats/go-multihash"
+	"golang.org/x/time/rate"
+)
+
+// fetchBatch is how many CIDs one GetMany call asks for. Several batches are
+// in flight at once, Config.FetchParallel blocks in all, so the pipeline
+// never waits for a single block's round trip.
+const fetchBatch = 16
+
+// fetchDAGInto makes every block below root local, handing each to the
+// sink that sinkFor returns for the root node (none if sinkFor or its
+// result is nil) and adding the bytes that came from peers to received.
+// It walks the DAG breadth first with up to Parallel blocks wanted at once,
+// leaves over bulk where seeders offer it and the rest in one bitswap
+// session, and fails with api.ErrNotFound when no block arrives for
+// timeout.
+func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc, sinkFor func(ipld.Node) (blockSink, error), received *atomic.Uint64) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var lastBlock atomic.Int64
+	lastBlock.Store(time.Now().UnixNano())
+	sessions := newSessions(ctx, e.cfg.Net)
+	go watchStall(ctx, cancel, root, timeout, &lastBlock, sessions)
+
+	w := &walker{sessions: sessions, local: e.cfg.Store.Blockstore(), progress: progress, lastBlock: &lastBlock,
+		parallel: e.cfg.Parallel, bulk: e.newBulkFetcher(), down: e.cfg.Down, received: received}
+	if err := w.putEmpty(ctx, []cid.Cid{root}); err != nil {
+		return err
+	}
+	rootNd, err := w.getRoot(ctx, root)
+	if err != nil {
+		return fetchErr(ctx, root, err)
+	}
+	total, err := rootNd.Size()
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", root, err)
+	}
+	w.total = total
+	if sinkFor != nil {
+		if w.sink, err = sinkFor(rootNd); err != nil {
+			return err
+		}
+	}
+	if w.sink != nil {
+		if err := w.sink.put(rootNd); err != nil {
+			return fmt.Errorf("fetch %s: %w", root, err)
+		}
+	}
+	w.account(rootNd)
+	if err := w.walk(ctx, ufs.Children(rootNd)); err != nil {
+		return fetchErr(ctx, root, err)
+	}
+	return nil
+}
+
+func fetchErr(ctx context.Context, root cid.Cid, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return fmt.Errorf("fetch %s: %w", root, err)
+}
+
+// sessionRenewAfter is how long a fetch may receive nothing before it
+// gives up its bitswap session for a new one.
+const sessionRenewAfter = 5 * time.Second
+
+// watchStall cancels a fetch when no block has arrived for FetchTimeout,
+// and renews its bitswap session after every sessionRenewAfter (at most a
+// quarter of the timeout) without a block.
+func watchStall(ctx context.Context, cancel context.CancelCauseFunc, root cid.Cid, timeout time.Duration, lastBlock *atomic.Int64, sessions *sessions) {
+	renewAfter := min(sessionRenewAfter, timeout/4)
+	tick := time.NewTicker(min(time.Second, timeout/4))
+	defer tick.Stop()
+	renewed := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			idle := now.Sub(time.Unix(0, lastBlock.Load()))
+			if idle > timeout {
+				cancel(fmt.Errorf("fetch %s: %w: no peer sent a block for %s (fetch.timeout); connect to a peer that has it", root, api.ErrNotFound, timeout))
+				return
+			}
+			if idle > renewAfter && now.Sub(renewed) > renewAfter {
+				renewed = now
+				sessions.renew()
+			}
+		}
+	}
+}
+
+// sessions is a fetch's bitswap session, which watchStall replaces when
+// nothing has arrived for a while. A new session asks every connected peer
+// afresh, which gets a fetch going again when its session stopped asking
+// the peers that have the blocks: a want lost on the way, a peer that
+// answered HAVE and then stalled, a peer bitswap wrongly took for gone.
+// Requests in flight on the old session end; the walker repeats what they
+// did not get on the new one.
+type sessions struct {
+	ctx context.Context
+	dag ipld.DAGService
+
+	mu     sync.Mutex
+	ng     ipld.NodeGetter
+	cancel context.CancelFunc
+	gen    int
+}
+
+func newSessions(ctx context.Context, dag ipld.DAGService) *sessions {
+	s := &sessions{ctx: ctx, dag: dag}
+	s.mu.Lock()
+	s.startLocked()
+	s.mu.Unlock()
+	return s
+}
+
+// current returns the session and its generation.
+func (s *sessions) current() (ipld.NodeGetter, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ng, s.gen
+}
+
+// renewed reports whether the session changed since generation gen.
+func (s *sessions) renewed(gen int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen != gen
+}
+
+// renew ends the session and starts a new one.
+func (s *sessions) renew() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cancel()
+	s.startLocked()
+}
+
+func (s *sessions) startLocked() {
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.ng, s.cancel, s.gen = merkledag.NewSession(ctx, s.dag), cancel, s.gen+1
+}
+
+// walker fetches the blocks below a root, keeping several GetMany batches
+// in flight and holding only CIDs, never block data, between steps.
+type walker struct {
+	sessions  *sessions
+	local     blockstore.Blockstore
+	progress  api.ProgressFunc
+	lastBlock *atomic.Int64
+	parallel  int
+	total     uint64
+	done      uint64
+	// sink, if set, receives every block as it arrives.
+	sink blockSink
+	// bulk, if set, fetches raw leaves over allmende's bulk protocol.
+	bulk *bulkFetcher
+	// down, if set, paces the blocks received (bandwidth.down).
+	down *rate.Limiter
+	// received counts the bytes of the blocks this fetch got from peers
+	// (blocks it found held are not counted).
+	received *atomic.Uint64
+}
+
+// batchResult is what the walker keeps of a batch: sizes and links, never
+// the blocks' data.
+type batchResult struct {
+	got []fetched
+	err error
+}
+
+type fetched struct {
+	size     int
+	children []cid.Cid
+}
+
+func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
+	maxBatches := max(1, w.parallel/fetchBatch)
+	results := make(chan batchResult)
+	inflight := 0
+	for len(queue) > 0 || inflight > 0 {
+		for inflight < maxBatches && len(queue) > 0 {
+			k := min(fetchBatch, len(queue))
+			batch := queue[:k:k]
+			queue = queue[k:]
+			inflight++
+			go func() { results <- w.getBatch(ctx, batch) }()
+		}
+		r := <-results
+		inflight--
+		if r.err != nil {
+			for ; inflight > 0; inflight-- {
+				<-results
+			}
+			return r.err
+		}
+		for _, f := range r.got {
+			w.accountBytes(f.size)
+			if err := pace.Wait(ctx, w.down, f.size); err != nil {
+				for ; inflight > 0; inflight-- {
+					<-results
+				}
+				return err
+			}
+			queue = append(queue, f.children...)
+		}
+	}
+	return nil
+}
+
+func (w *walker) getBatch(ctx context.Context, batch []cid.Cid) batchResult {
+	var r batchResult
+	if r.err = w.putEmpty(ctx, batch); r.err != nil {
+		return r
+	}
+	want := batch
+	if w.bulk != nil && allRawLeaves(batch) {
+		if want, r.err = w.viaBulk(ctx, batch, &r); r.err != nil || len(want) == 0 {
+			return r
+		}
+	}
+	r.err = w.viaSession(ctx, want, &r)
+	if r.err == nil && len(r.got) < len(batch) {
+		r.err = ctx.Err()
+		if r.err == nil {
+			r.err = errors.New("fewer blocks returned than asked for")
+		}
+	}
+	return r
+}
+
+// viaSession gets want through the bitswap session (local blocks first),
+// feeding each block to accept. When the session is renewed under it, it
+// asks the new one for what is still missing.
+func (w *walker) viaSession(ctx context.Context, want []cid.Cid, r *batchResult) error {
+	for len(want) > 0 {
+		ng, gen := w.sessions.current()
+		got := make(map[cid.Cid]bool, len(want))
+		held := w.held(ctx, want)
+		var firstErr error
+		for opt := range ng.GetMany(ctx, want) {
+			if opt.Err != nil {
+				firstErr = cmp.Or(firstErr, opt.Err)
+				continue
+			}
+			c := opt.Node.Cid()
+			got[c] = true
+			if err := w.accept(opt.Node, r); err != nil {
+				return err
+			}
+			if !held[c] {
+				w.received.Add(uint64(len(opt.Node.RawData())))
+			}
+		}
+		if ctx.Err() != nil || !w.sessions.renewed(gen) {
+			return firstErr
+		}
+		want = slices.DeleteFunc(slices.Clone(want), func(c cid.Cid) bool { return got[c] })
+	}
+	return nil
+}
+
+// accept takes one verified block of a batch: it feeds the sink and keeps
+// the block's size and links in r.
+func (w *walker) accept(nd ipld.Node, r *batchResult) error {
+	w.lastBlock.Store(time.Now().UnixNano())
+	if w.sink != nil {
+		if err := w.sink.put(nd); err != nil {
+			return err
+		}
+	}
+	r.got = append(r.got, fetched{size: len(nd.RawData()), children: ufs.Children(nd)})
+	return nil
+}
+
+// viaBulk fetches the leaves of batch that are not local over the bulk
+// protocol, storing each verified block. It returns the CIDs still to get
+// through the block service: local ones and any bulk did not deliver.
+func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) ([]cid.Cid, error) {
+	var rest, need []cid.Cid
+	for _, c := range batch {
+		if has, err := w.local.Has(ctx, c); err == nil && has {
+			rest = append(rest, c)
+		} else {
+			need = append(need, c)
+		}
+	}
+	if len(need) == 0 {
+		return rest, nil
+	}
+	var mu sync.Mutex // guards r
+	held, _ := w.sink.(*fileSink)
+	if held != nil && held.st == nil {
+		held = nil
+	}
+	missed, err := w.bulk.get(ctx, need, func(nd ipld.Node) error {
+		w.lastBlock.Store(time.Now().UnixNano())
+		w.received.Add(uint64(len(nd.RawData())))
+		switch {
+		case held != nil:
+			// Written once, into the output file, which then holds it.
+			if err := held.putHeld(ctx, nd); err != nil {
+				return err
+			}
+		case w.sink != nil:
+			if err := w.local.Put(ctx, nd); err != nil {
+				return err
+			}
+			if err := w.sink.put(nd); err != nil {
+				return err
+			}
+		default:
+			if err := w.local.Put(ctx, nd); err != nil {
+				return err
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		r.got = append(r.got, fetched{size: len(nd.RawData())})
+		return nil
+	})
+	return append(rest, missed...), err
+}
+
+// held returns which of cids the store holds now: a block the session
+// then returns came from a peer only if it was not held.
+func (w *walker) held(ctx context.Context, cids []cid.Cid) map[cid.Cid]bool {
+	out := make(map[cid.Cid]bool, len(cids))
+	for _, c := range cids {
+		if has, err := w.local.Has(ctx, c); err == nil && has {
+			out[c] = true
+		}
+	}
+	return out
+}
+
+// getRoot gets the root node through the session, asking again on a
+// renewed session until the fetch ends.
+func (w *walker) getRoot(ctx context.Context, root cid.Cid) (ipld.Node, error) {
+	held := w.held(ctx, []cid.Cid{root})[root]
+	for {
+		ng, gen := w.sessions.current()
+		nd, err := ng.Get(ctx, root)
+		if err == nil && !held {
+			w.received.Add(uint64(len(nd.RawData())))
+		}
+		if err == nil || ctx.Err() != nil || !w.sessions.renewed(gen) {
+			return nd, err
+		}
+	}
+}
+
+// putEmpty stores the blocks of empty content among cids locally: their
+// content is known from the CID alone, and boxo's bitswap server never sends
+// a zero-length block, so asking peers for one waits forever.
+func (w *walker) putEmpty(ctx context.Context, cids []cid.Cid) error {
+	for _, c := range cids {
+		if b, ok := emptyBlock(c); ok {
+			if err := w.local.Put(ctx, b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// emptyBlock returns the block for c if c addresses zero bytes.
+func emptyBlock(c cid.Cid) (blocks.Block, bool) {
+	if c.Prefix().MhType == multihash.IDENTITY {
+		return nil, false
+	}
+	empty, err := c.Prefix().Sum(nil)
+	if err != nil || !empty.Equals(c) {
+		return nil, false
+	}
+	b, err := blocks.NewBlockWithCid(nil, c)
+	return b, err == nil
+}
+
+// account counts a node's block toward progress.
+func (w *walker) account(nd ipld.Node) {
+	w.accountBytes(len(nd.RawData()))
+}
+
+// accountBytes counts n block bytes toward progress.
+func (w *walker) accountBytes(n int) {
+	w.done += uint64(n)
+	if w.progress != nil {
+		w.progress(api.Progress{Done: min(w.done, w.total), Total: w.total})
+	}
+}

@@ -1,0 +1,619 @@
+package mirror
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/mirror/hfapi"
+	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/fsutil"
+	"github.com/allmende/allmende/store/manifest"
+	"github.com/allmende/allmende/store/ufs"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+)
+
+// swarmLookupTimeout bounds asking peers for a file by sha256 before going
+// to the upstream.
+const swarmLookupTimeout = 3 * time.Second
+
+// upstreamFiller fills the mirror from an upstream Hugging Face-compatible
+// endpoint. Each file is downloaded once, however many clients ask for it
+// at the same time; they are all served from the growing download. Bytes
+// are checked against the upstream's declared size and hash before they
+// are imported and kept; a revision whose files are all kept becomes a
+// manifest, seeded like any other model.
+//
+// Every fill reserves its room first (see quota.go); a client has at
+// most mirror.fills_per_client fills going (see clients.go).
+type upstreamFiller struct {
+	mr     *Mirror
+	client *hfapi.Client
+	source string
+	dir    string
+	// stall aborts a fill that delivered nothing for this long.
+	stall time.Duration
+	// repos remembers the upstream's answers for mirror.upstream_ttl.
+	repos *repoCache
+	quota *mirrorQuota
+	cache *mirrorCache
+	fills *clientFills
+	// dag reads files found among peers by sha256 through the mirror's
+	// block service, which keeps their blocks only within the quota.
+	dag ipld.DAGService
+
+	mu        sync.Mutex
+	jobs      map[string]*fillJob // by ETag
+	keptFiles map[string]keptFile // by ETag
+
+	// downloads counts upstream file transfers started; fromSwarm counts
+	// files found by sha256 among peers instead.
+	downloads, fromSwarm atomic.Uint64
+}
+
+func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
+	client, err := hfapi.NewClient(endpoint, mr.log)
+	if err != nil {
+		return nil, api.BadInput(fmt.Errorf("mirror.upstream: %w", err))
+	}
+	u := &upstreamFiller{
+		mr:        mr,
+		client:    client,
+		source:    endpoint,
+		dir:       home.Dir(mr.cfg.Home).Fills(),
+		stall:     mr.cfg.StallTimeout,
+		quota:     quota,
+		cache:     quota.cache,
+		fills:     fills,
+		dag:       dag,
+		jobs:      map[string]*fillJob{},
+		keptFiles: map[string]keptFile{},
+	}
+	u.repos = newRepoCache(mr.ctx, mr.cfg.UpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+		r, err := client.Repo(ctx, kind, name, rev)
+		if err != nil {
+			return nil, upstreamError(err)
+		}
+		return r, nil
+	})
+	u.removeParts()
+	u.loadKept()
+	return u, nil
+}
+
+// removeParts deletes the files of fills a crash or kill cut short; no
+// fill runs yet when the filler starts.
+func (u *upstreamFiller) removeParts() {
+	parts, _ := filepath.Glob(filepath.Join(u.dir, "*"+home.FillPartSuffix))
+	for _, p := range parts {
+		if err := os.Remove(p); err != nil {
+			u.mr.log.Warn("mirror: could not remove an unfinished fill", "path", p, "err", err)
+			continue
+		}
+		u.mr.log.Info("mirror: removed an unfinished fill", "path", p)
+	}
+}
+
+// loadKept reads the ETag → CID index of files kept before a restart.
+// Entries are trusted only while their CID stays pinned (see keptCID).
+func (u *upstreamFiller) loadKept() {
+	raw, err := os.ReadFile(home.Dir(u.mr.cfg.Home).FillKept())
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			u.mr.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
+		}
+		return
+	}
+	if err := json.Unmarshal(raw, &u.keptFiles); err != nil {
+		u.mr.log.Warn("mirror: kept-files index unreadable; files fill again", "err", err)
+		u.keptFiles = map[string]keptFile{}
+	}
+}
+
+// saveKeptLocked writes the kept-files index atomically; u.mu is held.
+func (u *upstreamFiller) saveKeptLocked() error {
+	raw, err := json.Marshal(u.keptFiles)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(u.dir, 0o700); err != nil {
+		return fmt.Errorf("kept-files index: %w", err)
+	}
+	return fsutil.WriteFileAtomic(home.Dir(u.mr.cfg.Home).FillKept(), raw, 0o600)
+}
+
+// keptFile is a filled file in the store.
+type keptFile struct {
+	CID cid.Cid `json:"cid"`
+	// SHA256 is the content's sha256, computed on import: the upstream
+	// declares it only for LFS files, a manifest needs it for every file.
+	SHA256 string `json:"sha256"`
+}
+
+// keptLocked returns how a file was kept, if it is still pinned (a quota
+// may have evicted it since); u.mu is held.
+func (u *upstreamFiller) keptLocked(ctx context.Context, etag string) (keptFile, bool) {
+	k, ok := u.keptFiles[etag]
+	if !ok || !k.CID.Defined() || !manifest.IsSHA256(k.SHA256) {
+		return keptFile{}, false
+	}
+	if pinned, err := u.mr.store.IsPinned(ctx, k.CID); err != nil || !pinned {
+		delete(u.keptFiles, etag)
+		return keptFile{}, false
+	}
+	return k, true
+}
+
+// repo returns the upstream's answer for a revision (see repoCache).
+func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+	return u.repos.get(ctx, kind, name, rev)
+}
+
+// upstreamError marks a failure to get bytes from the upstream as
+// hfapi.ErrUpstream (502), keeping the hub's not-found answers as they are.
+func upstreamError(err error) error {
+	for _, keep := range []error{hfapi.ErrRepoNotFound, hfapi.ErrRevisionNotFound, hfapi.ErrEntryNotFound,
+		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, hfapi.ErrBadRequest, context.Canceled} {
+		if errors.Is(err, keep) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", hfapi.ErrUpstream, err)
+}
+
+// open serves f: from the store once kept, else from its download. It
+// waits for the download's first byte, so that a fill failing at once (an
+// upstream down, stalled or answering an error) is an HTTP error status,
+// not a 200 cut short. Waiting on a download takes one of the client's
+// fill slots.
+func (u *upstreamFiller) open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
+	if k, ok := u.kept(ctx, f.ETag()); ok {
+		return u.mr.openCID(ctx, k.CID)
+	}
+	slot, err := u.fills.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	job, k, err := u.join(ctx, repo, f)
+	if err != nil || job == nil {
+		slot()
+		if err != nil {
+			return nil, err
+		}
+		return u.mr.openCID(ctx, k.CID)
+	}
+	if _, err := job.waitFor(ctx, 0); err != nil {
+		u.release(job)
+		slot()
+		return nil, err
+	}
+	return &growingReader{ctx: ctx, job: job, release: func() { u.release(job); slot() }}, nil
+}
+
+// kept returns how f was kept, if it was, and records the use.
+func (u *upstreamFiller) kept(ctx context.Context, etag string) (keptFile, bool) {
+	u.mu.Lock()
+	k, ok := u.keptLocked(ctx, etag)
+	u.mu.Unlock()
+	if ok {
+		u.cache.touch(k.CID.String())
+	}
+	return k, ok
+}
+
+// join returns the download of f as a reader of it, starting one (with its
+// room reserved) if none runs; or, if f was kept meanwhile, a nil job and
+// how it was kept.
+func (u *upstreamFiller) join(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (*fillJob, keptFile, error) {
+	var res *reservation
+	for {
+		u.mu.Lock()
+		if k, ok := u.keptLocked(ctx, f.ETag()); ok {
+			u.mu.Unlock()
+			res.release()
+			return nil, k, nil
+		}
+		if job, ok := u.jobs[f.ETag()]; ok {
+			job.readers++
+			u.mu.Unlock()
+			res.release()
+			return job, keptFile{}, nil
+		}
+		if res != nil {
+			job := newFillJob(f, u.dir, res)
+			job.readers++
+			u.jobs[f.ETag()] = job
+			u.mu.Unlock()
+			go u.run(repo, job)
+			return job, keptFile{}, nil
+		}
+		u.mu.Unlock()
+		var err error
+		if res, err = u.reserve(ctx, f); err != nil {
+			return nil, keptFile{}, fmt.Errorf("fill %s: %w", f.Path, err)
+		}
+	}
+}
+
+// reserve holds room for filling f: its size (and DAG) under the quota,
+// unless it is for mirror.pins, and twice that on the disk for the
+// download file and the import.
+func (u *upstreamFiller) reserve(ctx context.Context, f hfapi.File) (*reservation, error) {
+	imported := storeBytes(f.Size)
+	quota := imported
+	if pinned, _ := ctx.Value(pinnedFillKey{}).(bool); pinned {
+		quota = 0
+	}
+	return u.quota.reserve(ctx, quota, f.Size+imported, reserveWait)
+}
+
+// run downloads, verifies and keeps one file. A download that delivers
+// nothing for u.stall is aborted with hfapi.ErrUpstreamTimeout.
+func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
+	ctx, cancel := context.WithCancelCause(u.mr.ctx)
+	defer cancel(nil)
+	stalled := fmt.Errorf("%s: %w: no byte for %s (mirror.stall_timeout)", job.f.Path, hfapi.ErrUpstreamTimeout, u.stall)
+	watch := time.AfterFunc(u.stall, func() { cancel(stalled) })
+	body, err := u.openSource(ctx, repo, job.f)
+	if err == nil {
+		err = job.download(body, func() { watch.Reset(u.stall) })
+	}
+	watch.Stop()
+	if err != nil && ctx.Err() != nil {
+		err = context.Cause(ctx) // the stall, or the daemon stopping
+	}
+	var k keptFile
+	if err == nil {
+		k, err = u.keep(u.mr.ctx, repo, job)
+	}
+	job.res.releaseQuota() // the import is in the store now, or failed
+	if err != nil {
+		u.mr.log.Warn("mirror: upstream fill failed; the next request tries again", "path", job.f.Path, "err", err)
+	}
+	u.mu.Lock()
+	if err == nil {
+		u.keptFiles[job.f.ETag()] = k
+		if serr := u.saveKeptLocked(); serr != nil {
+			u.mr.log.Warn("mirror: could not save the kept-files index", "err", serr)
+		}
+	}
+	delete(u.jobs, job.f.ETag())
+	job.finish(err)
+	if job.readers == 0 {
+		job.removeFile()
+	}
+	u.mu.Unlock()
+	if err == nil {
+		u.completeRevision(u.mr.ctx, repo)
+	}
+}
+
+// openSource opens f's bytes, checked against its declared size and hash:
+// from peers that hold a file with its sha256, else from the upstream.
+func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadCloser, error) {
+	if f.SHA256 != "" {
+		// OpenSHA256 checks size and sha256 itself and bans a peer that
+		// named other content, so the next fill asks the next source.
+		findCtx, cancel := context.WithTimeout(ctx, swarmLookupTimeout)
+		r, err := u.mr.models.OpenSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
+		cancel()
+		if err == nil {
+			u.fromSwarm.Add(1)
+			return r, nil
+		}
+	}
+	u.downloads.Add(1)
+	body, err := u.client.Download(ctx, repo, f)
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+	return body, nil
+}
+
+// keep imports a verified download into the store and pins it, recording
+// it in the mirror cache first (see mirrorCache).
+func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJob) (keptFile, error) {
+	unlock := u.mr.store.Blockstore().PinLock(ctx)
+	defer unlock.Unlock(ctx)
+	f, err := os.Open(job.filePath())
+	if err != nil {
+		return keptFile{}, fmt.Errorf("import %s: %w", job.f.Path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	nd, err := store.BuildFile(ctx, u.mr.store.LocalDAG(), io.TeeReader(f, h))
+	if err != nil {
+		return keptFile{}, fmt.Errorf("import %s: %w", job.f.Path, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if job.f.SHA256 != "" && sum != job.f.SHA256 {
+		return keptFile{}, fmt.Errorf("import %s: %w: the file changed on disk after it was checked", job.f.Path, hfapi.ErrMismatch)
+	}
+	entry := cacheEntry{Kind: cachedFile, Name: repo.Name, Revision: repo.Revision, Commit: repo.Commit, Path: job.f.Path, Size: storeBytes(job.f.Size)}
+	settle, err := u.cache.add(nd.Cid().String(), entry)
+	if err != nil {
+		return keptFile{}, err
+	}
+	defer settle()
+	if err := u.mr.store.Pin(ctx, nd.Cid(), repo.Name+"/"+job.f.Path); err != nil {
+		return keptFile{}, err
+	}
+	return keptFile{CID: nd.Cid(), SHA256: sum}, nil
+}
+
+// release drops a reader; the last one out removes a finished download
+// (and gives back its room).
+func (u *upstreamFiller) release(job *fillJob) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	job.readers--
+	if job.readers == 0 && job.isDone() {
+		job.removeFile()
+	}
+}
+
+// completeRevision records a manifest once every file of repo is kept, so
+// the revision is served from the store and seeded over libp2p.
+func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo) {
+	files := make([]manifest.File, 0, len(repo.Files))
+	u.mu.Lock()
+	for _, f := range repo.Files {
+		k, ok := u.keptLocked(ctx, f.ETag())
+		if !ok {
+			u.mu.Unlock()
+			return
+		}
+		files = append(files, manifest.File{Path: f.Path, Size: f.Size, SHA256: k.SHA256, BlobSHA1: f.BlobSHA1, CID: k.CID.String()})
+	}
+	u.mu.Unlock()
+	if _, err := u.mr.recordFilled(ctx, repo, files, u.source, u.cache); err != nil {
+		u.mr.log.Warn("mirror: could not record filled revision", "name", repo.Name, "err", err)
+	}
+}
+
+// recordFilled builds the directory DAG of files, then stores, pins and
+// indexes a manifest keeping the upstream's commit id, as a model in
+// cache. It returns the manifest's CID, or cid.Undef if the revision was
+// recorded before.
+func (mr *Mirror) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manifest.File, source string, cache *mirrorCache) (cid.Cid, error) {
+	if _, ok := mr.models.Index().ByName(repo.Name, repo.Commit); ok {
+		return cid.Undef, nil
+	}
+	unlock := mr.store.Blockstore().PinLock(ctx)
+	defer unlock.Unlock(ctx)
+	entries := make([]ufs.Entry, 0, len(files))
+	for _, f := range files {
+		c, err := cid.Decode(f.CID)
+		if err != nil {
+			return cid.Undef, err
+		}
+		entries = append(entries, ufs.Entry{Path: f.Path, CID: c})
+	}
+	root, err := ufs.BuildDirectory(ctx, mr.store.LocalDAG(), entries)
+	if err != nil {
+		return cid.Undef, err
+	}
+	m := &manifest.Manifest{Version: manifest.Version, Kind: string(repo.Kind), Name: repo.Name, Revision: repo.Revision,
+		Commit: repo.Commit, License: repo.License, Source: source, Root: root.String(), Files: files}
+	if err := m.Validate(); err != nil {
+		return cid.Undef, err
+	}
+	return mr.keepModel(ctx, m, cache)
+}
+
+// openCID returns a seekable reader over a UnixFS file, through the
+// node's network DAG.
+func (mr *Mirror) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
+	return ufs.Open(ctx, mr.cfg.Net, c)
+}
+
+// fillJob is one file being downloaded from the upstream.
+type fillJob struct {
+	f   hfapi.File
+	dir string
+	// res is the room reserved for the fill: its quota part goes once the
+	// import is done, the rest with the download file.
+	res *reservation
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	// path is the file being written, set before the first byte lands.
+	path    string
+	written int64
+	// verified: all bytes are on disk (fsynced) and match the declared
+	// size and hash. Until then readers get at most size-1 bytes, so no
+	// client ever sees a whole file that was not checked.
+	verified bool
+	done     bool
+	err      error
+	readers  int // guarded by upstreamFiller.mu
+}
+
+func newFillJob(f hfapi.File, dir string, res *reservation) *fillJob {
+	j := &fillJob{f: f, dir: dir, res: res}
+	j.cond = sync.NewCond(&j.mu)
+	return j
+}
+
+func (j *fillJob) filePath() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.path
+}
+
+// removeFile deletes the job's file once nobody reads it, and gives back
+// the room reserved for the fill.
+func (j *fillJob) removeFile() {
+	if p := j.filePath(); p != "" {
+		os.Remove(p)
+	}
+	j.res.release()
+}
+
+// download copies body (a verifying reader) to a new file in j.dir, waking
+// readers as bytes land and calling progress after each read that brought
+// bytes; a size or hash mismatch fails it. Each job writes its own file,
+// so a retry never truncates a file readers of a failed job still hold.
+func (j *fillJob) download(body io.ReadCloser, progress func()) error {
+	defer body.Close()
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return fmt.Errorf("fill %s: %w", j.f.Path, err)
+	}
+	// Refused up front rather than filling the disk part way, and never
+	// into the room the store keeps for its metadata.
+	if err := fsutil.CheckRoom(j.dir, uint64(j.f.Size)); err != nil {
+		return fmt.Errorf("fill %s: %w", j.f.Path, err)
+	}
+	out, err := os.CreateTemp(j.dir, j.f.ETag()+".*"+home.FillPartSuffix)
+	if err != nil {
+		return fmt.Errorf("fill %s: %w", j.f.Path, err)
+	}
+	defer out.Close()
+	j.mu.Lock()
+	j.path = out.Name()
+	j.mu.Unlock()
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			progress()
+			if _, err := out.Write(buf[:n]); err != nil {
+				return fmt.Errorf("write %s: %w", j.path, err)
+			}
+			j.mu.Lock()
+			j.written += int64(n)
+			j.cond.Broadcast()
+			j.mu.Unlock()
+		}
+		if errors.Is(rerr, io.EOF) {
+			if err := out.Sync(); err != nil {
+				return fmt.Errorf("write %s: %w", j.path, err)
+			}
+			j.mu.Lock()
+			j.verified = true
+			j.cond.Broadcast()
+			j.mu.Unlock()
+			return nil
+		}
+		if rerr != nil {
+			return upstreamError(rerr)
+		}
+	}
+}
+
+func (j *fillJob) finish(err error) {
+	j.mu.Lock()
+	j.done, j.err = true, err
+	j.cond.Broadcast()
+	j.mu.Unlock()
+}
+
+func (j *fillJob) isDone() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.done
+}
+
+// readableLocked is how many bytes readers may have: all once verified,
+// else all but the last.
+func (j *fillJob) readableLocked() int64 {
+	if j.verified {
+		return j.written
+	}
+	return min(j.written, int64(j.f.Size)-1)
+}
+
+// waitFor blocks until byte off is readable, the file is verified, the job
+// fails or ctx (the caller's request) ends. It returns how many bytes are
+// readable. A stalled source fails the job after mirror.stall_timeout, so
+// the wait is bounded even when the client waits forever.
+func (j *fillJob) waitFor(ctx context.Context, off int64) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		j.mu.Lock()
+		j.cond.Broadcast()
+		j.mu.Unlock()
+	})
+	defer stop()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for {
+		if j.err != nil {
+			return 0, j.err
+		}
+		if avail := j.readableLocked(); avail > off || j.verified || j.done {
+			return max(avail, 0), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("wait for %s: %w", j.f.Path, err)
+		}
+		j.cond.Wait()
+	}
+}
+
+// growingReader reads a fillJob's file while it is being written. Its size
+// is the declared size, so range requests work before the end arrives.
+type growingReader struct {
+	ctx     context.Context
+	job     *fillJob
+	f       *os.File
+	off     int64
+	release func()
+}
+
+func (g *growingReader) Read(p []byte) (int, error) {
+	size := int64(g.job.f.Size)
+	if g.off >= size {
+		return 0, io.EOF
+	}
+	avail, err := g.job.waitFor(g.ctx, g.off)
+	if err != nil {
+		return 0, err
+	}
+	if g.f == nil {
+		if g.f, err = os.Open(g.job.filePath()); err != nil {
+			return 0, err
+		}
+	}
+	p = p[:min(int64(len(p)), avail-g.off)]
+	n, err := g.f.ReadAt(p, g.off)
+	g.off += int64(n)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (g *growingReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += g.off
+	case io.SeekEnd:
+		offset += int64(g.job.f.Size)
+	}
+	if offset < 0 {
+		return 0, errors.New("seek before start")
+	}
+	g.off = offset
+	return offset, nil
+}
+
+func (g *growingReader) Close() error {
+	if g.f != nil {
+		g.f.Close()
+	}
+	g.release()
+	return nil
+}

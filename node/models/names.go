@@ -1,0 +1,431 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/store/fsutil"
+	"github.com/allmende/allmende/store/manifest"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Limits of names (the files live where package home says).
+const (
+	// MaxTrustFile bounds the trust file.
+	MaxTrustFile = 1 << 20
+	// DefaultRecordValidity is how long a published record is valid.
+	DefaultRecordValidity = 365 * 24 * time.Hour
+)
+
+// Name errors, checked with errors.Is.
+var (
+	// ErrUntrusted: the only valid records come from untrusted publishers.
+	ErrUntrusted = errors.New("untrusted publisher")
+	// ErrTampered: records were found but none verifies.
+	ErrTampered = errors.New("invalid record")
+)
+
+// TrustedKey is one publisher this node trusts, and for which names.
+type TrustedKey struct {
+	Key   string `json:"key"`
+	Label string `json:"label,omitempty"`
+	// Names are the patterns (manifest.ValidNamePattern, e.g. "acme/*")
+	// of the names this key may sign. Empty means not bound yet: the
+	// first record from the key that this node accepts binds it to the
+	// names under that record's org ("org/*"), written to the trust file
+	// then. Entries written before names existed start that way too.
+	Names []string `json:"names,omitempty"`
+}
+
+// PublisherKey returns the publisher key ID of the home directory dir,
+// creating the key (ed25519, written atomically with mode 0600) on first
+// use.
+func PublisherKey(dir string) (string, error) {
+	sk, err := loadPublisherKey(home.Dir(dir))
+	if err != nil {
+		return "", err
+	}
+	return manifest.KeyID(sk.GetPublic())
+}
+
+func loadPublisherKey(dir home.Dir) (crypto.PrivKey, error) {
+	path := dir.PublisherKey()
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		sk, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			return nil, fmt.Errorf("publisher key: %w", err)
+		}
+		if raw, err = crypto.MarshalPrivateKey(sk); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("publisher key: %w", err)
+		}
+		if err := fsutil.WriteFileAtomic(path, raw, 0o600); err != nil {
+			return nil, fmt.Errorf("publisher key: %w", err)
+		}
+		return sk, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("publisher key: %w", err)
+	}
+	sk, err := crypto.UnmarshalPrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("publisher key %s: %w", path, err)
+	}
+	return sk, nil
+}
+
+// Trusted lists the publisher keys trusted in the home directory dir.
+func Trusted(dir string) ([]TrustedKey, error) { return trusted(home.Dir(dir)) }
+
+func trusted(dir home.Dir) ([]TrustedKey, error) {
+	raw, err := os.ReadFile(dir.Trust())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	if len(raw) > MaxTrustFile {
+		return nil, fmt.Errorf("trust: %s larger than %d bytes", dir.Trust(), MaxTrustFile)
+	}
+	var keys []TrustedKey
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return nil, fmt.Errorf("trust: %s: %w", dir.Trust(), err)
+	}
+	return keys, nil
+}
+
+// Trust adds a publisher key (k51... or 12D3Koo...) to home's trust list,
+// trusted for the names matching patterns (manifest.ValidNamePattern);
+// with no patterns, for the names under the org of the first record from
+// it this node accepts (see TrustedKey.Names). Adding a key already
+// trusted replaces its patterns when patterns are given, and its label
+// when one is. It returns the key's canonical ID.
+func Trust(dir, key, label string, patterns []string) (string, error) {
+	canon, _, err := manifest.ParseKeyID(key)
+	if err != nil {
+		return "", api.BadInput(fmt.Errorf("trust: %w", err))
+	}
+	if len(patterns) > manifest.MaxNamePatterns {
+		return "", fmt.Errorf("trust: %w: %d name patterns, at most %d", api.ErrBadInput, len(patterns), manifest.MaxNamePatterns)
+	}
+	for _, p := range patterns {
+		if err := manifest.ValidNamePattern(p); err != nil {
+			return "", api.BadInput(fmt.Errorf("trust: %w", err))
+		}
+	}
+	return canon, updateTrust(home.Dir(dir), func(keys []TrustedKey) []TrustedKey {
+		for i, k := range keys {
+			if k.Key != canon {
+				continue
+			}
+			if len(patterns) > 0 {
+				keys[i].Names = dedup(append([]string(nil), patterns...))
+			}
+			if label != "" {
+				keys[i].Label = label
+			}
+			return keys
+		}
+		return append(keys, TrustedKey{Key: canon, Label: label, Names: dedup(append([]string(nil), patterns...))})
+	})
+}
+
+// bindTrust binds a trusted key that has no name patterns yet to the
+// names under name's org, and returns the patterns the key has now.
+func (reg *Registry) bindTrust(key, name string) ([]string, error) {
+	reg.trustMu.Lock()
+	defer reg.trustMu.Unlock()
+	var names []string
+	err := updateTrust(reg.home, func(keys []TrustedKey) []TrustedKey {
+		for i, k := range keys {
+			if k.Key == key {
+				if len(k.Names) == 0 {
+					keys[i].Names = []string{manifest.OrgPattern(name)}
+				}
+				names = keys[i].Names
+			}
+		}
+		return keys
+	})
+	return names, err
+}
+
+// updateTrust rewrites dir's trust list with change applied, atomically.
+func updateTrust(dir home.Dir, change func([]TrustedKey) []TrustedKey) error {
+	keys, err := trusted(dir)
+	if err != nil {
+		return err
+	}
+	keys = change(keys)
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
+	raw, err := json.MarshalIndent(keys, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(string(dir), 0o700); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(dir.Trust(), raw, 0o600)
+}
+
+// trustedKey returns the trust list's entry for id.
+func trustedKey(keys []TrustedKey, id string) (TrustedKey, bool) {
+	for _, k := range keys {
+		if k.Key == id {
+			return k, true
+		}
+	}
+	return TrustedKey{}, false
+}
+
+// recordPath is where the record for name@rev lives in dir.
+func recordPath(dir home.Dir, name, rev string) string {
+	file := strings.ReplaceAll(name, "/", "--") + "@" + strings.ReplaceAll(rev, "/", "--") + ".json"
+	return filepath.Join(dir.Records(), file)
+}
+
+func readRecord(dir home.Dir, name, rev string) ([]byte, bool) {
+	raw, err := os.ReadFile(recordPath(dir, name, rev))
+	if err != nil || len(raw) > manifest.MaxRecordSize {
+		return nil, false
+	}
+	return raw, true
+}
+
+func writeRecord(dir home.Dir, r *manifest.Record) error {
+	raw, err := r.Encode()
+	if err != nil {
+		return err
+	}
+	path := recordPath(dir, r.Name, r.Revision)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("store record: %w", err)
+	}
+	return fsutil.WriteFileAtomic(path, raw, 0o644)
+}
+
+// Resolved is the outcome of resolving a name: the record chosen, and
+// whether its publisher is trusted for the name.
+type Resolved struct {
+	Record  *manifest.Record
+	Trusted bool
+}
+
+// resolveName collects records for name@rev from this node and every
+// connected peer, verifies them, and picks one (see pickRecord). A trusted
+// key not yet bound to names is bound to the org of the first record of
+// it accepted here.
+func (reg *Registry) resolveName(ctx context.Context, name, rev string, trustAny bool) (*Resolved, error) {
+	trust, err := trusted(reg.home)
+	if err != nil {
+		return nil, err
+	}
+	type found struct {
+		raw  []byte
+		from string
+	}
+	var all []found
+	if raw, ok := readRecord(reg.home, name, rev); ok {
+		all = append(all, found{raw, "this node"})
+	}
+	var mu sync.Mutex
+	reg.askPeers(ctx, &protocol.ResolveRequest{Name: name, Revision: rev}, func(p peer.ID, r *protocol.ResolveResponse) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, raw := range r.Records {
+			all = append(all, found{raw, "peer " + p.String()})
+		}
+	})
+	var valid []*manifest.Record
+	var bad []string
+	now := time.Now()
+	for _, f := range all {
+		rec, err := manifest.DecodeRecord(f.raw, now)
+		if err == nil && (rec.Name != name || rec.Revision != rev) {
+			err = fmt.Errorf("record is for %s@%s", rec.Name, rec.Revision)
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("from %s: %v", f.from, err))
+			continue
+		}
+		valid = append(valid, rec)
+	}
+	pick := pickRecord(valid, trust, name, trustAny)
+	// Each round binds one key; a key bound meanwhile (by another resolve)
+	// to another org makes the choice again. Bounded: each round leaves
+	// one unbound key fewer.
+	for range len(valid) {
+		if pick.best == nil || !pick.bind {
+			break
+		}
+		names, err := reg.bindTrust(pick.best.Record.Publisher, name)
+		if err != nil {
+			return nil, err
+		}
+		reg.log.Info("trusted publisher bound to the names of its first accepted record", "publisher", pick.best.Record.Publisher, "names", strings.Join(names, ","))
+		if manifest.MatchName(names, name) {
+			break
+		}
+		if trust, err = trusted(reg.home); err != nil {
+			return nil, err
+		}
+		pick = pickRecord(valid, trust, name, trustAny)
+	}
+	switch {
+	case pick.best != nil:
+		for _, b := range bad {
+			reg.log.Warn("ignored invalid name record", "name", name+"@"+rev, "err", b)
+		}
+		return pick.best, nil
+	case len(pick.outside) > 0:
+		return nil, fmt.Errorf("%s@%s: refused: signed only by publishers not trusted for this name: %s; run `allmende trust add <key> --names ...` to widen a key's names, or pass --trust-any: %w",
+			name, rev, strings.Join(dedup(append(pick.outside, pick.untrusted...)), "; "), ErrUntrusted)
+	case len(pick.untrusted) > 0:
+		return nil, fmt.Errorf("%s@%s: refused: signed only by untrusted publisher %s; run `allmende trust add %s` or pass --trust-any: %w",
+			name, rev, strings.Join(dedup(pick.untrusted), ", "), pick.untrusted[0], ErrUntrusted)
+	case len(bad) > 0:
+		return nil, fmt.Errorf("%s@%s: refused: no record verifies (%s): %w", name, rev, strings.Join(bad, "; "), ErrTampered)
+	}
+	return nil, fmt.Errorf("%s@%s: %w: no connected peer has a record for this name", name, rev, api.ErrNotFound)
+}
+
+// recordPick is pickRecord's verdict.
+type recordPick struct {
+	// best is the record chosen, nil if none may be used.
+	best *Resolved
+	// bind: best's publisher is trusted but not yet bound to names.
+	bind bool
+	// untrusted are the publishers of records refused as untrusted;
+	// outside describes trusted keys refused for signing a name outside
+	// their patterns.
+	untrusted, outside []string
+}
+
+// pickRecord chooses among valid records for name: the highest sequence
+// number among publishers trusted for name (in the trust list, and name
+// matching the key's patterns, or the key not bound to names yet). Only
+// when there is none, and trustAny, the highest among the others: a record
+// from a trusted publisher always wins over untrusted ones, whatever their
+// sequence numbers. A key trusted for other names counts as untrusted.
+func pickRecord(recs []*manifest.Record, trust []TrustedKey, name string, trustAny bool) recordPick {
+	var pick recordPick
+	var bestTrusted, bestOther *manifest.Record
+	for _, rec := range recs {
+		k, ok := trustedKey(trust, rec.Publisher)
+		switch {
+		case ok && (len(k.Names) == 0 || manifest.MatchName(k.Names, name)):
+			if bestTrusted == nil || rec.Seq > bestTrusted.Seq {
+				bestTrusted = rec
+			}
+			continue
+		case ok:
+			pick.outside = append(pick.outside, fmt.Sprintf("%s is trusted only for %s", rec.Publisher, strings.Join(k.Names, ", ")))
+		default:
+			pick.untrusted = append(pick.untrusted, rec.Publisher)
+		}
+		if bestOther == nil || rec.Seq > bestOther.Seq {
+			bestOther = rec
+		}
+	}
+	switch {
+	case bestTrusted != nil:
+		k, _ := trustedKey(trust, bestTrusted.Publisher)
+		pick.best, pick.bind = &Resolved{Record: bestTrusted, Trusted: true}, len(k.Names) == 0
+	case trustAny && bestOther != nil:
+		pick.best = &Resolved{Record: bestOther}
+	}
+	return pick
+}
+
+func dedup(s []string) []string {
+	sort.Strings(s)
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// askPeers sends req to every connected peer at once (but those the Guard
+// banned) and calls answer for each answer (concurrently).
+func (reg *Registry) askPeers(ctx context.Context, req *protocol.ResolveRequest, answer func(peer.ID, *protocol.ResolveResponse)) {
+	var wg sync.WaitGroup
+	for _, p := range reg.host.Network().Peers() {
+		if reg.guard.IsBanned(p) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := protocol.AskResolve(ctx, reg.host, p, req)
+			if err != nil {
+				reg.log.Debug("resolve request failed", "peer", p.String(), "err", err)
+				return
+			}
+			if resp.Error == "" {
+				answer(p, resp)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Publish signs a record mapping name@revision to the manifest this node
+// imported or fetched for it, with a sequence number above any earlier
+// record of its own, and serves it to peers.
+func (reg *Registry) Publish(ctx context.Context, req api.PublishRequest) (api.PublishResult, error) {
+	if req.Revision == "" {
+		req.Revision = "main"
+	}
+	if req.Validity <= 0 {
+		req.Validity = DefaultRecordValidity
+	}
+	mc, ok := reg.index.ByName(req.Name, req.Revision)
+	if !ok {
+		return api.PublishResult{}, fmt.Errorf("publish %s@%s: %w: no such model here; import it first", req.Name, req.Revision, api.ErrBadInput)
+	}
+	sk, err := loadPublisherKey(reg.home)
+	if err != nil {
+		return api.PublishResult{}, err
+	}
+	seq := uint64(time.Now().UnixNano())
+	if raw, ok := readRecord(reg.home, req.Name, req.Revision); ok {
+		// An expired record still holds the last sequence number: a
+		// clock set back must not make the new record look older.
+		if old, err := manifest.DecodeRecord(raw, time.Now()); old != nil && (err == nil || errors.Is(err, manifest.ErrExpired)) && old.Seq >= seq {
+			if old.Seq >= manifest.MaxSeq {
+				return api.PublishResult{}, fmt.Errorf("publish %s@%s: the last record's sequence number %d leaves no room for a later one", req.Name, req.Revision, old.Seq)
+			}
+			seq = old.Seq + 1
+		}
+	}
+	rec := &manifest.Record{Name: req.Name, Revision: req.Revision, Manifest: mc.String(), Seq: seq,
+		Expires: time.Now().Add(req.Validity).UTC().Truncate(time.Second)}
+	if err := rec.Sign(sk); err != nil {
+		return api.PublishResult{}, fmt.Errorf("publish: sign: %w", err)
+	}
+	if err := writeRecord(reg.home, rec); err != nil {
+		return api.PublishResult{}, err
+	}
+	reg.log.Info("published", "name", req.Name+"@"+req.Revision, "cid", rec.Manifest, "publisher", rec.Publisher)
+	return api.PublishResult{Name: rec.Name, Revision: rec.Revision, Manifest: rec.Manifest, Seq: rec.Seq,
+		Expires: rec.Expires, Publisher: rec.Publisher}, nil
+}

@@ -1,7 +1,0 @@
-//go:build !unix
-
-package store
-
-// oNoFollow is not available here; OpenNoFollow then checks with Lstat
-// before opening (not atomic).
-const oNoFollow = 0
