@@ -64,7 +64,7 @@ func runImportCARs(cmd *cobra.Command, g *globalOptions, files []string, asJSON 
 			if err != nil {
 				errs = append(errs, err)
 				line.Error = err.Error()
-				if !asJSON {
+				if !asJSON && len(paths) > 1 {
 					fmt.Fprintln(cmd.ErrOrStderr(), "allmende:", err)
 				}
 			} else if !asJSON {
@@ -77,6 +77,9 @@ func runImportCARs(cmd *cobra.Command, g *globalOptions, files []string, asJSON 
 				return err
 			}
 		}
+		if len(errs) == 1 && len(paths) == 1 {
+			return errs[0]
+		}
 		if len(errs) > 0 {
 			return carImportError{errors.Join(errs...), len(errs), len(paths)}
 		}
@@ -84,7 +87,8 @@ func runImportCARs(cmd *cobra.Command, g *globalOptions, files []string, asJSON 
 	})
 }
 
-// carImportError sums up failed CAR imports; each was reported already.
+// carImportError sums up failed CAR imports of several files; each was
+// reported already.
 type carImportError struct {
 	err        error
 	failed, of int
