@@ -54,12 +54,7 @@ func (reg *Registry) ExportCAR(ctx context.Context, req api.ExportRequest, progr
 			progress(api.Progress{Done: uint64(p.Bytes), Total: max(plan.total, uint64(p.Bytes))})
 		}
 	}}
-	stats, err := writeAtomic(req.Out, func(w io.Writer) (car.Stats, error) {
-		if plan.model != nil {
-			return car.ExportModel(ctx, reg.store.Serving(), w, *plan.model, opts)
-		}
-		return car.Export(ctx, reg.store.Serving(), w, plan.roots, opts)
-	})
+	stats, err := writeAtomic(req.Out, func(w io.Writer) (car.Stats, error) { return reg.writeCAR(ctx, w, plan, opts) })
 	if err != nil {
 		return api.ExportResult{}, fmt.Errorf("writing %s (nothing left there): %w", req.Out, err)
 	}
@@ -70,6 +65,29 @@ func (reg *Registry) ExportCAR(ctx context.Context, req api.ExportRequest, progr
 	}
 	reg.log.Info("exported CAR", "ref", req.Ref, "path", req.Out, "bytes", stats.Bytes)
 	return res, nil
+}
+
+// writeCAR writes plan's CAR to w.
+func (reg *Registry) writeCAR(ctx context.Context, w io.Writer, plan *carPlan, opts car.ExportOptions) (car.Stats, error) {
+	if plan.model != nil {
+		return car.ExportModel(ctx, reg.store.Serving(), w, *plan.model, opts)
+	}
+	return car.Export(ctx, reg.store.Serving(), w, plan.roots, opts)
+}
+
+// OpenCAR resolves ref (a CID, sha256:<hex> or org/name[@revision]) among
+// what this node holds, as ExportCAR does, and returns what the CAR will
+// be (Roots, Out and the counts left empty) and a function that writes it
+// to w. The mirror serves a model's CAR through it.
+func (reg *Registry) OpenCAR(ctx context.Context, ref string) (api.ExportResult, func(io.Writer) error, error) {
+	plan, err := reg.planExport(ctx, ref)
+	if err != nil {
+		return api.ExportResult{}, nil, err
+	}
+	return plan.res, func(w io.Writer) error {
+		_, err := reg.writeCAR(ctx, w, plan, car.ExportOptions{})
+		return err
+	}, nil
 }
 
 // planExport resolves ref among what this node holds.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,15 +56,17 @@ func exportedModel(t *testing.T, a *harness.Node) (string, string, carExport) {
 // TestCAROffline: a model exported on A as a CAR is imported on C, which
 // has no peers; C then fetches it by CID and, once A's publisher key is
 // trusted, by name, with no network, and the trees are the same. Before
-// the trust, the record is kept but the name is refused.
+// the trust, the record is kept but the name is refused. A's mirror page
+// links the same CAR for download.
 func TestCAROffline(t *testing.T) {
-	a := harness.NewNode(t)
+	a := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
 	a.Start()
 	src, file, exp := exportedModel(t, a)
 	key := strings.TrimSpace(a.MustRun("trust", "key"))
 	if exp.Publisher != key {
 		t.Fatalf("the CAR carries a record by %q, want A's key %s", exp.Publisher, key)
 	}
+	mirrorCAR(t, a.MirrorURL(t), file)
 	a.Stop()
 
 	c := harness.NewNode(t)
@@ -170,5 +173,30 @@ func TestCARDamaged(t *testing.T) {
 	}
 	if now, err := os.ReadFile(file); err != nil || !bytes.Equal(now, good) {
 		t.Errorf("the existing file changed (%v)", err)
+	}
+}
+
+// mirrorCAR checks that the mirror at base links acme/tiny's CAR on its
+// web page and serves there the bytes of want (what `allmende export`
+// wrote), and 404 for a model it does not hold.
+func mirrorCAR(t *testing.T, base, want string) {
+	t.Helper()
+	link := "/allmende/car/acme/tiny?revision=main"
+	code, _, page := harness.MustGet(t, base+"/")
+	if code != http.StatusOK || !bytes.Contains(page, []byte(`href="`+link+`"`)) {
+		t.Fatalf("web page (status %d) lacks the CAR link %s", code, link)
+	}
+	code, hdr, body := harness.MustGet(t, base+link)
+	wantBody, err := os.ReadFile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "application/vnd.ipld.car") ||
+		!strings.Contains(hdr.Get("Content-Disposition"), `filename="tiny.car"`) || !bytes.Equal(body, wantBody) {
+		t.Errorf("GET %s: status %d, %q, %q, %d bytes; want the exported CAR's %d", link, code,
+			hdr.Get("Content-Type"), hdr.Get("Content-Disposition"), len(body), len(wantBody))
+	}
+	if code, _, _ := harness.MustGet(t, base+"/allmende/car/acme/absent"); code != http.StatusNotFound {
+		t.Errorf("CAR of a model not held: status %d, want 404", code)
 	}
 }
