@@ -21,8 +21,8 @@ func newExportCmd(g *globalOptions) *cobra.Command {
 		Long: `Writes a CARv1 file, the format of Kubo's "ipfs dag export", holding every
 block of the content: a CID's file or directory, the file with a whole-file
 sha256, or a model's files. A model's CAR also carries its manifest and the
-signed name record this node keeps for it (published here, or fetched by a
-trusted name), so that "allmende import FILE.car" on another node, with no
+signed name record this node keeps for it (published here, fetched by a
+trusted name, or imported from a CAR), so that "allmende import FILE.car" on another node, with no
 network, can check the name against that node's trust list. A model with no
 record here goes without one (run "allmende publish" first to name it).
 
