@@ -6,6 +6,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/store"
+	"github.com/ipfs/go-cid"
 )
 
 var _ api.API = (*Node)(nil)
@@ -73,4 +74,24 @@ func (n *Node) Publish(ctx context.Context, req api.PublishRequest) (api.Publish
 // Inspect implements api.API.
 func (n *Node) Inspect(ctx context.Context, req api.InspectRequest) (api.InspectResult, error) {
 	return n.models.Inspect(ctx, req)
+}
+
+// ExportCAR implements api.API.
+func (n *Node) ExportCAR(ctx context.Context, req api.ExportRequest, progress api.ProgressFunc) (api.ExportResult, error) {
+	res, err := n.models.ExportCAR(ctx, req, progress)
+	return res, apiError(err)
+}
+
+// ImportCAR implements api.API: it also announces the roots it pinned.
+func (n *Node) ImportCAR(ctx context.Context, req api.CARImportRequest, progress api.ProgressFunc) (api.CARImportResult, error) {
+	res, err := n.models.ImportCAR(ctx, req, progress)
+	if err != nil {
+		return res, apiError(err)
+	}
+	for _, s := range res.Pinned {
+		if c, err := cid.Decode(s); err == nil {
+			n.routing.Announce(ctx, c)
+		}
+	}
+	return res, nil
 }

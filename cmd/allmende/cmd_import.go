@@ -14,10 +14,11 @@ func newImportCmd(g *globalOptions) *cobra.Command {
 	var (
 		req    api.ImportRequest
 		asJSON bool
+		asCAR  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "import <dir> [--name org/model]",
-		Short: "Import a folder or Hugging Face cache repository as a named model",
+		Use:   "import <dir> [--name org/model] | import FILE.car...",
+		Short: "Import a folder or Hugging Face cache repository as a named model, or CAR files",
 		Long: `Imports a model or dataset folder: every file is read once, chunked into the
 store (unixfs-v1-2025) and hashed (sha256, and git blob sha1 for files under
 10 MiB, as Hugging Face does). A manifest listing every file is stored as a
@@ -32,11 +33,33 @@ what it reads, so a file changed or deleted afterwards is no longer served
 snapshots/ and refs/): then the name, the commit and the revision (refs/main
 unless --revision) come from the cache, and every file is checked against
 its blob name. The last line of stdout is the manifest CID; "allmende
-publish" signs a name for it.` + exitStatusHelp,
+publish" signs a name for it.
+
+FILE.car... (paths ending in .car, or any files with --car) are CAR files,
+as "allmende export" and Kubo's "ipfs dag export" write them: each is read
+in place, once, every block checked against its CID before it is kept. A
+CAR's roots are pinned only when every one is complete; a truncated or
+tampered CAR fails naming the bad block and pins nothing (the blocks
+verified before it stay for a retry; "allmende gc" frees them). The name
+records a model's CAR carries are judged like records from peers: one
+from a publisher trusted for its name names the model at once; one from
+another publisher is kept but unused until "allmende trust add <key>".
+The other files are still imported when one fails. The roots pinned are
+printed on stdout, one per line.` + exitStatusHelp,
 		Example: "  allmende import ./tiny-llama --name acme/tiny-llama --license apache-2.0\n" +
-			"  allmende import ~/.cache/huggingface/hub/models--acme--tiny-llama",
-		Args: args(cobra.ExactArgs(1)),
+			"  allmende import ~/.cache/huggingface/hub/models--acme--tiny-llama\n" +
+			"  allmende import /media/stick/*.car",
+		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if asCAR || isCARPath(a[0]) {
+				if err := checkCARArgs(cmd, a, asCAR); err != nil {
+					return err
+				}
+				return runImportCARs(cmd, g, a, asJSON)
+			}
+			if len(a) > 1 {
+				return usageError{fmt.Errorf("import: one folder at a time (or CAR files, named *.car or with --car)")}
+			}
 			path, err := localPath("import", a[0], os.Stat)
 			if err != nil {
 				return err
@@ -68,5 +91,6 @@ publish" signs a name for it.` + exitStatusHelp,
 	f.BoolVar(&req.Force, "force", false, "import files with malformed safetensors/GGUF headers")
 	f.BoolVar(&req.Copy, "copy", false, "store a copy of the files instead of reading them in place")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.BoolVar(&asCAR, "car", false, "the arguments are CAR files, whatever their names")
 	return cmd
 }

@@ -44,7 +44,7 @@ you hold; "allmende add" and "allmende fetch" move files between nodes.` + exitS
 	root.AddCommand(
 		newInitCmd(g), newDaemonCmd(g), newIDCmd(g), newConnectCmd(g), newPeersCmd(g),
 		newAddCmd(g), newFetchCmd(g), newLsCmd(g), newRmCmd(g), newGCCmd(g), newConfigCmd(g), newVerifyCmd(g), newSwarmKeyCmd(g),
-		newImportCmd(g), newPublishCmd(g), newTrustCmd(g), newInspectCmd(g),
+		newImportCmd(g), newExportCmd(g), newPublishCmd(g), newTrustCmd(g), newInspectCmd(g),
 		newVersionCmd(), newManCmd(),
 	)
 	root.InitDefaultCompletionCmd()

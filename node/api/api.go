@@ -54,6 +54,13 @@ type API interface {
 	FetchModel(ctx context.Context, req ModelFetchRequest, progress ProgressFunc) (ModelFetchResult, error)
 	// Inspect parses model file headers, fetching only header bytes.
 	Inspect(ctx context.Context, req InspectRequest) (InspectResult, error)
+
+	// ExportCAR writes a CARv1 of content this node holds (a model with
+	// its manifest and signed name record) at req.Out, atomically.
+	ExportCAR(ctx context.Context, req ExportRequest, progress ProgressFunc) (ExportResult, error)
+	// ImportCAR reads a CAR file, every block checked against its CID,
+	// and pins its roots only if every one is complete.
+	ImportCAR(ctx context.Context, req CARImportRequest, progress ProgressFunc) (CARImportResult, error)
 }
 
 // SHA256Prefix starts a reference by whole-file sha256 (sha256:<hex>).

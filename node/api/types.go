@@ -280,3 +280,77 @@ type InspectResult struct {
 	// inspection.
 	Received uint64 `json:"received"`
 }
+
+// ExportRequest asks for a CAR file of content this node holds.
+type ExportRequest struct {
+	// Ref is a CID, sha256:<hex> or org/name[@revision].
+	Ref string `json:"ref"`
+	// Out is the absolute path of the CAR file to write; it must not
+	// exist.
+	Out string `json:"out"`
+}
+
+// ExportResult describes a CAR file written.
+type ExportResult struct {
+	Out string `json:"out"`
+	// Roots are the CAR's roots: for a model, its files, its manifest
+	// and (when this node holds one) its signed name record.
+	Roots  []string `json:"roots"`
+	Bytes  uint64   `json:"bytes"`
+	Blocks uint64   `json:"blocks"`
+	// Name and Revision are the model's, for a model; Publisher signed
+	// the record carried, empty when the CAR carries none.
+	Name      string  `json:"name,omitempty"`
+	Revision  string  `json:"revision,omitempty"`
+	Manifest  string  `json:"manifest,omitempty"`
+	Publisher string  `json:"publisher,omitempty"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// CARImportRequest asks to import one CAR file.
+type CARImportRequest struct {
+	// Path is the CAR file, absolute on the node's machine. It is read
+	// in place, once.
+	Path string `json:"path"`
+}
+
+// CARRoot is one root of an imported CAR.
+type CARRoot struct {
+	CID string `json:"cid"`
+	// Kind is content, manifest (named by a record in the CAR) or record.
+	Kind     string `json:"kind"`
+	Complete bool   `json:"complete"`
+}
+
+// CARName is a signed name record found in a CAR and what the node did
+// with it.
+type CARName struct {
+	Name      string `json:"name"`
+	Revision  string `json:"revision"`
+	Manifest  string `json:"manifest"`
+	Publisher string `json:"publisher"`
+	// Trusted says the publisher is trusted for the name: the name
+	// resolves to the manifest from now on.
+	Trusted bool `json:"trusted"`
+	// Kept says the record is kept (and served to peers); an untrusted
+	// one is kept too, unused for names until its key is trusted.
+	Kept bool `json:"kept"`
+	// Note says why a record was not kept or not trusted.
+	Note string `json:"note,omitempty"`
+}
+
+// CARImportResult describes an imported CAR file.
+type CARImportResult struct {
+	Path  string    `json:"path"`
+	Roots []CARRoot `json:"roots"`
+	// Pinned are the roots pinned: all of them, once every one is
+	// complete.
+	Pinned []string  `json:"pinned"`
+	Names  []CARName `json:"names,omitempty"`
+	// Blocks read and verified; Stored those the store did not hold
+	// before; Bytes of the CAR read.
+	Blocks  uint64  `json:"blocks"`
+	Stored  uint64  `json:"stored"`
+	Bytes   uint64  `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+}

@@ -125,6 +125,20 @@ func (c *Client) Inspect(ctx context.Context, req api.InspectRequest) (api.Inspe
 	return v, c.stream(ctx, routeInspect, req, nil, &v)
 }
 
+// ExportCAR implements api.API. req.Out must be absolute on the daemon's
+// machine: the daemon writes the file.
+func (c *Client) ExportCAR(ctx context.Context, req api.ExportRequest, progress api.ProgressFunc) (api.ExportResult, error) {
+	var v api.ExportResult
+	return v, c.stream(ctx, routeExportCAR, req, progress, &v)
+}
+
+// ImportCAR implements api.API. req.Path must be absolute on the daemon's
+// machine: the daemon reads the file.
+func (c *Client) ImportCAR(ctx context.Context, req api.CARImportRequest, progress api.ProgressFunc) (api.CARImportResult, error) {
+	var v api.CARImportResult
+	return v, c.stream(ctx, routeImportCAR, req, progress, &v)
+}
+
 func (c *Client) do(ctx context.Context, method, route string, body any) (*http.Response, error) {
 	var r io.Reader
 	if body == nil && method == http.MethodPost {

@@ -58,6 +58,9 @@ func TestGuard(t *testing.T) {
 		{"a wrong token is refused", loopback, "GET", routeID, "127.0.0.1:5080", hdr{"Authorization": "Bearer nope"}, 401},
 		{"the token without Bearer is refused", loopback, "GET", routeID, "127.0.0.1:5080", hdr{"Authorization": token}, 401},
 		{"a token prefix is refused", loopback, "GET", routeID, "127.0.0.1:5080", hdr{"Authorization": bearer[:12]}, 401},
+		{"no token on CAR export is refused", loopback, "POST", routeExportCAR, "127.0.0.1:5080", hdr{"Content-Type": "application/json"}, 401},
+		{"no token on CAR import is refused", loopback, "POST", routeImportCAR, "127.0.0.1:5080", hdr{"Content-Type": "application/json"}, 401},
+		{"CAR import from a browser is refused", loopback, "POST", routeImportCAR, "127.0.0.1:5080", hdr{"Origin": "http://evil.example", "Authorization": bearer, "Content-Type": "application/json"}, 403},
 		{"a token is asked for before the content type", loopback, "POST", routeAdd, "127.0.0.1:5080", hdr{"Content-Type": "text/plain"}, 401},
 
 		// POST bodies are JSON.

@@ -39,6 +39,8 @@ const (
 	routePublish    = "/api/v0/models/publish"
 	routeFetchModel = "/api/v0/models/fetch"
 	routeInspect    = "/api/v0/models/inspect"
+	routeExportCAR  = "/api/v0/car/export"
+	routeImportCAR  = "/api/v0/car/import"
 	// routeProviders lists the peers the DHT names as providers of ?cid=,
 	// for diagnostics and tests.
 	routeProviders = "/api/v0/routing/providers"
@@ -189,6 +191,8 @@ func NewHandler(a api.API, log *slog.Logger) http.Handler {
 	mux.Handle("POST "+routeInspect, streamed(log, func(ctx context.Context, q api.InspectRequest, _ api.ProgressFunc) (api.InspectResult, error) {
 		return a.Inspect(ctx, q)
 	}))
+	mux.Handle("POST "+routeExportCAR, streamed(log, a.ExportCAR))
+	mux.Handle("POST "+routeImportCAR, streamed(log, a.ImportCAR))
 	registerDebug(mux)
 	return mux
 }

@@ -177,7 +177,8 @@ func (mr *Mirror) Handler() http.Handler { return mr.handler }
 
 // newHandler serves the LAN side of a node: the Hugging Face-compatible
 // API (/api/..., /{org}/{name}/resolve/...), the IPFS trustless gateway at
-// /ipfs/, Prometheus metrics at /metrics and the web page at /. Every
+// /ipfs/, Prometheus metrics at /metrics, the web page at / and a model's
+// CAR at /allmende/car/{org}/{name}. Every
 // request must come from a network in mirror.allow.
 func (mr *Mirror) newHandler(bserv blockservice.BlockService) (http.Handler, error) {
 	hfb := mr.hfb
@@ -204,6 +205,7 @@ func (mr *Mirror) newHandler(bserv blockservice.BlockService) (http.Handler, err
 	mux.Handle("/ipfs/", gatewayFills(hfb.fills, mr.holdsGatewayRoot, gw))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", mr.serveIndex)
+	mux.HandleFunc(carRoute, mr.serveModelCAR)
 	return allowNetworks(mr.cfg.Allow, pace.Uploads(mr.cfg.Up, mux), mr.log), nil
 }
 

@@ -38,6 +38,7 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-a
 {{range .Models}}<div class="card"><strong>{{.Name}}</strong> <span class="muted">{{.Kind}} · revision {{.Revision}} · {{bytes .Size}}{{if .License}} · license {{.License}}{{end}}</span>
 <p>With Hugging Face tools:<br><code>HF_ENDPOINT=http://{{$.Host}} hf download {{if eq .Kind "dataset"}}--repo-type dataset {{end}}{{.Name}}</code></p>
 <p>With allmende (from every peer in the room):<br><code>allmende fetch {{.Name}}@{{.Revision}} -o {{.Short}}</code></p>
+<p>To carry it offline: <a href="/allmende/car/{{.Name}}?revision={{.Revision}}">download as CAR</a> (every block verifiable, with its signed name), then <code>allmende import {{.Short}}.car</code></p>
 <details><summary>{{len .Files}} file(s)</summary><table>
 {{range .Files}}<tr><td><a href="{{.URL}}">{{.Path}}</a></td><td>{{bytes .Size}}</td></tr>{{end}}</table></details></div>
 {{else}}<p class="muted">No named models yet. Import one with <code>allmende import DIR --name org/model</code>.</p>{{end}}
