@@ -165,7 +165,7 @@ func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev st
 // hfapi.ErrUpstream (502), keeping the hub's not-found answers as they are.
 func upstreamError(err error) error {
 	for _, keep := range []error{hfapi.ErrRepoNotFound, hfapi.ErrRevisionNotFound, hfapi.ErrEntryNotFound,
-		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, hfapi.ErrBadRequest, context.Canceled} {
+		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, hfapi.ErrBadRequest, hfapi.ErrRefused, context.Canceled} {
 		if errors.Is(err, keep) {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/hfcache"
@@ -26,15 +27,21 @@ func (reg *Registry) answerResolve(ctx context.Context, from peer.ID, req *proto
 	switch {
 	case req.SHA256 != "":
 		f, ok := reg.index.BySHA256(req.SHA256)
-		if !ok {
+		if !ok || reg.gate.SHA256(req.SHA256, "", policy.SurfaceReseed) != nil {
 			return &protocol.ResolveResponse{}
 		}
 		c, err := cid.Decode(f.CID)
+		if err == nil && reg.gate.Blocked(c, policy.SurfaceReseed) {
+			return &protocol.ResolveResponse{}
+		}
 		if has, _ := reg.store.Blockstore().Has(ctx, c); err != nil || !has {
 			return &protocol.ResolveResponse{}
 		}
 		return &protocol.ResolveResponse{CID: f.CID, Size: f.Size}
 	case req.Name != "":
+		if reg.gate.Name(req.Name, policy.SurfaceReseed) != nil {
+			return &protocol.ResolveResponse{}
+		}
 		if raw, ok := readRecord(reg.home, req.Name, req.Revision); ok {
 			return &protocol.ResolveResponse{Records: [][]byte{raw}}
 		}
@@ -43,6 +50,9 @@ func (reg *Registry) answerResolve(ctx context.Context, from peer.ID, req *proto
 	c, err := cid.Decode(req.CID)
 	if err != nil {
 		return &protocol.ResolveResponse{Error: "bad cid"}
+	}
+	if reg.gate.Blocked(c, policy.SurfaceReseed) {
+		return &protocol.ResolveResponse{Error: "not available"}
 	}
 	data, err := readRange(ctx, reg.store.LocalDAG(), c, req.Offset, req.Length)
 	if err != nil {
