@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		dht = d
 	}
 	n.models, err = models.Open(ctx, models.Config{Home: cfg.Home, Store: st, Host: h, Guard: guard,
-		Fetch: n.fetch, DHT: dht, Timeout: cfg.FetchTimeout, Gate: g, Log: cfg.Logger})
+		Fetch: n.fetch, DHT: dht, Timeout: cfg.FetchTimeout, Gate: g, Indexed: func() { g.Recheck(runCtx) }, Log: cfg.Logger})
 	if err != nil {
 		cancel()
 		return nil, err

@@ -77,11 +77,14 @@ type Gate struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.RWMutex
-	derived   map[string]refusal // multihash → why
-	manifests map[string]*manifest.Manifest
-	seenSet   *denylist.Set
-	seenHeld  string
+	// rechecking serialises Recheck, so an older derivation never
+	// replaces a newer one.
+	rechecking sync.Mutex
+	mu         sync.RWMutex
+	derived    map[string]refusal // multihash → why
+	manifests  map[string]*manifest.Manifest
+	seenSet    *denylist.Set
+	seenHeld   string
 }
 
 // New returns a Gate for cfg. Call Run to keep it current.
@@ -134,6 +137,8 @@ func (g *Gate) Run(ctx context.Context) error {
 // Recheck derives the refused blocks of the models held again if the
 // lists or the models changed since the last time.
 func (g *Gate) Recheck(ctx context.Context) {
+	g.rechecking.Lock()
+	defer g.rechecking.Unlock()
 	var set *denylist.Set
 	if g.cfg.Blocker != nil {
 		set = g.cfg.Blocker.Set()

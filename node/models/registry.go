@@ -74,6 +74,9 @@ type Config struct {
 	// Gate, if set, is the node's policy: names, files and blocks it
 	// refuses are neither fetched nor offered to peers.
 	Gate Gate
+	// Indexed, if set, is called after a manifest was added to the index
+	// or forgotten (the gate derives again what its rules reach).
+	Indexed func()
 	// Log receives the registry's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -102,6 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.changed = cfg.Indexed
 	reg := &Registry{home: dir, store: cfg.Store, host: cfg.Host, guard: cfg.Guard, fetch: cfg.Fetch,
 		dht: cfg.DHT, timeout: cfg.Timeout, log: cfg.Log, index: x, gate: cfg.Gate}
 	if reg.gate == nil {

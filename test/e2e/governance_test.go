@@ -120,3 +120,77 @@ func TestDenylists(t *testing.T) {
 		}
 	})
 }
+
+// ncRepo writes a small model whose card (README.md) declares a
+// non-commercial licence, and no other licence information.
+func ncRepo(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "nc")
+	harness.WriteFile(t, filepath.Join(dir, "README.md"), []byte("---\nlicense: cc-by-nc-4.0\ntags: [test]\n---\n# A model for research only\n"))
+	harness.WriteFile(t, filepath.Join(dir, "config.json"), []byte(`{"model_type":"llama"}`))
+	harness.WriteRandomFile(t, filepath.Join(dir, "model.bin"), 2<<20+1, 31)
+	return dir
+}
+
+// TestLicensePolicy: a mirror whose policy denies a licence refuses to fill
+// a model under it (451 with the hub's X-Error-Message saying why), still
+// fills an allowed one, and does not re-seed such a model it already holds
+// (neither to peers nor on its hub API). The licence comes from the model
+// card when import has no --license.
+func TestLicensePolicy(t *testing.T) {
+	up := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0")
+	up.Start()
+	up.MustRun("import", ncRepo(t), "--name", "research/nc")
+	up.MustRun("import", tinyRepo(t), "--name", "research/ok", "--license", "apache-2.0")
+	if code, hdr, body := harness.MustGet(t, up.MirrorURL(t)+"/api/models/research/nc"); code != http.StatusOK ||
+		!strings.Contains(string(body), "CC-BY-NC-4.0") {
+		t.Fatalf("upstream without a policy: status %d %v, info %s; want the card's licence", code, hdr, body)
+	}
+
+	m := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_UPSTREAM="+up.MirrorURL(t),
+		"ALLMENDE_POLICY_LICENSES_DENY=cc-by-nc-*", "ALLMENDE_FETCH_TIMEOUT=5s")
+	m.Start()
+	base := m.MirrorURL(t)
+
+	t.Run("a fill under a denied licence is refused with a clear error", func(t *testing.T) {
+		for _, path := range []string{"/api/models/research/nc", "/research/nc/resolve/main/model.bin"} {
+			code, hdr, _ := harness.MustGet(t, base+path)
+			msg := hdr.Get("X-Error-Message")
+			if code != http.StatusUnavailableForLegalReasons || !strings.Contains(msg, "CC-BY-NC-4.0") || !strings.Contains(msg, "policy.licenses.deny") {
+				t.Errorf("%s: status %d, X-Error-Message %q; want 451 naming the licence and the setting", path, code, msg)
+			}
+		}
+		if len(m.FillParts()) != 0 || harness.Metric(t, base, "allmende_mirror_upstream_downloads_total") != 0 {
+			t.Errorf("a refused model was downloaded from the upstream")
+		}
+	})
+
+	t.Run("an allowed licence still fills", func(t *testing.T) {
+		if code, _, _ := harness.MustGet(t, base+"/research/ok/resolve/main/config.json"); code != http.StatusOK {
+			t.Errorf("allowed model: status %d", code)
+		}
+	})
+
+	t.Run("a model it holds under a denied licence is not re-seeded", func(t *testing.T) {
+		var held struct{ Root string }
+		m.JSON(&held, "import", ncRepo(t), "--name", "local/nc", "--json")
+		ok := filepath.Join(t.TempDir(), "ok.bin")
+		harness.WriteRandomFile(t, ok, 1<<20, 32)
+		okCID := m.Add(ok)
+
+		p := harness.NewNode(t)
+		p.Start()
+		p.MustRun("connect", m.TCPAddr())
+		p.MustRun("fetch", okCID, "-o", filepath.Join(t.TempDir(), "ok.bin"))
+		out := filepath.Join(t.TempDir(), "nc")
+		if res := p.Run("fetch", held.Root, "-o", out, "--fetch-timeout", "3s"); res.Code == 0 {
+			t.Errorf("a peer fetched a model whose licence the seeder's policy denies")
+		}
+		harness.AssertAbsent(t, out)
+		if code, _, _ := harness.MustGet(t, base+"/api/models/local/nc"); code != http.StatusUnavailableForLegalReasons {
+			t.Errorf("hub API for a held model under a denied licence: status %d, want 451", code)
+		}
+		if harness.Metric(t, base, `allmende_refusals_total{reason="license",surface="fill"}`) < 1 {
+			t.Errorf("no licence refusal of a fill counted")
+		}
+	})
+}
