@@ -10,7 +10,14 @@ import (
 // Verify re-hashes every block in the store, quarantines corrupt ones and
 // finds the blocks pins miss. With Repair it fetches the damaged roots again
 // from connected peers and checks once more; the result is the final state.
+//
+// With Provenance it checks that model's local copy against the
+// attestations of trusted keys instead (models.Registry.VerifyProvenance).
 func (n *Node) verify(ctx context.Context, req api.VerifyRequest) (api.VerifyResult, error) {
+	if req.Provenance != "" {
+		rep, err := n.models.VerifyProvenance(ctx, req.Provenance)
+		return api.VerifyResult{Provenance: &rep, Repaired: []string{}}, err
+	}
 	found, err := n.store.Verify(ctx)
 	if err != nil {
 		return api.VerifyResult{}, err

@@ -337,9 +337,10 @@ func (reg *Registry) ResolveManifest(ctx context.Context, ref string, trustAny b
 	if err != nil {
 		return nil, nil, err
 	}
-	if m.Name != name || (m.Revision != rev && m.Commit != rev) {
-		return nil, nil, fmt.Errorf("%s: refused: the record points to a manifest for %s@%s: %w", ref, m.Name, m.Revision, ErrTampered)
+	if err := rn.Record.Describes(m); err != nil {
+		return nil, nil, fmt.Errorf("%s: refused: the record does not describe its manifest (%s@%s): %v: %w", ref, m.Name, m.Revision, err, ErrTampered)
 	}
+	reg.keepAttestations(mc, m, rn.Attestations)
 	return m, rn, nil
 }
 

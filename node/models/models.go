@@ -45,7 +45,7 @@ func (reg *Registry) answerResolve(ctx context.Context, from peer.ID, req *proto
 			return &protocol.ResolveResponse{}
 		}
 		if raw, ok := readRecord(reg.home, req.Name, req.Revision); ok {
-			return &protocol.ResolveResponse{Records: [][]byte{raw}}
+			return &protocol.ResolveResponse{Records: [][]byte{raw}, Attestations: reg.attestationsFor(raw)}
 		}
 		return &protocol.ResolveResponse{}
 	}
