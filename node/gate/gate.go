@@ -166,12 +166,25 @@ func (g *Gate) Recheck(ctx context.Context) {
 		g.derive(derived, s, m)
 	}
 	g.mu.Lock()
-	changed := set != g.seenSet || len(derived) != len(g.derived)
+	changed := set != g.seenSet || !sameKeys(derived, g.derived)
 	g.derived, g.manifests, g.seenSet, g.seenHeld = derived, manifests, set, key
 	g.mu.Unlock()
 	if changed && g.cfg.Changed != nil {
 		g.cfg.Changed()
 	}
+}
+
+// sameKeys reports whether a and b refuse the same blocks.
+func sameKeys(a, b map[string]refusal) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // manifest returns the held manifest s, from the cache or the store.

@@ -53,7 +53,10 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 	}
 	if mc, m, err := b.localManifest(ctx, name, rev); err == nil {
 		if r := b.moved(ctx, m, kind, rev); r != nil {
-			return r, b.fillAllowed(r)
+			if err := b.fillAllowed(r); err != nil {
+				return nil, err
+			}
+			return r, nil
 		}
 		if err := g.Manifest(m, mc, policy.SurfaceHF); err != nil {
 			return nil, refused(err)
@@ -73,10 +76,13 @@ func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string)
 	}
 	if b.upstream != nil {
 		r, err := b.upstream.repo(ctx, kind, name, rev)
+		if err == nil {
+			err = b.fillAllowed(r)
+		}
 		if err != nil {
 			return nil, err
 		}
-		return r, b.fillAllowed(r)
+		return r, nil
 	}
 	if b.holdsRepo(ctx, kind, name) { // as the hub: clients then name the revision as what is wrong
 		return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRevisionNotFound)
