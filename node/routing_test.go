@@ -141,6 +141,10 @@ func TestDeniedRootIsWithdrawn(t *testing.T) {
 	if got := provideList(t, n); len(got) != 0 {
 		t.Errorf("a denied root is still announced: %v", got)
 	}
+	vr, err := n.Verify(ctx, api.VerifyRequest{})
+	if err != nil || len(vr.Denied) != 1 || !strings.Contains(vr.Denied[0], list) {
+		t.Errorf("verify: denied %q, %v; want the root, naming %s", vr.Denied, err, list)
+	}
 	_, err = n.Fetch(ctx, api.FetchRequest{Ref: res.CID, Out: filepath.Join(t.TempDir(), "out")}, nil)
 	if !errors.Is(err, denylist.ErrBlocked) || !strings.Contains(err.Error(), list) {
 		t.Errorf("fetch of a denied root: %v, want it blocked by %s", err, list)

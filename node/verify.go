@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/policy"
 )
 
 // Verify re-hashes every block in the store, quarantines corrupt ones and
@@ -23,6 +24,9 @@ func (n *Node) verify(ctx context.Context, req api.VerifyRequest) (api.VerifyRes
 		return api.VerifyResult{}, err
 	}
 	res := api.VerifyResult{VerifyReport: api.VerifyReport(found), Found: api.VerifyReport(found), Repaired: []string{}}
+	if res.Denied, err = n.deniedPins(ctx); err != nil {
+		return res, err
+	}
 	n.log.Info("store verified", "blocks", found.Blocks, "bytes", found.Bytes, "corrupt", len(found.Corrupt), "missing", len(found.Missing))
 	if !req.Repair || len(found.Damaged) == 0 {
 		return res, nil
@@ -59,4 +63,21 @@ func (n *Node) repairRoot(ctx context.Context, ref string) error {
 	}
 	n.log.Info("repaired", "cid", ref)
 	return nil
+}
+
+// deniedPins lists the pinned roots the node's policy now refuses to pass
+// on (a denylist, or the licence policy for a model's files), each with
+// the rule that refuses it.
+func (n *Node) deniedPins(ctx context.Context) ([]string, error) {
+	pins, err := n.store.Pins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range pins {
+		if err := n.gate.Why(p.CID, policy.SurfaceReseed); err != nil {
+			out = append(out, fmt.Sprintf("%s (%s)", p.Name, err))
+		}
+	}
+	return out, nil
 }

@@ -35,6 +35,10 @@ With --repair, the damaged roots are fetched again from connected peers
 (this needs a running daemon with peers, or bootstrap peers) and the store
 is checked once more.
 
+Pinned content a denylist (or the licence policy) now refuses to pass on
+is reported too ("denied"): the node keeps it but neither serves nor
+announces it; unpin it with rm to free the space.
+
 With --provenance org/model[@rev], the store is not checked; instead the
 local copy of that model is checked against the provenance attestations
 kept for its manifest (signed by the mirrors that filled it): at least one
@@ -103,6 +107,9 @@ func printVerify(w io.Writer, res api.VerifyResult) {
 	}
 	for _, e := range res.RepairErrors {
 		fmt.Fprintf(w, "not repaired: %s\n", e)
+	}
+	for _, d := range res.Denied {
+		fmt.Fprintf(w, "denied (kept, neither served nor announced): %s\n", d)
 	}
 	if res.OK() {
 		fmt.Fprintln(w, "ok: every pinned block is held and sound")

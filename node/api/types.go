@@ -169,6 +169,10 @@ type VerifyResult struct {
 	RepairErrors []string `json:"repair_errors,omitempty"`
 	// Provenance is the answer to VerifyRequest.Provenance.
 	Provenance *ProvenanceReport `json:"provenance,omitempty"`
+	// Denied are the pinned roots a denylist (or the licence policy) now
+	// refuses to pass on, each with the rule: this node keeps them but
+	// neither serves nor announces them.
+	Denied []string `json:"denied,omitempty"`
 }
 
 // ImportRequest asks to import a folder or Hugging Face cache repository

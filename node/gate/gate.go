@@ -296,17 +296,26 @@ func (g *Gate) CID(c cid.Cid, where policy.Surface) error {
 }
 
 // Blocked reports whether CID would refuse c on where, without counting.
-func (g *Gate) Blocked(c cid.Cid, where policy.Surface) bool {
+func (g *Gate) Blocked(c cid.Cid, where policy.Surface) bool { return g.Why(c, where) != nil }
+
+// Why is the reason CID would refuse c on where (nil if it would not),
+// without counting a refusal: for reports such as verify's.
+func (g *Gate) Why(c cid.Cid, where policy.Surface) error {
 	if g == nil {
-		return false
+		return nil
 	}
-	if g.cfg.Blocker != nil && g.cfg.Blocker.CID(c).Blocked() {
-		return true
+	if g.cfg.Blocker != nil {
+		if m := g.cfg.Blocker.CID(c); m.Blocked() {
+			return m.Err(c.String())
+		}
 	}
 	g.mu.RLock()
 	r, ok := g.derived[string(c.Hash())]
 	g.mu.RUnlock()
-	return ok && (!r.license || serving(where))
+	if ok && (!r.license || serving(where)) {
+		return fmt.Errorf("%s: %w", c, r.err)
+	}
+	return nil
 }
 
 // Name refuses the model or dataset name (org/name) on where if a list
