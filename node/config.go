@@ -99,8 +99,7 @@ type Config struct {
 	MirrorAllow []string
 	// Denylists are the denylists key: files, folders of *.deny files and
 	// https URLs of IPIP-383 denylists, enforced after HOME/denylists/*.deny
-	// (policy/denylist.ParseSource reads each). Not enforced yet: issue 19
-	// part 2 wires policy/denylist.
+	// (policy/denylist.ParseSource reads each); node/gate enforces them.
 	Denylists []string
 	// DenylistsRefresh is how often denylists from URLs are fetched again
 	// (denylists_refresh).
@@ -108,7 +107,7 @@ type Config struct {
 	// LicenseAllow and LicenseDeny are policy.licenses.allow and .deny:
 	// SPDX ids or patterns of the licences this node re-seeds and its
 	// mirror fills; LicenseUnknown (allow or deny) is for models whose
-	// licence is unknown. See policy/license.NewPolicy; not applied yet.
+	// licence is unknown. See policy/license.NewPolicy; node/gate applies it.
 	LicenseAllow, LicenseDeny []string
 	LicenseUnknown            string
 	// Logger receives the node's logs; nil means slog.Default().

@@ -116,6 +116,6 @@ func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
 		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
 		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
 		Node: n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
-		Metrics: n.metrics(), Log: n.log,
+		Gate: n.gate, Metrics: n.metrics(), Log: n.log,
 	}
 }

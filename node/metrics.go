@@ -60,7 +60,8 @@ func (c *guardCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // metrics are the node's collectors: transfer counters, connected peers,
-// the store's size and the Guard's counters of lying and stalling peers.
+// the store's size, the Guard's counters of lying and stalling peers and
+// the policy's refusals (allmende_refusals_total).
 // The mirror serves them at /metrics beside its own.
 func (n *Node) metrics() []prometheus.Collector {
 	stat := func(f func(api.Stats) uint64) func() float64 {
@@ -74,6 +75,7 @@ func (n *Node) metrics() []prometheus.Collector {
 	}
 	return []prometheus.Collector{
 		newGuardCollector(n),
+		n.gate.Refusals(),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_received_total", Help: "Block bytes received from peers."},
 			stat(func(s api.Stats) uint64 { return s.BytesReceived })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_sent_total", Help: "Block bytes sent to peers."},

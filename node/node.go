@@ -16,14 +16,17 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/fetch"
+	"github.com/allmende/allmende/node/gate"
 	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/node/p2p"
 	"github.com/allmende/allmende/node/pace"
+	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
 	"golang.org/x/time/rate"
@@ -60,6 +63,9 @@ type Node struct {
 	bulk *protocol.BulkServer
 	// models is the model registry: manifests, names, sha256 lookups.
 	models *models.Registry
+	// gate enforces the denylists and the licence policy, and counts
+	// refusals.
+	gate *gate.Gate
 }
 
 // New opens home's store and starts a node on it. It holds the home lock
@@ -98,11 +104,19 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	cleanups = append(cleanups, func() error { return errors.Join(net.StopDiscovery(), net.Host.Close()) })
 	h, rt := net.Host, net.Routing
 
+	held := &heldModels{}
+	g, err := openGate(cfg, held)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, g.Blocker().Close)
+
 	runCtx, cancel := context.WithCancel(context.Background())
 	guard := protocol.NewGuard(h, cfg.Logger)
 	upLimit := pace.NewLimiter(cfg.BandwidthUp)
 	served := pace.Reads(st.Serving(), upLimit)
-	bs := protocol.NewBitswap(runCtx, h, rt.ContentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
+	bs := protocol.NewBitswap(runCtx, h, rt.ContentDiscovery(), g.Serving(served, policy.SurfaceBitswap),
+		protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
 	n = &Node{
 		cfg:       cfg,
@@ -118,26 +132,32 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		upLimit:   upLimit,
 		downLimit: pace.NewLimiter(cfg.BandwidthDown),
 		net:       net,
+		gate:      g,
 	}
-	n.bulk = protocol.NewBulkServer(h, served, cfg.Logger)
+	held.n = n
+	n.bulk = protocol.NewBulkServer(h, g.Serving(served, policy.SurfaceBulk), cfg.Logger)
 	n.guard = guard
 	n.routing = rt
 	n.fetch = fetch.New(fetch.Config{
 		Store: st, Net: n.netDAG, Host: h, Guard: guard, Down: n.downLimit,
 		Timeout: cfg.FetchTimeout, Parallel: cfg.FetchParallel, Copy: cfg.FetchCopy,
 		Announce: rt.Announce, Log: cfg.Logger,
+		Refuse: func(c cid.Cid) error { return g.CID(c, policy.SurfaceFetch) },
 	})
 	var dht models.Providers // an untyped nil when the DHT is off
 	if d := rt.DHT(); d != nil {
 		dht = d
 	}
 	n.models, err = models.Open(ctx, models.Config{Home: cfg.Home, Store: st, Host: h, Guard: guard,
-		Fetch: n.fetch, DHT: dht, Timeout: cfg.FetchTimeout, Log: cfg.Logger})
+		Fetch: n.fetch, DHT: dht, Timeout: cfg.FetchTimeout, Gate: g, Indexed: func() { g.Recheck(runCtx) }, Log: cfg.Logger})
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	n.routing.AnnounceExtra(n.models.Index().SHA256KeysOf)
+	n.routing.AnnounceFilter(func(c cid.Cid) bool { return g.Blocked(c, policy.SurfaceAnnounce) })
+	g.Recheck(ctx)
+	go g.Run(runCtx) // closes the blocker when the node stops
 	n.net.Start(runCtx)
 	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
 	return n, nil

@@ -2,11 +2,15 @@ package node
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/allmende/allmende/node/api"
+	homedir "github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/policy/denylist"
 )
 
 // newDHTNode starts a node on home with the DHT on and no peers: loopback
@@ -105,5 +109,44 @@ func TestProvideList(t *testing.T) {
 				t.Errorf("after rm the provide list still has %v", got)
 			}
 		})
+	}
+}
+
+// TestDeniedRootIsWithdrawn: a root a denylist names, added to
+// HOME/denylists while the node runs, is withdrawn from the provide list
+// at the next reconcile, and a fetch of it is refused naming the list.
+func TestDeniedRootIsWithdrawn(t *testing.T) {
+	ctx := context.Background()
+	home := t.TempDir()
+	src := filepath.Join(t.TempDir(), "f")
+	writeProvideTree(t, filepath.Dir(src), map[string]string{"f": "weights nobody may share"})
+	n := newDHTNode(t, home)
+	defer n.Close()
+	res, err := n.Add(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := provideList(t, n); len(got) != 1 {
+		t.Fatalf("provide list %v, want the root", got)
+	}
+	list := filepath.Join(homedir.Dir(home).Denylists(), "local.deny")
+	if err := os.WriteFile(list, []byte("/ipfs/"+res.CID+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.gate.Blocker().Reload()
+	n.gate.Recheck(ctx)
+	if err := n.routing.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := provideList(t, n); len(got) != 0 {
+		t.Errorf("a denied root is still announced: %v", got)
+	}
+	vr, err := n.Verify(ctx, api.VerifyRequest{})
+	if err != nil || len(vr.Denied) != 1 || !strings.Contains(vr.Denied[0], list) {
+		t.Errorf("verify: denied %q, %v; want the root, naming %s", vr.Denied, err, list)
+	}
+	_, err = n.Fetch(ctx, api.FetchRequest{Ref: res.CID, Out: filepath.Join(t.TempDir(), "out")}, nil)
+	if !errors.Is(err, denylist.ErrBlocked) || !strings.Contains(err.Error(), list) {
+		t.Errorf("fetch of a denied root: %v, want it blocked by %s", err, list)
 	}
 }

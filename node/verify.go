@@ -5,17 +5,28 @@ import (
 	"fmt"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/policy"
 )
 
 // Verify re-hashes every block in the store, quarantines corrupt ones and
 // finds the blocks pins miss. With Repair it fetches the damaged roots again
 // from connected peers and checks once more; the result is the final state.
+//
+// With Provenance it checks that model's local copy against the
+// attestations of trusted keys instead (models.Registry.VerifyProvenance).
 func (n *Node) verify(ctx context.Context, req api.VerifyRequest) (api.VerifyResult, error) {
+	if req.Provenance != "" {
+		rep, err := n.models.VerifyProvenance(ctx, req.Provenance)
+		return api.VerifyResult{Provenance: &rep, Repaired: []string{}}, err
+	}
 	found, err := n.store.Verify(ctx)
 	if err != nil {
 		return api.VerifyResult{}, err
 	}
 	res := api.VerifyResult{VerifyReport: api.VerifyReport(found), Found: api.VerifyReport(found), Repaired: []string{}}
+	if res.Denied, err = n.deniedPins(ctx); err != nil {
+		return res, err
+	}
 	n.log.Info("store verified", "blocks", found.Blocks, "bytes", found.Bytes, "corrupt", len(found.Corrupt), "missing", len(found.Missing))
 	if !req.Repair || len(found.Damaged) == 0 {
 		return res, nil
@@ -52,4 +63,21 @@ func (n *Node) repairRoot(ctx context.Context, ref string) error {
 	}
 	n.log.Info("repaired", "cid", ref)
 	return nil
+}
+
+// deniedPins lists the pinned roots the node's policy now refuses to pass
+// on (a denylist, or the licence policy for a model's files), each with
+// the rule that refuses it.
+func (n *Node) deniedPins(ctx context.Context) ([]string, error) {
+	pins, err := n.store.Pins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range pins {
+		if err := n.gate.Why(p.CID, policy.SurfaceReseed); err != nil {
+			out = append(out, fmt.Sprintf("%s (%s)", p.Name, err))
+		}
+	}
+	return out, nil
 }

@@ -34,6 +34,8 @@ const (
 	MaxResolveResponse = 2*MaxRangeLength + 256<<10
 	// MaxRecords is the most records one answer may carry.
 	MaxRecords = 16
+	// MaxAttestations is the most attestations one answer may carry.
+	MaxAttestations = 16
 	// MaxRecordSize bounds one signed record.
 	MaxRecordSize = 8 << 10
 	// ResolveTimeout bounds one request and its answer.
@@ -81,6 +83,9 @@ type ResolveResponse struct {
 	Size uint64 `json:"size,omitempty"`
 	// Records answer a name question: signed records, opaque here.
 	Records [][]byte `json:"records,omitempty"`
+	// Attestations come with records: signed provenance attestations of
+	// the manifest they name, opaque here.
+	Attestations [][]byte `json:"attestations,omitempty"`
 	// Data answers a range question.
 	Data []byte `json:"data,omitempty"`
 	// Error says why the peer could not answer.
@@ -148,7 +153,7 @@ func AskResolve(ctx context.Context, h host.Host, p peer.ID, req *ResolveRequest
 }
 
 func (r *ResolveResponse) check(req *ResolveRequest) error {
-	if len(r.Records) > MaxRecords || uint64(len(r.Data)) > req.Length {
+	if len(r.Records) > MaxRecords || len(r.Attestations) > MaxAttestations || uint64(len(r.Data)) > req.Length {
 		return fmt.Errorf("%w: answer exceeds the limits", ErrProtocol)
 	}
 	for _, rec := range r.Records {

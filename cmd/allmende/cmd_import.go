@@ -85,7 +85,7 @@ printed on stdout, one per line.` + exitStatusHelp,
 	f := cmd.Flags()
 	f.StringVar(&req.Name, "name", "", "model name org/model (from the cache for a Hugging Face cache directory)")
 	f.StringVar(&req.Revision, "revision", "", "revision (default main)")
-	f.StringVar(&req.License, "license", "", "license, e.g. apache-2.0")
+	f.StringVar(&req.License, "license", "", "license, e.g. apache-2.0 (default: the model card's, README.md)")
 	f.StringVar(&req.Kind, "kind", "", "model or dataset (default model)")
 	f.StringVar(&req.Source, "source", "", "where the files came from (URL or note)")
 	f.BoolVar(&req.Force, "force", false, "import files with malformed safetensors/GGUF headers")

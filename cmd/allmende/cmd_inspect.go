@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/allmende/allmende/internal/units"
 	"github.com/allmende/allmende/node/api"
@@ -54,6 +55,9 @@ the blocks that hold it. The bytes received are printed.` + exitStatusHelp,
 func printInspect(w io.Writer, res api.InspectResult) {
 	if res.Name != "" {
 		fmt.Fprintf(w, "%s@%s (signed by %s)\n", res.Name, res.Revision, res.Publisher)
+	}
+	for _, a := range res.Attestations {
+		fmt.Fprintf(w, "attested by %s: %s at %s from %s, %d files, %s\n", a.Signer, a.Name, a.Commit, a.Upstream, a.Files, a.Time.Format(time.RFC3339))
 	}
 	for _, f := range res.Files {
 		fmt.Fprintf(w, "%s %s (%s)\n", f.Path, f.CID, units.HumanBytes(f.Size))

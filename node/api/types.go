@@ -97,6 +97,37 @@ type Stats struct {
 type VerifyRequest struct {
 	// Repair fetches missing and quarantined blocks again from peers.
 	Repair bool `json:"repair,omitempty"`
+	// Provenance, if set, is a model (org/name[@rev]) whose local copy is
+	// checked against the attestations of trusted keys instead of the
+	// store.
+	Provenance string `json:"provenance,omitempty"`
+}
+
+// ProvenanceReport is what verify --provenance found for a model.
+type ProvenanceReport struct {
+	Name     string `json:"name"`
+	Revision string `json:"revision"`
+	Commit   string `json:"commit"`
+	Manifest string `json:"manifest"`
+	// Accepted are the attestations from trusted keys that describe the
+	// manifest.
+	Accepted []Attestation `json:"accepted"`
+	// Refused say why the other attestations were not accepted.
+	Refused []string `json:"refused,omitempty"`
+}
+
+// Attestation is a signed provenance attestation, as shown to users.
+type Attestation struct {
+	// Signer is the key ID that signed it.
+	Signer string `json:"signer"`
+	// Upstream, Name, Revision and Commit say where the files came from.
+	Upstream string `json:"upstream"`
+	Name     string `json:"name"`
+	Revision string `json:"revision,omitempty"`
+	Commit   string `json:"commit"`
+	// Files is how many files it lists with their sha256.
+	Files int       `json:"files"`
+	Time  time.Time `json:"time"`
 }
 
 // VerifyReport is what a check of the store found.
@@ -136,6 +167,12 @@ type VerifyResult struct {
 	Repaired []string `json:"repaired"`
 	// RepairErrors say why a damaged root could not be repaired.
 	RepairErrors []string `json:"repair_errors,omitempty"`
+	// Provenance is the answer to VerifyRequest.Provenance.
+	Provenance *ProvenanceReport `json:"provenance,omitempty"`
+	// Denied are the pinned roots a denylist (or the licence policy) now
+	// refuses to pass on, each with the rule: this node keeps them but
+	// neither serves nor announces them.
+	Denied []string `json:"denied,omitempty"`
 }
 
 // ImportRequest asks to import a folder or Hugging Face cache repository
@@ -272,10 +309,14 @@ type InspectFile struct {
 
 // InspectResult lists header summaries and how many bytes came from peers.
 type InspectResult struct {
-	Name      string        `json:"name,omitempty"`
-	Revision  string        `json:"revision,omitempty"`
-	Publisher string        `json:"publisher,omitempty"`
-	Files     []InspectFile `json:"files"`
+	Name      string `json:"name,omitempty"`
+	Revision  string `json:"revision,omitempty"`
+	Publisher string `json:"publisher,omitempty"`
+	// Attestations are the provenance attestations kept for the model's
+	// manifest that verify, trusted or not (verify --provenance says
+	// which are trusted).
+	Attestations []Attestation `json:"attestations,omitempty"`
+	Files        []InspectFile `json:"files"`
 	// Received counts block and range bytes received from peers for this
 	// inspection.
 	Received uint64 `json:"received"`

@@ -93,6 +93,9 @@ type Config struct {
 	Copy bool
 	// Announce, if set, is called with each root a fetch pinned.
 	Announce func(ctx context.Context, root cid.Cid)
+	// Refuse, if set, refuses fetching the DAG below root (a denylist
+	// entry, node/gate); its error is returned as it is.
+	Refuse func(root cid.Cid) error
 	// Log receives the engine's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -131,6 +134,9 @@ func (e *Engine) Fetch(ctx context.Context, req api.FetchRequest, progress api.P
 	timeout := e.timeout(req.Timeout)
 	root, err := api.ParseCID(req.Ref)
 	if err != nil {
+		return api.FetchResult{}, err
+	}
+	if err := e.refuse(root); err != nil {
 		return api.FetchResult{}, err
 	}
 	if err := checkOutput(root.String(), out); err != nil {
@@ -177,6 +183,14 @@ func (e *Engine) Fetch(ctx context.Context, req api.FetchRequest, progress api.P
 		e.cfg.Announce(ctx, root)
 	}
 	return res, nil
+}
+
+// refuse is Config.Refuse's verdict on root.
+func (e *Engine) refuse(root cid.Cid) error {
+	if e.cfg.Refuse == nil {
+		return nil
+	}
+	return e.cfg.Refuse(root)
 }
 
 // timeout is t if positive, else the engine's fetch.timeout.

@@ -35,6 +35,9 @@ const fetchBatch = 16
 // session, and fails with api.ErrNotFound when no block arrives for
 // timeout.
 func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc, sinkFor func(ipld.Node) (blockSink, error), received *atomic.Uint64) error {
+	if err := e.refuse(root); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var lastBlock atomic.Int64

@@ -28,6 +28,9 @@ const (
 	recordsDir       = "models/records"
 	publisherKeyFile = "keys/publisher.key"
 	trustFile        = "trust.json"
+	denylistsDir     = "denylists"
+	fetchedListsDir  = "denylists-fetched"
+	attestationsDir  = "attestations"
 )
 
 // FillPartSuffix ends the name of a file being filled from a mirror's
@@ -81,3 +84,14 @@ func (d Dir) PublisherKey() string { return d.join(publisherKeyFile) }
 
 // Trust lists the publisher keys whose records this node accepts.
 func (d Dir) Trust() string { return d.join(trustFile) }
+
+// Denylists holds the *.deny files the node enforces and watches.
+func (d Dir) Denylists() string { return d.join(denylistsDir) }
+
+// DenylistsFetched keeps the denylists fetched from the URLs of the
+// denylists key, so they hold offline and across restarts.
+func (d Dir) DenylistsFetched() string { return d.join(fetchedListsDir) }
+
+// Attestations holds signed provenance attestations, one per manifest and
+// signer: Attestations/<manifest CID>/<signer>.json (policy/provenance).
+func (d Dir) Attestations() string { return d.join(attestationsDir) }

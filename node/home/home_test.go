@@ -13,7 +13,8 @@ func TestPathsAreDistinctAndInside(t *testing.T) {
 		"identity": d.Identity(), "config": d.Config(), "api": d.APIFile(), "token": d.Token(),
 		"lock": d.Lock(), "store": d.Store(), "mirror": d.MirrorFile(), "mirror cache": d.MirrorCache(),
 		"fills": d.Fills(), "fill kept": d.FillKept(), "model index": d.ModelIndex(), "records": d.Records(),
-		"publisher key": d.PublisherKey(), "trust": d.Trust(),
+		"publisher key": d.PublisherKey(), "trust": d.Trust(), "denylists": d.Denylists(),
+		"fetched denylists": d.DenylistsFetched(), "attestations": d.Attestations(),
 	}
 	seen := map[string]string{}
 	for name, p := range paths {

@@ -91,7 +91,7 @@ func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 // Verify implements api.API.
 func (c *Client) Verify(ctx context.Context, req api.VerifyRequest) (api.VerifyResult, error) {
 	var v api.VerifyResult
-	return v, c.call(ctx, http.MethodPost, routeVerify, request{Repair: req.Repair}, &v)
+	return v, c.call(ctx, http.MethodPost, routeVerify, request{Repair: req.Repair, Ref: req.Provenance}, &v)
 }
 
 // FindProviders implements api.API.

@@ -56,8 +56,10 @@ const maxRequestBody = 1 << 20
 type request struct {
 	Addr string `json:"addr,omitempty"`
 	Path string `json:"path,omitempty"`
-	Ref  string `json:"ref,omitempty"`
-	Out  string `json:"out,omitempty"`
+	// Ref is what a request names (for verify: the model whose
+	// provenance is checked).
+	Ref string `json:"ref,omitempty"`
+	Out string `json:"out,omitempty"`
 	// Timeout is a fetch's stall timeout.
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Repair asks verify to fetch damaged content again.
@@ -175,7 +177,7 @@ func NewHandler(a api.API, log *slog.Logger) http.Handler {
 		return a.FindProviders(r.Context(), r.URL.Query().Get("cid"))
 	})
 	long("POST "+routeVerify, func(r *http.Request, q request) (any, error) {
-		return a.Verify(r.Context(), api.VerifyRequest{Repair: q.Repair})
+		return a.Verify(r.Context(), api.VerifyRequest{Repair: q.Repair, Provenance: q.Ref})
 	})
 	mux.Handle("POST "+routeAdd, streamed(log, func(ctx context.Context, q request, p api.ProgressFunc) (api.AddResult, error) {
 		return a.Add(ctx, q.Path, p)

@@ -17,6 +17,8 @@ import (
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/node/mirror/hfapi"
+	"github.com/allmende/allmende/node/models"
+	"github.com/allmende/allmende/policy/provenance"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
@@ -165,7 +167,7 @@ func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev st
 // hfapi.ErrUpstream (502), keeping the hub's not-found answers as they are.
 func upstreamError(err error) error {
 	for _, keep := range []error{hfapi.ErrRepoNotFound, hfapi.ErrRevisionNotFound, hfapi.ErrEntryNotFound,
-		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, hfapi.ErrBadRequest, context.Canceled} {
+		hfapi.ErrUpstream, hfapi.ErrUpstreamTimeout, hfapi.ErrMismatch, hfapi.ErrBadRequest, hfapi.ErrRefused, context.Canceled} {
 		if errors.Is(err, keep) {
 			return err
 		}
@@ -387,8 +389,13 @@ func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo)
 // indexes a manifest keeping the upstream's commit id, as a model in
 // cache. It returns the manifest's CID, or cid.Undef if the revision was
 // recorded before.
+//
+// Either way it signs what it filled (see signFill).
 func (mr *Mirror) recordFilled(ctx context.Context, repo *hfapi.Repo, files []manifest.File, source string, cache *mirrorCache) (cid.Cid, error) {
-	if _, ok := mr.models.Index().ByName(repo.Name, repo.Commit); ok {
+	if mc, ok := mr.models.Index().ByName(repo.Name, repo.Commit); ok {
+		if m, err := models.ReadManifest(ctx, mr.store.LocalDAG(), mc); err == nil {
+			mr.signFill(mc, m, repo, source)
+		}
 		return cid.Undef, nil
 	}
 	unlock := mr.store.Blockstore().PinLock(ctx)
@@ -410,7 +417,25 @@ func (mr *Mirror) recordFilled(ctx context.Context, repo *hfapi.Repo, files []ma
 	if err := m.Validate(); err != nil {
 		return cid.Undef, err
 	}
-	return mr.keepModel(ctx, m, cache)
+	mc, err := mr.keepModel(ctx, m, cache)
+	if err == nil {
+		mr.signFill(mc, m, repo, source)
+	}
+	return mc, err
+}
+
+// signFill signs an attestation that the manifest m (stored as mc) is
+// repo as the upstream at source served it, and a name record for the
+// revision asked for (models.Registry.SignFill). A failure is logged: the
+// fill stands without them.
+func (mr *Mirror) signFill(mc cid.Cid, m *manifest.Manifest, repo *hfapi.Repo, source string) {
+	up := provenance.Upstream{URL: source, Kind: m.Kind, Name: m.Name, Commit: m.Commit}
+	if repo.Revision != m.Commit {
+		up.Revision = repo.Revision
+	}
+	if err := mr.models.SignFill(mc, m, up); err != nil {
+		mr.log.Warn("mirror: the filled revision is not signed", "name", m.Name, "rev", repo.Revision, "err", err)
+	}
 }
 
 // openCID returns a seekable reader over a UnixFS file, through the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/node/models"
+	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/go-cid"
@@ -41,28 +42,71 @@ var _ hfapi.Backend = (*hfBackend)(nil)
 // from the store; but a branch or tag filled from the upstream is the
 // upstream's to move, so while the upstream answers with another commit
 // (asked at most every mirror.upstream_ttl), that commit is served.
+//
+// The node's policy applies first: a name a denylist blocks, a model whose
+// licence, CIDs or files it refuses, and a fill of a licence the policy
+// does not pass on are hfapi.ErrRefused (451).
 func (b *hfBackend) Repo(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+	g := b.mr.cfg.Gate
+	if err := g.Name(name, policy.SurfaceHF); err != nil {
+		return nil, refused(err)
+	}
 	if mc, m, err := b.localManifest(ctx, name, rev); err == nil {
 		if r := b.moved(ctx, m, kind, rev); r != nil {
+			if err := b.fillAllowed(r); err != nil {
+				return nil, err
+			}
 			return r, nil
+		}
+		if err := g.Manifest(m, mc, policy.SurfaceHF); err != nil {
+			return nil, refused(err)
 		}
 		b.cache.touch(mc.String())
 		return repoOf(m, kind)
 	}
-	if m, _, err := b.mr.models.ResolveManifest(ctx, name+"@"+rev, false, 0, new(atomic.Uint64)); err == nil {
+	if m, rn, err := b.mr.models.ResolveManifest(ctx, name+"@"+rev, false, 0, new(atomic.Uint64)); err == nil {
+		mc, _ := cid.Decode(rn.Record.Manifest)
+		if err := g.Manifest(m, mc, policy.SurfaceHF); err != nil {
+			return nil, refused(err)
+		}
 		b.seed(m)
 		return repoOf(m, kind)
 	} else {
 		b.mr.log.Debug("mirror: not in the swarm", "name", name, "rev", rev, "err", err)
 	}
 	if b.upstream != nil {
-		return b.upstream.repo(ctx, kind, name, rev)
+		r, err := b.upstream.repo(ctx, kind, name, rev)
+		if err == nil {
+			err = b.fillAllowed(r)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	if b.holdsRepo(ctx, kind, name) { // as the hub: clients then name the revision as what is wrong
 		return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRevisionNotFound)
 	}
 	return nil, fmt.Errorf("%s@%s: %w", name, rev, hfapi.ErrRepoNotFound)
 }
+
+// fillAllowed refuses filling r from the upstream if the policy refuses
+// its licence or one of its files' sha256s.
+func (b *hfBackend) fillAllowed(r *hfapi.Repo) error {
+	g := b.mr.cfg.Gate
+	if err := g.License(r.License, r.Name, policy.SurfaceFill); err != nil {
+		return refused(err)
+	}
+	for _, f := range r.Files {
+		if err := g.SHA256(f.SHA256, r.Name+"/"+f.Path, policy.SurfaceFill); err != nil {
+			return refused(err)
+		}
+	}
+	return nil
+}
+
+// refused marks a refusal of the node's policy as the hub API's 451.
+func refused(err error) error { return fmt.Errorf("%w: %w", hfapi.ErrRefused, err) }
 
 // holdsRepo reports whether this node holds some revision of the
 // repository name of this kind.
@@ -183,12 +227,18 @@ func (mr *Mirror) keepManifest(ctx context.Context, m *manifest.Manifest, cache 
 // fetched from peers as the reader reaches them (which takes one of the
 // client's fill slots, and keeps the blocks only within the quota).
 func (b *hfBackend) Open(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadSeekCloser, error) {
+	if err := b.mr.cfg.Gate.SHA256(f.SHA256, repo.Name+"/"+f.Path, policy.SurfaceHF); err != nil {
+		return nil, refused(err)
+	}
 	if f.Ref == "" && b.upstream != nil {
 		return b.upstream.open(ctx, repo, f)
 	}
 	c, err := cid.Decode(f.Ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	if err := b.mr.cfg.Gate.CID(c, policy.SurfaceHF); err != nil {
+		return nil, refused(err)
 	}
 	if fh := b.whole.open(ctx, c, f.Size); fh != nil {
 		return fh, nil

@@ -23,6 +23,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/fetch"
+	"github.com/allmende/allmende/node/gate"
 	"github.com/allmende/allmende/node/httpserve"
 	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/node/models"
@@ -101,6 +102,10 @@ type Config struct {
 	// Exchange fetches the blocks the gateway and clients' reads need
 	// (the node's bitswap); the mirror keeps them only within the quota.
 	Exchange exchange.Interface
+	// Gate is the node's policy (denylists, licences); nil refuses
+	// nothing. The hub API answers 451 for what it refuses, the gateway
+	// 410, and fills refuse a licence the policy does not pass on.
+	Gate *gate.Gate
 	// Metrics are the node's collectors, served with the mirror's own.
 	Metrics []prometheus.Collector
 	// Log receives the mirror's logs; it must not be nil.
@@ -202,7 +207,7 @@ func (mr *Mirror) newHandler(bserv blockservice.BlockService) (http.Handler, err
 	mux := http.NewServeMux()
 	mux.Handle("/api/", hf)
 	mux.Handle("/", hf) // /{org}/{name}/resolve/... and /datasets/...
-	mux.Handle("/ipfs/", gatewayFills(hfb.fills, mr.holdsGatewayRoot, gw))
+	mux.Handle("/ipfs/", mr.cfg.Gate.Gateway(gatewayFills(hfb.fills, mr.holdsGatewayRoot, gw)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", mr.serveIndex)
 	mux.HandleFunc(carRoute, mr.serveModelCAR)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/fetch"
+	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/fsutil"
@@ -193,6 +194,9 @@ func (reg *Registry) fetchBySHA256(ctx context.Context, req api.ModelFetchReques
 	if req.HFCache != "" {
 		return api.ModelFetchResult{}, fmt.Errorf("fetch: %w: --hf-cache needs a model name", api.ErrBadInput)
 	}
+	if err := reg.gate.SHA256(sum, "", policy.SurfaceFetch); err != nil {
+		return api.ModelFetchResult{}, err
+	}
 	tried := map[cid.Cid]bool{}
 	var failed []error
 	for _, lookup := range []func(context.Context, string) []sha256Source{reg.sha256Sources, reg.sha256SourcesInDHT} {
@@ -333,15 +337,25 @@ func (reg *Registry) ResolveManifest(ctx context.Context, ref string, trustAny b
 	if err != nil {
 		return nil, nil, err
 	}
-	if m.Name != name || (m.Revision != rev && m.Commit != rev) {
-		return nil, nil, fmt.Errorf("%s: refused: the record points to a manifest for %s@%s: %w", ref, m.Name, m.Revision, ErrTampered)
+	if err := rn.Record.Describes(m); err != nil {
+		return nil, nil, fmt.Errorf("%s: refused: the record does not describe its manifest (%s@%s): %v: %w", ref, m.Name, m.Revision, err, ErrTampered)
 	}
+	reg.keepAttestations(mc, m, rn.Attestations)
 	return m, rn, nil
 }
 
 func (reg *Registry) fetchByName(ctx context.Context, req api.ModelFetchRequest, progress api.ProgressFunc, received *atomic.Uint64) (api.ModelFetchResult, error) {
+	if name, _, err := ParseModelRef(req.Ref); err == nil {
+		if err := reg.gate.Name(name, policy.SurfaceFetch); err != nil {
+			return api.ModelFetchResult{}, err
+		}
+	}
 	m, rn, err := reg.ResolveManifest(ctx, req.Ref, req.TrustAny, req.Timeout, received)
 	if err != nil {
+		return api.ModelFetchResult{}, err
+	}
+	mc, _ := cid.Decode(rn.Record.Manifest)
+	if err := reg.gate.Manifest(m, mc, policy.SurfaceFetch); err != nil {
 		return api.ModelFetchResult{}, err
 	}
 	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)

@@ -35,6 +35,9 @@ type Index struct {
 	// files maps a sha256 to the manifests that hold a file with it: two
 	// models may share a file, and forgetting one must leave the other's.
 	files map[string]map[cid.Cid]manifest.File
+	// changed, if set, is called after a manifest was added or forgotten,
+	// without x.mu held.
+	changed func()
 }
 
 // openIndex loads the index at path and the manifests it names from the
@@ -96,6 +99,7 @@ func (x *Index) saveLocked(cids []string) error {
 
 // Add indexes m, stored under c, and persists the index.
 func (x *Index) Add(c cid.Cid, m *manifest.Manifest) error {
+	defer x.notify()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !slices.Contains(x.cids, c.String()) {
@@ -114,6 +118,7 @@ func (x *Index) Add(c cid.Cid, m *manifest.Manifest) error {
 // indexed model also has still finds that model's file. On a failed write
 // the index stays as it was.
 func (x *Index) Forget(c cid.Cid, m *manifest.Manifest) error {
+	defer x.notify()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	cids := slices.DeleteFunc(slices.Clone(x.cids), func(s string) bool { return s == c.String() })
@@ -133,6 +138,13 @@ func (x *Index) Forget(c cid.Cid, m *manifest.Manifest) error {
 		}
 	}
 	return nil
+}
+
+// notify calls the changed hook, if any.
+func (x *Index) notify() {
+	if x.changed != nil {
+		x.changed()
+	}
 }
 
 // ByName returns the manifest CID indexed for name@rev (rev may also be

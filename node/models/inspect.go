@@ -65,6 +65,9 @@ func (reg *Registry) inspect(ctx context.Context, req api.InspectRequest, receiv
 		return api.InspectResult{}, api.BadInput(fmt.Errorf("inspect: %w", err))
 	}
 	res := api.InspectResult{Name: m.Name, Revision: m.Revision, Publisher: rn.Record.Publisher}
+	if mc, err := cid.Decode(rn.Record.Manifest); err == nil {
+		res.Attestations = reg.Attestations(mc)
+	}
 	for _, f := range sel {
 		if format.Detect(f.Path) == "" {
 			continue

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/policy"
+	"github.com/allmende/allmende/policy/license"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/hfcache"
@@ -26,23 +29,32 @@ func (reg *Registry) answerResolve(ctx context.Context, from peer.ID, req *proto
 	switch {
 	case req.SHA256 != "":
 		f, ok := reg.index.BySHA256(req.SHA256)
-		if !ok {
+		if !ok || reg.gate.SHA256(req.SHA256, "", policy.SurfaceReseed) != nil {
 			return &protocol.ResolveResponse{}
 		}
 		c, err := cid.Decode(f.CID)
+		if err == nil && reg.gate.Blocked(c, policy.SurfaceReseed) {
+			return &protocol.ResolveResponse{}
+		}
 		if has, _ := reg.store.Blockstore().Has(ctx, c); err != nil || !has {
 			return &protocol.ResolveResponse{}
 		}
 		return &protocol.ResolveResponse{CID: f.CID, Size: f.Size}
 	case req.Name != "":
+		if reg.gate.Name(req.Name, policy.SurfaceReseed) != nil {
+			return &protocol.ResolveResponse{}
+		}
 		if raw, ok := readRecord(reg.home, req.Name, req.Revision); ok {
-			return &protocol.ResolveResponse{Records: [][]byte{raw}}
+			return &protocol.ResolveResponse{Records: [][]byte{raw}, Attestations: reg.attestationsFor(raw)}
 		}
 		return &protocol.ResolveResponse{}
 	}
 	c, err := cid.Decode(req.CID)
 	if err != nil {
 		return &protocol.ResolveResponse{Error: "bad cid"}
+	}
+	if reg.gate.Blocked(c, policy.SurfaceReseed) {
+		return &protocol.ResolveResponse{Error: "not available"}
 	}
 	data, err := readRange(ctx, reg.store.LocalDAG(), c, req.Offset, req.Length)
 	if err != nil {
@@ -65,6 +77,9 @@ func (reg *Registry) Import(ctx context.Context, req api.ImportRequest, progress
 		return api.ImportResult{}, err
 	}
 	opts.Verified = reg.markVerified
+	if opts.License == "" {
+		opts.License = cardLicense(dir, reg.log)
+	}
 	total := followedSize(dir)
 	var done uint64
 	opts.Progress = func(d int64) {
@@ -109,6 +124,28 @@ func followedSize(dir string) uint64 {
 		return nil
 	})
 	return total
+}
+
+// cardFile is the model card of a Hugging Face repository.
+const cardFile = "README.md"
+
+// cardLicense is the licence the model card in dir declares (its front
+// matter's license, license_name), normalised to an SPDX id or expression;
+// "" if there is no card or it declares none.
+func cardLicense(dir string, log *slog.Logger) string {
+	f, err := os.Open(filepath.Join(dir, cardFile))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	card, err := license.ParseCard(f)
+	if err != nil {
+		if !errors.Is(err, license.ErrNoFrontMatter) {
+			log.Warn("model card not read; the licence stays unknown", "path", f.Name(), "err", err)
+		}
+		return ""
+	}
+	return card.ID()
 }
 
 // importOptions recognises a Hugging Face cache repository and fills in

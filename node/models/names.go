@@ -220,11 +220,18 @@ func writeRecord(dir home.Dir, r *manifest.Record) error {
 	return fsutil.WriteFileAtomic(path, raw, 0o644)
 }
 
+// maxAttestationsKept bounds the attestations one resolve collects from
+// all peers.
+const maxAttestationsKept = 64
+
 // Resolved is the outcome of resolving a name: the record chosen, and
 // whether its publisher is trusted for the name.
 type Resolved struct {
 	Record  *manifest.Record
 	Trusted bool
+	// Attestations are what the peers sent with their records: signed
+	// provenance attestations, not yet checked.
+	Attestations [][]byte
 }
 
 // resolveName collects records for name@rev from this node and every
@@ -245,11 +252,15 @@ func (reg *Registry) resolveName(ctx context.Context, name, rev string, trustAny
 		all = append(all, found{raw, "this node"})
 	}
 	var mu sync.Mutex
+	var attestations [][]byte
 	reg.askPeers(ctx, &protocol.ResolveRequest{Name: name, Revision: rev}, func(p peer.ID, r *protocol.ResolveResponse) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, raw := range r.Records {
 			all = append(all, found{raw, "peer " + p.String()})
+		}
+		if len(attestations) < maxAttestationsKept {
+			attestations = append(attestations, r.Attestations...)
 		}
 	})
 	var valid []*manifest.Record
@@ -292,6 +303,7 @@ func (reg *Registry) resolveName(ctx context.Context, name, rev string, trustAny
 		for _, b := range bad {
 			reg.log.Warn("ignored invalid name record", "name", name+"@"+rev, "err", b)
 		}
+		pick.best.Attestations = attestations
 		return pick.best, nil
 	case len(pick.outside) > 0:
 		return nil, fmt.Errorf("%s@%s: refused: signed only by publishers not trusted for this name: %s; run `allmende trust add <key> --names ...` to widen a key's names, or pass --trust-any: %w",

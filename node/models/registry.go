@@ -18,8 +18,10 @@ import (
 
 	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
+	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -30,6 +32,28 @@ import (
 type Providers interface {
 	FindProvidersAsync(ctx context.Context, key cid.Cid, count int) <-chan peer.AddrInfo
 }
+
+// Gate is the node's policy as the registry consults it (node/gate
+// implements it): each method refuses with an error naming the rule, and
+// counts the refusal on where.
+type Gate interface {
+	// Name refuses a model or dataset name.
+	Name(name string, where policy.Surface) error
+	// SHA256 refuses a file by its whole-file sha256 (what names it).
+	SHA256(sum, what string, where policy.Surface) error
+	// Manifest refuses a manifest for its name, licence, CIDs or files.
+	Manifest(m *manifest.Manifest, mc cid.Cid, where policy.Surface) error
+	// Blocked reports, without counting, whether a block is refused.
+	Blocked(c cid.Cid, where policy.Surface) bool
+}
+
+// openGate refuses nothing: the registry's Gate when Config has none.
+type openGate struct{}
+
+func (openGate) Name(string, policy.Surface) error                          { return nil }
+func (openGate) SHA256(string, string, policy.Surface) error                { return nil }
+func (openGate) Manifest(*manifest.Manifest, cid.Cid, policy.Surface) error { return nil }
+func (openGate) Blocked(cid.Cid, policy.Surface) bool                       { return false }
 
 // Config is what the registry needs.
 type Config struct {
@@ -47,6 +71,12 @@ type Config struct {
 	DHT Providers
 	// Timeout bounds fetching a manifest (fetch.timeout).
 	Timeout time.Duration
+	// Gate, if set, is the node's policy: names, files and blocks it
+	// refuses are neither fetched nor offered to peers.
+	Gate Gate
+	// Indexed, if set, is called after a manifest was added to the index
+	// or forgotten (the gate derives again what its rules reach).
+	Indexed func()
 	// Log receives the registry's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -62,6 +92,7 @@ type Registry struct {
 	timeout time.Duration
 	log     *slog.Logger
 	index   *Index
+	gate    Gate
 	// trustMu serialises this node's changes to the trust file.
 	trustMu sync.Mutex
 }
@@ -74,8 +105,12 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.changed = cfg.Indexed
 	reg := &Registry{home: dir, store: cfg.Store, host: cfg.Host, guard: cfg.Guard, fetch: cfg.Fetch,
-		dht: cfg.DHT, timeout: cfg.Timeout, log: cfg.Log, index: x}
+		dht: cfg.DHT, timeout: cfg.Timeout, log: cfg.Log, index: x, gate: cfg.Gate}
+	if reg.gate == nil {
+		reg.gate = openGate{}
+	}
 	protocol.ServeResolve(cfg.Host, cfg.Log, reg.answerResolve)
 	return reg, nil
 }

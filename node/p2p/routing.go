@@ -85,6 +85,9 @@ type Routing struct {
 	// extraKeys, if set, names more keys to announce for a file root: the
 	// whole-file sha256 keys of the models this node holds. Guarded by mu.
 	extraKeys func(fileRoot cid.Cid) []mh.Multihash
+	// skip, if set, leaves a file root out of what is announced (a
+	// denylist or the licence policy refuses it: node/gate).
+	skip func(fileRoot cid.Cid) bool
 }
 
 // dhtModes maps dht.mode to the WAN and LAN modes.
@@ -273,7 +276,7 @@ func (r *Routing) Reconcile(ctx context.Context) error {
 func (r *Routing) keysOf(ctx context.Context, root cid.Cid) ([]mh.Multihash, error) {
 	r.mu.Lock()
 	roots, ok := r.fileRoots[root]
-	extra := r.extraKeys
+	extra, skip := r.extraKeys, r.skip
 	r.mu.Unlock()
 	if !ok {
 		roots = []cid.Cid{root}
@@ -289,6 +292,9 @@ func (r *Routing) keysOf(ctx context.Context, root cid.Cid) ([]mh.Multihash, err
 	}
 	keys := make([]mh.Multihash, 0, len(roots))
 	for _, c := range roots {
+		if skip != nil && skip(c) {
+			continue
+		}
 		keys = append(keys, c.Hash())
 		if extra != nil {
 			keys = append(keys, extra(c)...)
@@ -305,6 +311,18 @@ func (r *Routing) AnnounceExtra(f func(fileRoot cid.Cid) []mh.Multihash) {
 	}
 	r.mu.Lock()
 	r.extraKeys = f
+	r.mu.Unlock()
+	r.ReconcileSoon()
+}
+
+// AnnounceFilter makes every reconcile leave out (and so withdraw) the
+// file roots skip refuses, with their extra keys, and runs one now.
+func (r *Routing) AnnounceFilter(skip func(fileRoot cid.Cid) bool) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.skip = skip
 	r.mu.Unlock()
 	r.ReconcileSoon()
 }

@@ -211,6 +211,8 @@ func (c *Client) statusError(resp *http.Response) error {
 		return ErrRevisionNotFound
 	case resp.Header.Get("X-Error-Code") == "EntryNotFound":
 		return ErrEntryNotFound
+	case resp.StatusCode == http.StatusUnavailableForLegalReasons:
+		return fmt.Errorf("%w: the upstream refused it (451)", ErrRefused)
 	}
 	return fmt.Errorf("%w: it answered %d %s", ErrUpstream, resp.StatusCode, http.StatusText(resp.StatusCode))
 }

@@ -107,6 +107,8 @@ func (s *server) fail(w http.ResponseWriter, err error, commit string) {
 		status, code, msg = http.StatusNotFound, "RevisionNotFound", err.Error()
 	case errors.Is(err, ErrEntryNotFound):
 		status, code, msg = http.StatusNotFound, "EntryNotFound", err.Error()
+	case errors.Is(err, ErrRefused):
+		status, code, msg = http.StatusUnavailableForLegalReasons, "Refused", err.Error()
 	case errors.Is(err, ErrBusy):
 		status, msg = http.StatusTooManyRequests, err.Error()
 		w.Header().Set("Retry-After", strconv.Itoa(int(BusyRetryAfter/time.Second)))

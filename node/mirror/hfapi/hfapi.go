@@ -42,6 +42,10 @@ var (
 	// ErrUpstreamTimeout: the server this one fills from stopped sending
 	// (504 Gateway Timeout). A later request tries again.
 	ErrUpstreamTimeout = errors.New("upstream stalled")
+	// ErrRefused: this server's policy refuses the repository or file (a
+	// denylist entry, or a licence it does not pass on): 451 Unavailable
+	// For Legal Reasons, the error's message saying which rule.
+	ErrRefused = errors.New("refused by this mirror's policy")
 	// ErrBusy: the client already has as many downloads being filled as it
 	// may (429 Too Many Requests, with Retry-After: BusyRetryAfter).
 	ErrBusy = errors.New("too many downloads being filled for this client")

@@ -233,6 +233,7 @@ func TestFailStatus(t *testing.T) {
 		{"mirror disk full", fmt.Errorf("fill: %w", store.ErrNoSpace), http.StatusInsufficientStorage},
 		{"a name breaking the rules", fmt.Errorf("x: %w", ErrBadRequest), http.StatusBadRequest},
 		{"a client with too many fills", fmt.Errorf("x: %w", ErrBusy), http.StatusTooManyRequests},
+		{"a repository the policy refuses", fmt.Errorf("%w: acme/bad: blocked by denylist l.deny (line 1: name:acme/bad)", ErrRefused), http.StatusUnavailableForLegalReasons},
 		{"anything else", errors.New("bug"), http.StatusInternalServerError},
 	}
 	for _, tt := range tests {
