@@ -24,7 +24,8 @@ const lanOtherDelay = 100 * time.Millisecond
 // (docs/swarm.md: on loopback one stream ran at 194 MB/s over QUIC
 // against 554 over TCP), so the connection a fetch runs on should be TCP.
 // Without such addresses it is go-libp2p's DefaultDialRanker (QUIC
-// first).
+// first). The price: a remote peer that also announces private addresses
+// (its home network's) is reached up to lanOtherDelay later.
 func tcpFirstOnLAN(addrs []ma.Multiaddr) []network.AddrDelay {
 	var lanTCP, rest []ma.Multiaddr
 	for _, a := range addrs {
