@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run.sh is allmende's benchmark harness (issue 7). One run prints one table:
 #
-#   fetch:  allmende daemon -> daemon (from a store copy, and from a file
-#           imported in place), curl from nginx, Kubo two-node `ipfs get`
+#   fetch:  allmende daemon -> daemon (from a store copy over TCP, over QUIC,
+#           and over the connection the dial ranker picks given both; from a
+#           file imported in place), curl from nginx, Kubo two-node `ipfs get`
 #   http:   curl of a CAR from allmende's mirror (trustless gateway), curl of a
 #           held file (imported in place) from the mirror's hub API /resolve
 #   import: allmende add, allmende import (no-copy), sha256sum, Go's
@@ -175,6 +176,7 @@ bench_allmende() {
 		for ((rep = 0; rep < REPEAT; rep++)); do
 			fetch_allmende "$rep" seed leech "allmende fetch"
 		done
+		bench_transports
 	fi
 
 	if ((MIRROR)); then
@@ -189,6 +191,37 @@ bench_allmende() {
 			rm -f "$WORK/mirror.car"
 		done
 	fi
+}
+
+# bench_transports: the fetch of "allmende fetch" by daemons connected to
+# seed over QUIC alone, and over what the host's dial ranker picks when it
+# knows both the seed's TCP and QUIC addresses (as after mDNS or a
+# bootstrap list). The test profile listens on loopback TCP and QUIC with
+# the transports, security and muxers of the default profile; it only keeps
+# discovery and NAT off, so nothing leaves loopback.
+bench_transports() {
+	local id tcp quic rep
+	id=$(am seed id --json)
+	tcp=$(grep -o '/ip4/127.0.0.1/tcp/[^"]*' <<<"$id" | head -n1)
+	quic=$(grep -o '/ip4/127.0.0.1/udp/[^"]*/quic-v1/p2p/[^"]*' <<<"$id" | head -n1)
+	[[ -n "$quic" ]] || { log "seed has no QUIC address: $id"; exit 1; }
+	start_allmende quic
+	am quic connect "$quic" >/dev/null
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		fetch_allmende "$rep" seed quic "allmende fetch, QUIC"
+	done
+	start_allmende both "ALLMENDE_BOOTSTRAP=$tcp,$quic"
+	local i peers=""
+	for ((i = 0; i < READY_POLLS; i++)); do
+		peers=$(am both peers)
+		[[ -n "$peers" ]] && break
+		sleep 0.1
+	done
+	[[ -n "$peers" ]] || { log "daemon both did not connect to its bootstrap peer"; exit 1; }
+	log "the ranked dial connected over $peers"
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		fetch_allmende "$rep" seed both "allmende fetch, TCP+QUIC"
+	done
 }
 
 # bench_resolve: curl of a held file from the mirror's hub API /resolve,
@@ -441,6 +474,8 @@ print_table() {
 	echo "ratios (speed, >1 means allmende is faster):"
 	ratio "fetch: allmende / curl<-nginx" "allmende fetch" "curl <- nginx"
 	ratio "fetch: allmende / Kubo" "allmende fetch" "ipfs get (Kubo)"
+	ratio "fetch: QUIC / TCP" "allmende fetch, QUIC" "allmende fetch"
+	ratio "fetch: TCP+QUIC (ranked) / TCP" "allmende fetch, TCP+QUIC" "allmende fetch"
 	ratio "fetch: in-place seeder / Kubo" "allmende fetch (in place)" "ipfs get (Kubo)"
 	ratio "import: allmende add / sha256sum" "allmende add" "sha256sum"
 	ratio "import: allmende add / ipfs add" "allmende add" "ipfs add"

@@ -218,7 +218,7 @@ func newLogger(w io.Writer, ls logSettings, daemon bool) *slog.Logger {
 	if ls.format == logJSON {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	routeLibraryLogs(h)
+	routeLibraryLogs(h, level)
 	return slog.New(h)
 }
 

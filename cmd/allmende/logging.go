@@ -3,20 +3,43 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 
 	golog "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p/gologshim"
 	"go.uber.org/zap/zapcore"
 )
 
-// routeLibraryLogs sends the logs of go-libp2p (slog through gologshim) and
-// of boxo and kad-dht (zap through go-log) to h, so one handler formats
-// everything. Their per-subsystem levels stay under GOLOG_LOG_LEVEL
-// (default: errors only). It changes process-wide state: call it once, at
-// start-up, before any node exists.
-func routeLibraryLogs(h slog.Handler) {
+// Library log levels.
+const (
+	// gologEnv is go-log's own level variable; when set, it rules the
+	// libraries' levels instead of log.level.
+	gologEnv = "GOLOG_LOG_LEVEL"
+	// libraryFloor is the lowest level the libraries log at under
+	// log.level: at debug, boxo's and the DHT's debug lines (one per
+	// message) would bury allmende's own. GOLOG_LOG_LEVEL=debug gets them.
+	libraryFloor = slog.LevelInfo
+	// stdLogLevel is the level of lines written with the standard log
+	// package (quic-go's warning about small UDP buffers, for one).
+	stdLogLevel = slog.LevelWarn
+)
+
+// routeLibraryLogs sends the logs of go-libp2p (slog through gologshim),
+// of boxo and kad-dht (zap through go-log) and of the standard log
+// package (quic-go) to h, so one handler formats everything. The
+// libraries log at level (log.level, but at least libraryFloor) unless
+// GOLOG_LOG_LEVEL is set, which then rules; lines of the log package are
+// warnings. It changes process-wide state: call it once, at start-up,
+// before any node exists.
+func routeLibraryLogs(h slog.Handler, level slog.Level) {
 	golog.SetPrimaryCore(&slogCore{h: h})
 	gologshim.SetDefaultHandler(golog.SlogHandler())
+	if os.Getenv(gologEnv) == "" {
+		// "*" also sets the level of loggers made later.
+		_ = golog.SetLogLevel("*", max(level, libraryFloor).String()) // slog's level names parse
+	}
+	slog.SetDefault(slog.New(h))
+	slog.SetLogLoggerLevel(stdLogLevel)
 }
 
 // slogCore is a zapcore.Core that forwards entries to a slog.Handler.

@@ -10,6 +10,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -17,8 +18,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// newHost builds the libp2p host: TCP and QUIC, Noise and TLS, yamux, a
-// resource manager with explicit limits and a connection manager. With a
+// newHost builds the libp2p host: TCP and QUIC (TCP dialled first on a
+// LAN, see tcpFirstOnLAN), Noise and TLS, yamux, a resource manager with explicit limits and a connection manager. With a
 // swarm key it is a private network on TCP only; with cfg.NAT it maps
 // ports, runs AutoNAT v2, punches holes and uses relays found by relays.
 func newHost(cfg Config, sk crypto.PrivKey, relays *relayFinder) (host.Host, error) {
@@ -42,6 +43,7 @@ func newHost(cfg Config, sk crypto.PrivKey, relays *relayFinder) (host.Host, err
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
+		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirstOnLAN)),
 	}
 	listen := cfg.Listen
 	if psk != nil {

@@ -232,6 +232,20 @@ func (h *Host) Shape(s Shape) error {
 	return runAll(cmds...)
 }
 
+// SentBytes is what h has sent on the bed so far: the bytes its link's
+// bridge end received (the kernel's counter, headers included).
+func (h *Host) SentBytes() (int64, error) {
+	b, err := os.ReadFile("/sys/class/net/" + h.veth + "/statistics/rx_bytes")
+	if err != nil {
+		return 0, fmt.Errorf("bytes sent by %s: %w", h.NS, err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bytes sent by %s: %w", h.NS, err)
+	}
+	return n, nil
+}
+
 // HTTPClient is an HTTP client whose connections start inside h's
 // namespace, to reach a daemon's API on the namespace's own loopback.
 func (h *Host) HTTPClient(timeout time.Duration) *http.Client {

@@ -81,6 +81,26 @@ func TestBed(t *testing.T) {
 		})
 	}
 
+	t.Run("sent bytes count what crossed the bridge", func(t *testing.T) {
+		before, err := c.SentBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := a.HTTPClient(testTimeout).Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		after, err := c.SentBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after-before < int64(len("hello")) {
+			t.Errorf("the server's host sent %d bytes for an HTTP answer", after-before)
+		}
+	})
+
 	t.Run("the root namespace cannot reach the bed", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
