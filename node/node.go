@@ -25,7 +25,9 @@ import (
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/ipfs/go-metrics-interface"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -60,6 +62,9 @@ type Node struct {
 	bulk *protocol.BulkServer
 	// models is the model registry: manifests, names, sha256 lookups.
 	models *models.Registry
+	// collectors are the node's own metrics, registered on cfg.Metrics
+	// until Close.
+	collectors []prometheus.Collector
 }
 
 // New opens home's store and starts a node on it. It holds the home lock
@@ -102,8 +107,15 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	guard := protocol.NewGuard(h, cfg.Logger)
 	upLimit := pace.NewLimiter(cfg.BandwidthUp)
 	served := pace.Reads(st.Serving(), upLimit)
-	bs := protocol.NewBitswap(runCtx, h, rt.ContentDiscovery(), served, protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
+	// Bitswap's metrics are named ipfs_bitswap_* (see ProcessMetrics).
+	bs := protocol.NewBitswap(metrics.CtxScope(runCtx, bitswapMetricsScope), h, rt.ContentDiscovery(), served,
+		protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
+	cleanups = append(cleanups, bs.Close)
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
+	if cfg.Offline {
+		// Only what the store holds: a missing block is not found at once.
+		bserv = blockservice.New(st.Blockstore(), nil, blockservice.WriteThrough(true))
+	}
 	n = &Node{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -138,14 +150,19 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.routing.AnnounceExtra(n.models.Index().SHA256KeysOf)
+	if err := n.registerMetrics(cfg.Metrics); err != nil {
+		cancel()
+		return nil, err
+	}
 	n.net.Start(runCtx)
-	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
+	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs(), "offline", cfg.Offline)
 	return n, nil
 }
 
 // Close stops the node and releases its store and home.
 func (n *Node) Close() error {
 	n.cancel()
+	n.unregisterMetrics()
 	err := n.net.StopDiscovery()
 	err = errors.Join(err, n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())
 	return errors.Join(err, n.lock.release())
