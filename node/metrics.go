@@ -75,9 +75,6 @@ func (n *Node) unregisterMetrics() {
 	n.collectors = nil
 }
 
-// Metrics is the registry the node's metrics are on (Config.Metrics).
-func (n *Node) Metrics() *prometheus.Registry { return n.cfg.Metrics }
-
 // guardCollector exposes the Guard's counters (liars and stallers, per
 // protocol) and the store's quarantine count to Prometheus. It reads them
 // at scrape time, so nothing is counted twice.
