@@ -8,6 +8,7 @@ import (
 	"github.com/allmende/allmende/node/localapi"
 	"github.com/allmende/allmende/node/mirror"
 	"github.com/allmende/allmende/node/p2p"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is everything a Node needs to start. Package cmd builds it from
@@ -110,6 +111,17 @@ type Config struct {
 	// licence is unknown. See policy/license.NewPolicy; node/gate applies it.
 	LicenseAllow, LicenseDeny []string
 	LicenseUnknown            string
+	// Offline starts the node without a network: its host has no
+	// transport and listens nowhere, and there is no DHT, mDNS, NAT,
+	// relay or bootstrap dial; blocks the store lacks are not found. The
+	// read-only commands (ls, id, verify, inspect of local content) run
+	// on such a node when no daemon is running.
+	Offline bool
+	// Metrics is the registry the node's metrics (libp2p's, the resource
+	// manager's, its own and the mirror's) are registered on; nil gives
+	// the node a registry of its own. The daemon passes the process's one
+	// registry (see ProcessMetrics).
+	Metrics *prometheus.Registry
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -151,6 +163,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
 }
 
 // DHT modes, the values of dht.mode (see p2p.DHTAuto and the others).
@@ -163,10 +178,16 @@ const (
 
 // p2pConfig is what the network needs of cfg.
 func p2pConfig(cfg Config) p2p.Config {
+	if cfg.Offline {
+		return p2p.Config{Offline: true, ConnsLow: cfg.ConnsLow, ConnsHigh: cfg.ConnsHigh,
+			MaxMemory: cfg.MaxMemory, MaxConns: cfg.MaxConns, DHTMode: DHTOff,
+			Metrics: cfg.Metrics, Logger: cfg.Logger}
+	}
 	return p2p.Config{
 		Listen: cfg.Listen, SwarmKey: cfg.SwarmKey, NAT: cfg.NAT, RelayService: cfg.RelayService,
 		StaticRelays: cfg.StaticRelays, ConnsLow: cfg.ConnsLow, ConnsHigh: cfg.ConnsHigh,
 		MaxMemory: cfg.MaxMemory, MaxConns: cfg.MaxConns, AllowNets: cfg.AllowNets,
-		DHTMode: cfg.DHTMode, MDNS: cfg.MDNS, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger,
+		DHTMode: cfg.DHTMode, MDNS: cfg.MDNS, Bootstrap: cfg.Bootstrap,
+		Metrics: cfg.Metrics, Logger: cfg.Logger,
 	}
 }

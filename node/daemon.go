@@ -58,7 +58,7 @@ func RunDaemon(ctx context.Context, cfg Config, ready func(apiURL string)) (err 
 	if ready != nil {
 		ready(url)
 	}
-	err = localapi.Serve(ctx, ln, n, n.log, guard)
+	err = localapi.Serve(ctx, ln, n, n.log, guard, n.cfg.Metrics)
 	cancel()
 	return errors.Join(err, <-mirrorDone)
 }
@@ -116,6 +116,6 @@ func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
 		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
 		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
 		Node: n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
-		Gate: n.gate, Metrics: n.metrics(), Log: n.log,
+		Gate: n.gate, Metrics: n.cfg.Metrics, Log: n.log,
 	}
 }

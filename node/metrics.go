@@ -2,11 +2,78 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/protocol"
+	"github.com/ipfs/go-metrics-interface"
+	metricsprom "github.com/ipfs/go-metrics-prometheus"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
+
+// Metric name prefixes.
+const (
+	// bitswapMetricsScope begins the names of bitswap's metrics, as in
+	// Kubo (ipfs_bitswap_*); allmende's own begin with allmende_.
+	bitswapMetricsScope = "ipfs"
+	// dhtMetricsNamespace begins the names of the metrics that reach
+	// Prometheus through OpenTelemetry: only the DHT and its provider
+	// report that way (libp2p_kad_dht_rpc_inbound_messages_total, ...).
+	dhtMetricsNamespace = "libp2p_kad_dht"
+)
+
+// ProcessMetrics makes the process's one Prometheus registry, with the Go
+// runtime's and the process's metrics, and points at it the libraries that
+// report metrics through process-wide hooks rather than a registry they
+// are given: bitswap (go-metrics-interface, bound to Prometheus'
+// default registerer, which becomes this registry) and the DHT and its
+// provider (OpenTelemetry's global meter provider, exported to this
+// registry). The daemon calls it once, in main, before New, and passes the
+// registry as Config.Metrics; libp2p and allmende's own metrics are
+// registered on it by New. The returned function stops the OpenTelemetry
+// export.
+func ProcessMetrics() (*prometheus.Registry, func(context.Context) error, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prometheus.DefaultRegisterer, prometheus.DefaultGatherer = reg, reg
+	if err := metricsprom.Inject(); err != nil && !errors.Is(err, metrics.ErrImplemented) {
+		return nil, nil, fmt.Errorf("bitswap metrics: %w", err)
+	}
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutTargetInfo(),
+		otelprom.WithNamespace(dhtMetricsNamespace))
+	if err != nil {
+		return nil, nil, fmt.Errorf("dht metrics: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	otel.SetMeterProvider(mp)
+	return reg, mp.Shutdown, nil
+}
+
+// registerMetrics registers the node's own collectors on reg (a node
+// opened again on the same registry after Close registers them anew).
+func (n *Node) registerMetrics(reg prometheus.Registerer) error {
+	for _, c := range n.metrics() {
+		if err := reg.Register(c); err != nil {
+			n.unregisterMetrics()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		n.collectors = append(n.collectors, c)
+	}
+	return nil
+}
+
+// unregisterMetrics takes the node's own collectors off its registry.
+func (n *Node) unregisterMetrics() {
+	for _, c := range n.collectors {
+		n.cfg.Metrics.Unregister(c)
+	}
+	n.collectors = nil
+}
 
 // guardCollector exposes the Guard's counters (liars and stallers, per
 // protocol) and the store's quarantine count to Prometheus. It reads them
@@ -62,7 +129,6 @@ func (c *guardCollector) Collect(ch chan<- prometheus.Metric) {
 // metrics are the node's collectors: transfer counters, connected peers,
 // the store's size, the Guard's counters of lying and stalling peers and
 // the policy's refusals (allmende_refusals_total).
-// The mirror serves them at /metrics beside its own.
 func (n *Node) metrics() []prometheus.Collector {
 	stat := func(f func(api.Stats) uint64) func() float64 {
 		return func() float64 {
@@ -76,13 +142,13 @@ func (n *Node) metrics() []prometheus.Collector {
 	return []prometheus.Collector{
 		newGuardCollector(n),
 		n.gate.Refusals(),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_received_total", Help: "Block bytes received from peers."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_received_bytes_total", Help: "Block bytes received from peers."},
 			stat(func(s api.Stats) uint64 { return s.BytesReceived })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_bytes_sent_total", Help: "Block bytes sent to peers."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_sent_bytes_total", Help: "Block bytes sent to peers."},
 			stat(func(s api.Stats) uint64 { return s.BytesSent })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_received_total", Help: "Blocks received from peers."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_received_blocks_total", Help: "Blocks received from peers."},
 			stat(func(s api.Stats) uint64 { return s.BlocksReceived })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_blocks_sent_total", Help: "Blocks sent to peers."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allmende_sent_blocks_total", Help: "Blocks sent to peers."},
 			stat(func(s api.Stats) uint64 { return s.BlocksSent })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allmende_peers", Help: "Connected peers."},
 			func() float64 { return float64(len(n.host.Network().Peers())) }),

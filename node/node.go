@@ -28,7 +28,9 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/ipfs/go-metrics-interface"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -66,6 +68,9 @@ type Node struct {
 	// gate enforces the denylists and the licence policy, and counts
 	// refusals.
 	gate *gate.Gate
+	// collectors are the node's own metrics, registered on cfg.Metrics
+	// until Close.
+	collectors []prometheus.Collector
 }
 
 // New opens home's store and starts a node on it. It holds the home lock
@@ -115,9 +120,16 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	guard := protocol.NewGuard(h, cfg.Logger)
 	upLimit := pace.NewLimiter(cfg.BandwidthUp)
 	served := pace.Reads(st.Serving(), upLimit)
-	bs := protocol.NewBitswap(runCtx, h, rt.ContentDiscovery(), g.Serving(served, policy.SurfaceBitswap),
+	// Bitswap's metrics are named ipfs_bitswap_* (see ProcessMetrics).
+	bs := protocol.NewBitswap(metrics.CtxScope(runCtx, bitswapMetricsScope), h, rt.ContentDiscovery(),
+		g.Serving(served, policy.SurfaceBitswap),
 		protocol.BitswapConfig{SendAllowance: cfg.SendAllowance, Guard: guard, Log: cfg.Logger})
+	cleanups = append(cleanups, bs.Close)
 	bserv := blockservice.New(st.Blockstore(), bs, blockservice.WriteThrough(true))
+	if cfg.Offline {
+		// Only what the store holds: a missing block is not found at once.
+		bserv = blockservice.New(st.Blockstore(), nil, blockservice.WriteThrough(true))
+	}
 	n = &Node{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -156,16 +168,21 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.routing.AnnounceExtra(n.models.Index().SHA256KeysOf)
 	n.routing.AnnounceFilter(func(c cid.Cid) bool { return g.Blocked(c, policy.SurfaceAnnounce) })
+	if err := n.registerMetrics(cfg.Metrics); err != nil {
+		cancel()
+		return nil, err
+	}
 	g.Recheck(ctx)
 	go g.Run(runCtx) // closes the blocker when the node stops
 	n.net.Start(runCtx)
-	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs())
+	n.log.Info("node started", "peer", h.ID().String(), "addrs", h.Addrs(), "offline", cfg.Offline)
 	return n, nil
 }
 
 // Close stops the node and releases its store and home.
 func (n *Node) Close() error {
 	n.cancel()
+	n.unregisterMetrics()
 	err := n.net.StopDiscovery()
 	err = errors.Join(err, n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())
 	return errors.Join(err, n.lock.release())

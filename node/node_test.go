@@ -88,3 +88,47 @@ func TestNodesCloseWithoutLeaks(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestOfflineNode: an offline node listens nowhere and dials no one, yet
+// reads its store; content it lacks is not found without waiting for peers.
+func TestOfflineNode(t *testing.T) {
+	ctx := context.Background()
+	online := newTestNode(t)
+	defer online.Close()
+	n := newTestNode(t, func(c *Config) { c.Offline = true; c.DHTMode = DHTServer; c.MDNS = true })
+	defer n.Close()
+
+	if addrs := n.host.Addrs(); len(addrs) != 0 {
+		t.Errorf("offline host listens on %v", addrs)
+	}
+	peer, err := online.ID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Connect(ctx, peer.Addrs[0]); err == nil {
+		t.Errorf("offline node dialled %s", peer.Addrs[0])
+	}
+	if n.routing != nil {
+		t.Error("offline node runs a DHT")
+	}
+	src := filepath.Join(t.TempDir(), "weights.bin")
+	if err := os.WriteFile(src, bytes.Repeat([]byte("offline "), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	added, err := online.Add(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.Inspect(ctx, api.InspectRequest{Ref: added.CID})
+	if err != nil || len(res.Files) != 1 || res.Files[0].Error == "" {
+		t.Errorf("inspect of a CID only a peer holds: %+v, %v; want a per-file not-found error", res, err)
+	}
+	own, err := n.Add(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins, err := n.List(ctx)
+	if err != nil || len(pins) != 1 || pins[0].CID != own.CID {
+		t.Errorf("List = %v, %v; want %s", pins, err, own.CID)
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/allmende/allmende/node"
@@ -27,7 +29,16 @@ exit. A second daemon on the same HOME refuses to start.` + exitStatusHelp,
 			ready := func(url string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "allmende daemon ready, API at %s\n", url)
 			}
-			return node.RunDaemon(cmd.Context(), e.nodeConfig(), ready)
+			// The process's one Prometheus registry: the API and the
+			// mirror serve it at /metrics.
+			reg, stopMetrics, err := node.ProcessMetrics()
+			if err != nil {
+				return err
+			}
+			cfg := e.nodeConfig()
+			cfg.Metrics = reg
+			err = node.RunDaemon(cmd.Context(), cfg, ready)
+			return errors.Join(err, stopMetrics(context.Background()))
 		},
 	}
 	cmd.Flags().String("api-addr", "", "API listen address host:port (overrides api.addr)")

@@ -29,7 +29,7 @@ the blocks that hold it. The bytes received are printed.` + exitStatusHelp,
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			req.Ref = a[0]
-			return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, n api.API) error {
+			return withLocalAPI(cmd, g, func(ctx context.Context, n api.API) error {
 				res, err := n.Inspect(ctx, req)
 				if err != nil {
 					return err

@@ -15,7 +15,7 @@ func newIDCmd(g *globalOptions) *cobra.Command {
 		Short: "Show this node's peer ID and addresses",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+			return withLocalAPI(cmd, g, func(ctx context.Context, n api.API) error {
 				info, err := n.ID(ctx)
 				if err != nil {
 					return err

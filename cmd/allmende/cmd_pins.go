@@ -17,7 +17,7 @@ func newLsCmd(g *globalOptions) *cobra.Command {
 		Short: "List pinned roots",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+			return withLocalAPI(cmd, g, func(ctx context.Context, n api.API) error {
 				pins, err := n.List(ctx)
 				if err != nil {
 					return err

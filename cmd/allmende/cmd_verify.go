@@ -52,9 +52,13 @@ EXIT STATUS
   2  bad usage`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
+			run := func(ctx context.Context, n api.API) error {
 				return runVerify(ctx, cmd.OutOrStdout(), n, opts)
-			})
+			}
+			if opts.repair {
+				return withAPI(cmd, g, run) // fetches from peers
+			}
+			return withLocalAPI(cmd, g, run)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.repair, "repair", false, "fetch damaged content again from peers")

@@ -107,8 +107,10 @@ func (e *env) ensureInit() error {
 }
 
 // api returns the running daemon's API or, if none answers, an embedded
-// node on HOME. The returned function releases it.
-func (e *env) api(ctx context.Context) (api.API, func() error, error) {
+// node on HOME: offline (no listening socket, no dial; only what the store
+// holds) for a read-only command, else on the network. The returned
+// function releases it.
+func (e *env) api(ctx context.Context, offline bool) (api.API, func() error, error) {
 	url, err := node.ReadAPIFile(e.home)
 	if err != nil {
 		return nil, nil, err
@@ -137,7 +139,9 @@ func (e *env) api(ctx context.Context) (api.API, func() error, error) {
 	if err := e.ensureInit(); err != nil {
 		return nil, nil, err
 	}
-	n, err := node.New(ctx, e.nodeConfig())
+	cfg := e.nodeConfig()
+	cfg.Offline = offline
+	n, err := node.New(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("no daemon is running and an embedded node could not start: %w", err)
 	}
@@ -160,16 +164,33 @@ func withAPI(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, n
 
 // withAPIEnv is withAPI for commands that also read configuration.
 func withAPIEnv(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, e *env, n api.API) error) error {
+	return runAPI(cmd, g, false, f)
+}
+
+// withLocalAPI is withAPI for read-only commands: with no daemon running
+// they run on an offline node (see env.api), and an api.ErrNotFound then
+// says that only this node's store was looked at.
+func withLocalAPI(cmd *cobra.Command, g *globalOptions, f func(ctx context.Context, n api.API) error) error {
+	return runAPI(cmd, g, true, func(ctx context.Context, _ *env, n api.API) error { return f(ctx, n) })
+}
+
+// errOffline explains a not-found answer of an offline node.
+var errOffline = errors.New("no daemon is running, so only this node's store was looked at; start \"allmende daemon\" to look on the network")
+
+func runAPI(cmd *cobra.Command, g *globalOptions, offline bool, f func(ctx context.Context, e *env, n api.API) error) error {
 	e, err := newEnv(cmd, g, false)
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
-	a, release, err := e.api(ctx)
+	a, release, err := e.api(ctx, offline)
 	if err != nil {
 		return err
 	}
 	err = f(ctx, e, a)
+	if _, embedded := a.(*node.Node); embedded && offline && errors.Is(err, api.ErrNotFound) {
+		err = fmt.Errorf("%w (%v)", err, errOffline)
+	}
 	if rerr := release(); err == nil {
 		err = rerr
 	}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/httpserve"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // API routes, relative to the base URL in HOME/api.
@@ -266,10 +268,22 @@ func streamed[Req, Res any](log *slog.Logger, f func(context.Context, Req, api.P
 	}))
 }
 
-// Serve serves a on ln until ctx ends, then shuts the server down. guard
-// sees every request before any handler (the routes, /debug/pprof).
-func Serve(ctx context.Context, ln net.Listener, a api.API, log *slog.Logger, guard *Guard) error {
-	if err := httpserve.Serve(ctx, ln, guard.Handler(NewHandler(a, log))); err != nil {
+// routeMetrics serves the node's Prometheus metrics on the API, behind its
+// guard like every route (scrape with the API token as bearer token).
+const routeMetrics = "/metrics"
+
+// Serve serves a on ln until ctx ends, then shuts the server down, with
+// metrics (if not nil) at /metrics. guard sees every request before any
+// handler (the routes, /metrics, /debug/pprof).
+func Serve(ctx context.Context, ln net.Listener, a api.API, log *slog.Logger, guard *Guard, metrics prometheus.Gatherer) error {
+	h := NewHandler(a, log)
+	if metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET "+routeMetrics, promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+		mux.Handle("/", h)
+		h = mux
+	}
+	if err := httpserve.Serve(ctx, ln, guard.Handler(h)); err != nil {
 		return fmt.Errorf("api server: %w", err)
 	}
 	return nil

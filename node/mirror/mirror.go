@@ -35,7 +35,6 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 )
@@ -106,8 +105,10 @@ type Config struct {
 	// nothing. The hub API answers 451 for what it refuses, the gateway
 	// 410, and fills refuse a licence the policy does not pass on.
 	Gate *gate.Gate
-	// Metrics are the node's collectors, served with the mirror's own.
-	Metrics []prometheus.Collector
+	// Metrics is the node's registry: the mirror registers its own metrics
+	// (and the gateway's) on it and serves all of it at /metrics; nil
+	// gives the mirror a registry of its own.
+	Metrics *prometheus.Registry
 	// Log receives the mirror's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -187,9 +188,10 @@ func (mr *Mirror) Handler() http.Handler { return mr.handler }
 // request must come from a network in mirror.allow.
 func (mr *Mirror) newHandler(bserv blockservice.BlockService) (http.Handler, error) {
 	hfb := mr.hfb
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(mr.cfg.Metrics...)
+	reg := mr.cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	registerMirrorMetrics(reg, hfb)
 
 	backend, err := gateway.NewBlocksBackend(bserv, gateway.WithPrometheusRegistry(reg))

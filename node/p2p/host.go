@@ -16,13 +16,16 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // newHost builds the libp2p host: TCP and QUIC (TCP dialled first on a
 // LAN, see tcpFirstOnLAN), Noise and TLS, yamux, a resource manager with explicit limits and a connection manager. With a
 // swarm key it is a private network on TCP only; with cfg.NAT it maps
 // ports, runs AutoNAT v2, punches holes and uses relays found by relays.
+// Offline it has no transport at all. libp2p's metrics go to cfg.Metrics.
 func newHost(cfg Config, sk crypto.PrivKey, relays *relayFinder) (host.Host, error) {
+	cfg.Metrics = cfg.registerer()
 	rm, err := newResourceManager(cfg)
 	if err != nil {
 		return nil, err
@@ -37,14 +40,24 @@ func newHost(cfg Config, sk crypto.PrivKey, relays *relayFinder) (host.Host, err
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(sk),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.PrometheusRegisterer(cfg.Metrics),
+	}
+	if cfg.Offline {
+		h, err := libp2p.New(append(opts, libp2p.NoTransports, libp2p.NoListenAddrs, libp2p.DisableRelay())...)
+		if err != nil {
+			return nil, fmt.Errorf("start offline libp2p host: %w", err)
+		}
+		return h, nil
+	}
+	opts = append(opts,
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
 		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirstOnLAN)),
-	}
+	)
 	listen := cfg.Listen
 	if psk != nil {
 		var dropped []string
@@ -91,8 +104,14 @@ func newResourceManager(cfg Config) (network.ResourceManager, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The resource manager reports to Prometheus through its trace.
+	rcmgr.MustRegisterWith(cfg.registerer())
+	stats, err := rcmgr.NewStatsTraceReporter()
+	if err != nil {
+		return nil, fmt.Errorf("resource manager metrics: %w", err)
+	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits), rcmgr.WithAllowlistedMultiaddrs(allow),
-		rcmgr.WithConnRateLimiters(newConnRateLimiter(allowed)))
+		rcmgr.WithConnRateLimiters(newConnRateLimiter(allowed)), rcmgr.WithTraceReporter(stats))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
@@ -100,4 +119,12 @@ func newResourceManager(cfg Config) (network.ResourceManager, error) {
 		return rm, nil
 	}
 	return newAllowedNetGate(rm, allowed), nil
+}
+
+// registerer is cfg.Metrics, or a registry of its own when that is nil.
+func (cfg Config) registerer() prometheus.Registerer {
+	if cfg.Metrics == nil {
+		return prometheus.NewRegistry()
+	}
+	return cfg.Metrics
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of the network's limits (node.Config applies them to fields
@@ -61,6 +62,12 @@ type Config struct {
 	MDNS bool
 	// Bootstrap peers are dialled at start.
 	Bootstrap []string
+	// Offline builds a host with no transport that listens nowhere (and
+	// dials nothing); NAT, relays and the DHT are off with it.
+	Offline bool
+	// Metrics receives libp2p's metrics (the host's and the resource
+	// manager's); nil gives them a registry of their own.
+	Metrics prometheus.Registerer
 	// Logger receives the network's logs; it must not be nil.
 	Logger *slog.Logger
 }
