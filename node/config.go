@@ -93,6 +93,13 @@ type Config struct {
 	// row at most, see hfapi.DefaultRetries), a fill from peers falls back
 	// to the upstream.
 	MirrorStallTimeout time.Duration
+	// MirrorUpstreamToken, if set, is sent to mirror.upstream (and only
+	// there) as a bearer token, so gated repositories can be filled. It is
+	// never logged nor sent to peers.
+	MirrorUpstreamToken string
+	// MirrorServeGated serves gated repositories to every client of the
+	// mirror, not only to those whose own token the upstream accepts.
+	MirrorServeGated bool
 	// Version is allmende's version (the User-Agent the mirror sends).
 	Version string
 	// BandwidthUp and BandwidthDown cap bytes per second sent and received

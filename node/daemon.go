@@ -115,8 +115,8 @@ func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
 		Home: n.cfg.Home, Upstream: n.cfg.MirrorUpstream, Pins: n.cfg.MirrorPins, Quota: n.cfg.MirrorQuota,
 		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
 		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
-		Version: n.cfg.Version,
-		Node:    n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
+		UpstreamToken: n.cfg.MirrorUpstreamToken, ServeGated: n.cfg.MirrorServeGated, Version: n.cfg.Version,
+		Node: n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
 		Metrics: n.metrics(), Log: n.log,
 	}
 }

@@ -64,7 +64,7 @@ type upstreamFiller struct {
 }
 
 func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
-	client, err := hfapi.NewClient(endpoint, hfapi.Options{Log: mr.log,
+	client, err := hfapi.NewClient(endpoint, hfapi.Options{Log: mr.log, Token: mr.cfg.UpstreamToken,
 		UserAgent: UserAgent(mr.cfg.Version), Stall: mr.cfg.StallTimeout, RetryWait: mr.cfg.RetryWait})
 	if err != nil {
 		return nil, api.BadInput(fmt.Errorf("mirror.upstream: %w", err))
@@ -82,7 +82,10 @@ func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *c
 		jobs:      map[string]*fillJob{},
 		keptFiles: map[string]keptFile{},
 	}
-	u.repos = newRepoCache(mr.ctx, mr.cfg.UpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+	u.repos = newRepoCache(mr.ctx, mr.cfg.UpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev, token string) (*hfapi.Repo, error) {
+		if token != "" {
+			ctx = hfapi.WithToken(ctx, token)
+		}
 		r, err := client.Repo(ctx, kind, name, rev)
 		if err != nil {
 			return nil, upstreamError(err)
@@ -157,9 +160,40 @@ func (u *upstreamFiller) keptLocked(ctx context.Context, etag string) (keptFile,
 	return k, true
 }
 
-// repo returns the upstream's answer for a revision (see repoCache).
+// repo returns the upstream's answer for a revision (see repoCache), read
+// with the mirror's token (mirror.upstream_token). A gated or private
+// repository is answered only to a client that sent a token the upstream
+// accepts for it, unless mirror.serve_gated allows every client what the
+// mirror's token reads; the client's token is sent to the upstream only
+// for such a repository, or one the mirror's token cannot read.
 func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
-	return u.repos.get(ctx, kind, name, rev)
+	r, err := u.repos.get(ctx, kind, name, rev, "")
+	switch {
+	case err == nil && (!r.Gated || u.mr.cfg.ServeGated):
+		return r, nil
+	case err != nil && !errors.Is(err, hfapi.ErrRepoNotFound) && !errors.Is(err, hfapi.ErrGated):
+		return nil, err
+	}
+	token := hfapi.ClientToken(ctx)
+	if token == "" {
+		if err == nil {
+			err = hfapi.ErrGated
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cr, cerr := u.repos.get(ctx, kind, name, rev, token)
+	if errors.Is(cerr, hfapi.ErrRepoNotFound) && err == nil {
+		cerr = hfapi.ErrGated // the mirror reads it, the client's token does not
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("%s with the client's token: %w", name, cerr)
+	}
+	if err == nil {
+		return r, nil // filled with the mirror's token
+	}
+	gated := *cr // shared with other requests of this token: not changed
+	gated.Gated = true
+	return &gated, nil
 }
 
 // upstreamError marks a failure to get bytes from the upstream as
@@ -306,7 +340,7 @@ func (u *upstreamFiller) download(repo *hfapi.Repo, job *fillJob) error {
 		}
 	}
 	u.downloads.Add(1)
-	body, err := u.client.Download(hfapi.WithToken(u.mr.ctx, job.token), repo, job.f)
+	body, err := u.client.Download(u.mr.ctx, repo, job.f) // with the token repo was read with
 	if err != nil {
 		return upstreamError(err)
 	}
@@ -386,8 +420,13 @@ func (u *upstreamFiller) release(job *fillJob) {
 }
 
 // completeRevision records a manifest once every file of repo is kept, so
-// the revision is served from the store and seeded over libp2p.
+// the revision is served from the store and seeded over libp2p; never for
+// a gated or private repository, whose files are served only through
+// repo's checks.
 func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo) {
+	if repo.Gated {
+		return // a model is served to every client and seeded to peers
+	}
 	files := make([]manifest.File, 0, len(repo.Files))
 	u.mu.Lock()
 	for _, f := range repo.Files {

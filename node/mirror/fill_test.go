@@ -156,6 +156,13 @@ type testMirror struct {
 // new store if nil).
 func newTestMirror(t *testing.T, upstream, home string, st *store.Store) *testMirror {
 	t.Helper()
+	return newTestMirrorWith(t, upstream, home, st, slog.New(slog.DiscardHandler), nil)
+}
+
+// newTestMirrorWith is newTestMirror logging to log, with its Config
+// changed by mod (if not nil).
+func newTestMirrorWith(t *testing.T, upstream, home string, st *store.Store, log *slog.Logger, mod func(*Config)) *testMirror {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	if home == "" {
@@ -164,7 +171,6 @@ func newTestMirror(t *testing.T, upstream, home string, st *store.Store) *testMi
 	if st == nil {
 		st = storetest.New(t)
 	}
-	log := slog.New(slog.DiscardHandler)
 	h := p2ptest.Host(t)
 	net := storetest.DAGOver(st.Blockstore())
 	engine := fetch.New(fetch.Config{Store: st, Net: net, Host: h, Log: log})
@@ -172,9 +178,13 @@ func newTestMirror(t *testing.T, upstream, home string, st *store.Store) *testMi
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(ctx, Config{Home: home, Upstream: upstream, StallTimeout: fillTestStall, RetryWait: fillTestRetryWait,
+	cfg := Config{Home: home, Upstream: upstream, StallTimeout: fillTestStall, RetryWait: fillTestRetryWait,
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		Node:  fakeNode{}, Store: st, Models: reg, Fetch: engine, Net: net, Log: log})
+		Node:  fakeNode{}, Store: st, Models: reg, Fetch: engine, Net: net, Log: log}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,6 +91,12 @@ type Config struct {
 	ClientFills int
 	// StallTimeout aborts a fill that delivered no byte for this long.
 	StallTimeout time.Duration
+	// UpstreamToken, if set, is sent to the upstream (and only there) as
+	// a bearer token, so gated repositories can be filled. Never logged.
+	UpstreamToken string
+	// ServeGated serves gated and private repositories the mirror's token
+	// reads to every client, not only to those the upstream accepts.
+	ServeGated bool
 	// Version is allmende's version, for the User-Agent sent upstream.
 	Version string
 	// RetryWait is the first backoff before a fill asks the upstream

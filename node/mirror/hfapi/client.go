@@ -146,6 +146,18 @@ func (c *Client) token(ctx context.Context) string {
 	return c.opts.Token
 }
 
+// downloadToken is the token for downloading a file of repo: the one the
+// context carries, else the one repo was read with, else Options.Token.
+func (c *Client) downloadToken(ctx context.Context, repo *Repo) string {
+	if t, ok := ctx.Value(tokenKey{}).(string); ok {
+		return t
+	}
+	if repo.token != "" {
+		return repo.token
+	}
+	return c.opts.Token
+}
+
 // send sends one GET for the escaped path (below the endpoint), for the
 // bytes from off on if off > 0, and returns the answer if it is 200 or
 // 206. Any other answer becomes an error without the answer's body, which
@@ -217,6 +229,8 @@ func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, 
 	var info struct {
 		SHA          string    `json:"sha"`
 		LastModified time.Time `json:"lastModified"`
+		Private      bool      `json:"private"`
+		Gated        any       `json:"gated"`
 		CardData     struct {
 			License any `json:"license"`
 		} `json:"cardData"`
@@ -231,7 +245,8 @@ func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, 
 	if !isCommitID(info.SHA) {
 		return nil, fmt.Errorf("upstream %s: commit id %q is not 40 hex digits", name, info.SHA)
 	}
-	repo := &Repo{Kind: kind, Name: name, Revision: rev, Commit: info.SHA, LastModified: info.LastModified}
+	repo := &Repo{Kind: kind, Name: name, Revision: rev, Commit: info.SHA, LastModified: info.LastModified,
+		Gated: info.Private || (info.Gated != nil && info.Gated != false), token: c.token(ctx)}
 	if l, ok := info.CardData.License.(string); ok {
 		repo.License = l
 	}
@@ -284,6 +299,8 @@ func (c *Client) statusError(resp *http.Response) error {
 	c.log.Info("upstream answered an error", "url", resp.Request.URL.Redacted(), "status", resp.StatusCode,
 		"code", resp.Header.Get("X-Error-Code"), "body", strings.ToValidUTF8(string(body), "?"))
 	switch {
+	case resp.Header.Get("X-Error-Code") == "GatedRepo":
+		return ErrGated
 	case resp.Header.Get("X-Error-Code") == "RepoNotFound" || resp.StatusCode == http.StatusUnauthorized:
 		return ErrRepoNotFound
 	case resp.Header.Get("X-Error-Code") == "RevisionNotFound":
@@ -317,7 +334,7 @@ func (c *Client) Download(ctx context.Context, repo *Repo, f File) (io.ReadClose
 		prefix = "/datasets"
 	}
 	r := &resumingReader{c: c, ctx: ctx, what: repo.Name + "/" + f.Path, url: prefix + rp + "/resolve/" + repo.Commit + "/" + fp,
-		auth: c.token(ctx), size: f.Size}
+		auth: c.downloadToken(ctx, repo), size: f.Size}
 	if err := r.connect(); err != nil {
 		return nil, err
 	}

@@ -42,6 +42,9 @@ var (
 	// ErrUpstreamTimeout: the server this one fills from stopped sending
 	// (504 Gateway Timeout). A later request tries again.
 	ErrUpstreamTimeout = errors.New("upstream stalled")
+	// ErrGated: a gated or private repository, and the client sent no
+	// token the upstream accepts for it (403 GatedRepo, as the hub).
+	ErrGated = errors.New("gated repository: send a token with access to it")
 	// ErrBusy: the client already has as many downloads being filled as it
 	// may (429 Too Many Requests, with Retry-After: BusyRetryAfter).
 	ErrBusy = errors.New("too many downloads being filled for this client")
@@ -62,6 +65,11 @@ type Repo struct {
 	LastModified time.Time
 	License      string
 	Files        []File
+	// Gated: the upstream serves this repository only with a token (it is
+	// gated or private).
+	Gated bool
+	// token is the upstream token it was read with, for its downloads.
+	token string
 }
 
 // File is one file of a revision.

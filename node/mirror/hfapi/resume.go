@@ -58,7 +58,7 @@ func retryable(err error) (bool, time.Duration) {
 		return se.retry, se.after
 	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrRedirectRefused), errors.Is(err, ErrAddressRefused),
 		errors.Is(err, ErrMismatch), errors.Is(err, ErrRepoNotFound), errors.Is(err, ErrRevisionNotFound),
-		errors.Is(err, ErrEntryNotFound):
+		errors.Is(err, ErrEntryNotFound), errors.Is(err, ErrGated):
 		return false, 0
 	}
 	return true, 0 // a transport error: refused, reset, cut short, timed out

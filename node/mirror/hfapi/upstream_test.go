@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -342,6 +343,32 @@ func TestHandlerRefusesBadRefs(t *testing.T) {
 		resp, body := do(t, http.MethodGet, srv.URL+p, nil, nil)
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: status %d (%s), want 400", p, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestRedirectDropsToken: the upstream token follows a redirect to the
+// upstream's own scheme and host only, never to another host (a CDN).
+func TestRedirectDropsToken(t *testing.T) {
+	r, err := parseEndpoint("https://hub.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		to   string
+		keep bool
+	}{
+		{"https://hub.example/org/m/resolve/x", true},
+		{"https://cdn.example/blob", false},
+		{"https://sub.hub.example/blob", false},
+	} {
+		u, _ := url.Parse(tt.to)
+		req := &http.Request{URL: u, Header: http.Header{"Authorization": {"Bearer hf_secret"}}}
+		if err := r.checkRedirect(req, []*http.Request{{}}); err != nil {
+			t.Fatalf("%s: %v", tt.to, err)
+		}
+		if kept := req.Header.Get("Authorization") != ""; kept != tt.keep {
+			t.Errorf("redirect to %s: token kept %v, want %v", tt.to, kept, tt.keep)
 		}
 	}
 }
