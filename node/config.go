@@ -90,9 +90,12 @@ type Config struct {
 	MirrorClientFills int
 	// MirrorStallTimeout is how long a fill waits for a byte: a download
 	// from the upstream then resumes with a Range request (a few times in a
-	// row at most, see hfapi.DefaultRetries), a fill from peers falls back
+	// row at most, MirrorUpstreamRetries), a fill from peers falls back
 	// to the upstream.
 	MirrorStallTimeout time.Duration
+	// MirrorUpstreamRetries bounds a fill's attempts in a row that bring
+	// no byte from the upstream (hfapi.DefaultRetries if zero).
+	MirrorUpstreamRetries int
 	// MirrorUpstreamToken, if set, is sent to mirror.upstream (and only
 	// there) as a bearer token, so gated repositories can be filled. It is
 	// never logged nor sent to peers.

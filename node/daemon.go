@@ -116,7 +116,8 @@ func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
 		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
 		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
 		UpstreamToken: n.cfg.MirrorUpstreamToken, ServeGated: n.cfg.MirrorServeGated, Version: n.cfg.Version,
-		Node: n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
+		UpstreamRetries: n.cfg.MirrorUpstreamRetries,
+		Node:            n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
 		Metrics: n.metrics(), Log: n.log,
 	}
 }

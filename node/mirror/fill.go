@@ -65,7 +65,8 @@ type upstreamFiller struct {
 
 func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
 	client, err := hfapi.NewClient(endpoint, hfapi.Options{Log: mr.log, Token: mr.cfg.UpstreamToken,
-		UserAgent: UserAgent(mr.cfg.Version), Stall: mr.cfg.StallTimeout, RetryWait: mr.cfg.RetryWait})
+		UserAgent: UserAgent(mr.cfg.Version), Stall: mr.cfg.StallTimeout,
+		Retries: mr.cfg.UpstreamRetries, RetryWait: mr.cfg.RetryWait})
 	if err != nil {
 		return nil, api.BadInput(fmt.Errorf("mirror.upstream: %w", err))
 	}

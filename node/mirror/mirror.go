@@ -99,6 +99,9 @@ type Config struct {
 	ServeGated bool
 	// Version is allmende's version, for the User-Agent sent upstream.
 	Version string
+	// UpstreamRetries bounds the attempts in a row that bring no byte
+	// (hfapi.DefaultRetries if zero).
+	UpstreamRetries int
 	// RetryWait is the first backoff before a fill asks the upstream
 	// again (hfapi.DefaultRetryWait if zero).
 	RetryWait time.Duration

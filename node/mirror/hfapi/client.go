@@ -192,22 +192,26 @@ func (c *Client) send(ctx context.Context, what, escaped, token string, off uint
 }
 
 // get sends a GET for the escaped path and returns the answer if it is
-// 200, retrying 429, 5xx and transport errors like a download does.
+// 200, retrying 429, 5xx and transport errors like a download does, while
+// the waits add up to MaxInfoRetryWait at most.
 func (c *Client) get(ctx context.Context, what, escaped string) (*http.Response, error) {
 	token := c.token(ctx)
+	var waited time.Duration
 	for failures := 0; ; failures++ {
 		resp, err := c.send(ctx, what, escaped, token, 0)
 		if err == nil {
 			return resp, nil
 		}
 		ok, after := retryable(err)
-		if !ok || failures >= c.opts.Retries || ctx.Err() != nil {
+		wait := backoff(c.opts.RetryWait, failures+1, after)
+		if !ok || failures >= c.opts.Retries || waited+wait > MaxInfoRetryWait || ctx.Err() != nil {
 			return nil, err
 		}
 		c.log.Info("upstream request failed; retrying", "what", what, "err", err)
-		if serr := sleep(ctx, backoff(c.opts.RetryWait, failures+1, after)); serr != nil {
+		if serr := sleep(ctx, wait); serr != nil {
 			return nil, err
 		}
+		waited += wait
 	}
 }
 

@@ -15,8 +15,10 @@ import (
 // connection or a stall (no byte for Options.Stall) is resumed with a
 // Range request from the first byte not yet read; an answer of 429 or 5xx
 // is retried after the upstream's Retry-After (at most MaxRetryAfter) or
-// an exponential backoff. Attempts that bring no new byte are bounded by
-// Options.Retries in a row, and all attempts of one download by MaxAttempts.
+// an exponential backoff (a stall is retried at once: it waited already).
+// Attempts that bring no new byte are bounded by Options.Retries in a row,
+// and all attempts of one download by MaxAttempts. Requests for
+// repository info retry the same way, but wait MaxInfoRetryWait at most.
 const (
 	// DefaultRetries is Options.Retries' default.
 	DefaultRetries = 5
@@ -29,6 +31,9 @@ const (
 	MaxRetryAfter = 2 * time.Minute
 	// DefaultStall is Options.Stall's default.
 	DefaultStall = 30 * time.Second
+	// MaxInfoRetryWait bounds the waits between the attempts of a request
+	// for repository info, which clients wait on before any byte.
+	MaxInfoRetryWait = 5 * time.Second
 	// MaxAttempts bounds the requests of one download, resumes included,
 	// so an upstream dropping every connection after a few bytes ends.
 	MaxAttempts = 64
@@ -191,7 +196,11 @@ func (r *resumingReader) connect() error {
 			return fmt.Errorf("upstream %s: gave up after %d requests, %d in a row without a byte: %w",
 				r.what, r.attempts, r.failures, r.lastErr)
 		}
-		if err := sleep(r.ctx, backoff(r.c.opts.RetryWait, r.failures, r.after)); err != nil {
+		wait := backoff(r.c.opts.RetryWait, r.failures, r.after)
+		if errors.Is(r.lastErr, ErrUpstreamTimeout) {
+			wait = 0 // the stall was a wait already
+		}
+		if err := sleep(r.ctx, wait); err != nil {
 			return err
 		}
 		r.attempts++
