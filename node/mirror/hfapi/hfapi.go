@@ -11,7 +11,6 @@ package hfapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -101,7 +100,7 @@ func (f File) ETag() string {
 
 // Pointer is the Git LFS pointer file that stands in git for an LFS file.
 func (f File) Pointer() string {
-	return fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", f.SHA256, f.Size)
+	return manifest.LFSPointer(f.SHA256, f.Size)
 }
 
 // GitOID is the git blob id of what git holds for the file: the content's
