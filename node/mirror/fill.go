@@ -498,12 +498,9 @@ type fillJob struct {
 	// client ever sees a whole file that was not checked; and none at all
 	// while held (bytes from peers, see upstreamFiller.download).
 	verified, held bool
-	// token is the upstream token the fill sends ("" for the client's
-	// default, see hfapi.WithToken).
-	token   string
-	done    bool
-	err     error
-	readers int // guarded by upstreamFiller.mu
+	done           bool
+	err            error
+	readers        int // guarded by upstreamFiller.mu
 }
 
 func newFillJob(f hfapi.File, dir string, res *reservation) *fillJob {
@@ -621,8 +618,9 @@ func (j *fillJob) readableLocked() int64 {
 
 // waitFor blocks until byte off is readable, the file is verified, the job
 // fails or ctx (the caller's request) ends. It returns how many bytes are
-// readable. A stalled source fails the job after mirror.stall_timeout, so
-// the wait is bounded even when the client waits forever.
+// readable. A stalled source fails the job after mirror.stall_timeout and
+// its retries (mirror.upstream_retries), so the wait is bounded even when
+// the client waits forever.
 func (j *fillJob) waitFor(ctx context.Context, off int64) (int64, error) {
 	stop := context.AfterFunc(ctx, func() {
 		j.mu.Lock()

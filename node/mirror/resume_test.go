@@ -31,6 +31,10 @@ const (
 	resumeTestTimeout = 10 * time.Minute
 	// resumeTestClients read the file through the mirror at once.
 	resumeTestClients = 2
+	// resumeTestStall is the test's mirror.stall_timeout: long, so that on
+	// a loaded machine only the drops make the fill resume (a stall costs
+	// the bytes in flight, and a request).
+	resumeTestStall = 10 * time.Second
 	// resumeMaxOverhead bounds the upstream's bytes per byte of the file.
 	resumeMaxOverhead = 1.05
 )
@@ -141,7 +145,7 @@ func TestFillResumesAfterDrops(t *testing.T) {
 	up := &droppingUpstream{next: hfapi.Handler(hub, slog.New(slog.DiscardHandler)), cuts: []int64{size * 3 / 10, size * 7 / 10}}
 	upSrv := httptest.NewServer(up)
 	defer upSrv.Close()
-	m := newTestMirror(t, upSrv.URL, "", nil)
+	m := newTestMirrorWith(t, upSrv.URL, "", nil, slog.New(slog.DiscardHandler), func(c *Config) { c.StallTimeout = resumeTestStall })
 	mirror := httptest.NewServer(m.Handler())
 	defer mirror.Close()
 
