@@ -89,10 +89,23 @@ type Config struct {
 	// being filled (from the upstream or from peers) at once; more get 429
 	// Too Many Requests with Retry-After.
 	MirrorClientFills int
-	// MirrorStallTimeout aborts a fill from the upstream (or from peers by
-	// sha256) that delivered no byte for this long; the clients waiting on
-	// it get 504 or a cut-off answer, and the next request tries again.
+	// MirrorStallTimeout is how long a fill waits for a byte: a download
+	// from the upstream then resumes with a Range request (a few times in a
+	// row at most, MirrorUpstreamRetries), a fill from peers falls back
+	// to the upstream.
 	MirrorStallTimeout time.Duration
+	// MirrorUpstreamRetries bounds a fill's attempts in a row that bring
+	// no byte from the upstream (hfapi.DefaultRetries if zero).
+	MirrorUpstreamRetries int
+	// MirrorUpstreamToken, if set, is sent to mirror.upstream (and only
+	// there) as a bearer token, so gated repositories can be filled. It is
+	// never logged nor sent to peers.
+	MirrorUpstreamToken string
+	// MirrorServeGated serves gated repositories to every client of the
+	// mirror, not only to those whose own token the upstream accepts.
+	MirrorServeGated bool
+	// Version is allmende's version (the User-Agent the mirror sends).
+	Version string
 	// BandwidthUp and BandwidthDown cap bytes per second sent and received
 	// (mirror HTTP answers and block transfers); 0 means no limit.
 	BandwidthUp, BandwidthDown int64

@@ -115,7 +115,9 @@ func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
 		Home: n.cfg.Home, Upstream: n.cfg.MirrorUpstream, Pins: n.cfg.MirrorPins, Quota: n.cfg.MirrorQuota,
 		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
 		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
-		Node: n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
+		UpstreamToken: n.cfg.MirrorUpstreamToken, ServeGated: n.cfg.MirrorServeGated, Version: n.cfg.Version,
+		UpstreamRetries: n.cfg.MirrorUpstreamRetries,
+		Node:            n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
 		Gate: n.gate, Metrics: n.cfg.Metrics, Log: n.log,
 	}
 }

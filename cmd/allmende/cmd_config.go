@@ -40,7 +40,7 @@ func newConfigCmd(g *globalOptions) *cobra.Command {
 }
 
 // secretKeys are config keys whose values `config show` never prints.
-var secretKeys = []string{"api.token"}
+var secretKeys = []string{"api.token", "mirror.upstream_token"}
 
 // redactSecrets replaces the values of secretKeys in settings (viper's
 // nested map) with "REDACTED".

@@ -131,46 +131,49 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, err
 		storePath = homedir.Dir(home).Store()
 	}
 	cfg := node.Config{
-		Home:               home,
-		StorePath:          storePath,
-		StoreSync:          s.boolean("store.sync"),
-		StoreDirectIO:      s.boolean("store.direct_io"),
-		Listen:             stringList(v, "listen"),
-		APIAddr:            s.str("api.addr"),
-		APIToken:           localapi.Secret(s.str("api.token")),
-		Bootstrap:          stringList(v, "bootstrap"),
-		MDNS:               s.boolean("mdns.enabled"),
-		DHTMode:            s.oneOf("dht.mode", node.DHTAuto, node.DHTServer, node.DHTClient, node.DHTOff),
-		NAT:                s.boolean("nat.enabled"),
-		RelayService:       s.boolean("relay.service"),
-		StaticRelays:       stringList(v, "relay.static"),
-		SwarmKey:           s.str("swarm.key"),
-		FetchTimeout:       s.duration("fetch.timeout", positive),
-		FetchParallel:      s.integer("fetch.parallel"),
-		FetchCopy:          s.boolean("fetch.copy"),
-		SendAllowance:      int(s.size("bitswap.send_allowance", positive)),
-		ConnsLow:           s.integer("conns.low"),
-		ConnsHigh:          s.integer("conns.high"),
-		MaxMemory:          s.size("resources.max_memory", positive),
-		MaxConns:           s.integer("resources.max_conns"),
-		AllowNets:          stringList(v, "resources.allow"),
-		MirrorAddr:         s.str("mirror.addr"),
-		MirrorAllow:        stringList(v, "mirror.allow"),
-		MirrorUpstream:     s.str("mirror.upstream"),
-		MirrorPins:         stringList(v, "mirror.pins"),
-		MirrorQuota:        s.size("mirror.quota", zeroIsOff),
-		MirrorInterval:     s.duration("mirror.interval", positive),
-		MirrorStallTimeout: s.duration("mirror.stall_timeout", positive),
-		MirrorUpstreamTTL:  s.duration("mirror.upstream_ttl", positive),
-		MirrorClientFills:  s.integer("mirror.fills_per_client"),
-		BandwidthUp:        s.size("bandwidth.up", zeroIsOff),
-		BandwidthDown:      s.size("bandwidth.down", zeroIsOff),
-		Denylists:          s.denylists("denylists"),
-		DenylistsRefresh:   s.duration("denylists_refresh", positive),
-		LicenseAllow:       stringList(v, "policy.licenses.allow"),
-		LicenseDeny:        stringList(v, "policy.licenses.deny"),
-		LicenseUnknown:     s.oneOf("policy.licenses.unknown", license.UnknownAllow, license.UnknownDeny),
-		Logger:             log,
+		Home:                  home,
+		StorePath:             storePath,
+		StoreSync:             s.boolean("store.sync"),
+		StoreDirectIO:         s.boolean("store.direct_io"),
+		Listen:                stringList(v, "listen"),
+		APIAddr:               s.str("api.addr"),
+		APIToken:              localapi.Secret(s.str("api.token")),
+		Bootstrap:             stringList(v, "bootstrap"),
+		MDNS:                  s.boolean("mdns.enabled"),
+		DHTMode:               s.oneOf("dht.mode", node.DHTAuto, node.DHTServer, node.DHTClient, node.DHTOff),
+		NAT:                   s.boolean("nat.enabled"),
+		RelayService:          s.boolean("relay.service"),
+		StaticRelays:          stringList(v, "relay.static"),
+		SwarmKey:              s.str("swarm.key"),
+		FetchTimeout:          s.duration("fetch.timeout", positive),
+		FetchParallel:         s.integer("fetch.parallel"),
+		FetchCopy:             s.boolean("fetch.copy"),
+		SendAllowance:         int(s.size("bitswap.send_allowance", positive)),
+		ConnsLow:              s.integer("conns.low"),
+		ConnsHigh:             s.integer("conns.high"),
+		MaxMemory:             s.size("resources.max_memory", positive),
+		MaxConns:              s.integer("resources.max_conns"),
+		AllowNets:             stringList(v, "resources.allow"),
+		MirrorAddr:            s.str("mirror.addr"),
+		MirrorAllow:           stringList(v, "mirror.allow"),
+		MirrorUpstream:        s.str("mirror.upstream"),
+		MirrorPins:            stringList(v, "mirror.pins"),
+		MirrorQuota:           s.size("mirror.quota", zeroIsOff),
+		MirrorInterval:        s.duration("mirror.interval", positive),
+		MirrorStallTimeout:    s.duration("mirror.stall_timeout", positive),
+		MirrorUpstreamTTL:     s.duration("mirror.upstream_ttl", positive),
+		MirrorUpstreamToken:   upstreamToken(s.str("mirror.upstream_token")),
+		MirrorUpstreamRetries: s.integer("mirror.upstream_retries"),
+		MirrorServeGated:      s.boolean("mirror.serve_gated"),
+		MirrorClientFills:     s.integer("mirror.fills_per_client"),
+		BandwidthUp:           s.size("bandwidth.up", zeroIsOff),
+		BandwidthDown:         s.size("bandwidth.down", zeroIsOff),
+		Denylists:             s.denylists("denylists"),
+		DenylistsRefresh:      s.duration("denylists_refresh", positive),
+		LicenseAllow:          stringList(v, "policy.licenses.allow"),
+		LicenseDeny:           stringList(v, "policy.licenses.deny"),
+		LicenseUnknown:        s.oneOf("policy.licenses.unknown", license.UnknownAllow, license.UnknownDeny),
+		Logger:                log,
 	}
 	if cfg.DenylistsRefresh > 0 && cfg.DenylistsRefresh < denylist.MinRefresh {
 		s.fail("denylists_refresh", v.Get("denylists_refresh"), "shorter than "+denylist.MinRefresh.String())
@@ -181,6 +184,18 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, err
 		}
 	}
 	return cfg, s.err()
+}
+
+// hfTokenEnv is the variable Hugging Face clients read their token from;
+// the daemon sends it upstream when mirror.upstream_token is not set.
+const hfTokenEnv = "HF_TOKEN"
+
+// upstreamToken is mirror.upstream_token, else $HF_TOKEN.
+func upstreamToken(configured string) string {
+	if t := strings.TrimSpace(configured); t != "" {
+		return t
+	}
+	return strings.TrimSpace(os.Getenv(hfTokenEnv))
 }
 
 // Log formats (log.format).

@@ -208,3 +208,29 @@ func TestConfigStrict(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigUpstreamToken: mirror.upstream_token (file or environment)
+// wins over HF_TOKEN, which the daemon reads when the key is not set.
+func TestConfigUpstreamToken(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{"none", "", map[string]string{"HF_TOKEN": ""}, ""},
+		{"HF_TOKEN", "", map[string]string{"HF_TOKEN": "hf_env"}, "hf_env"},
+		{"the key wins", "mirror:\n  upstream_token: hf_file\n", map[string]string{"HF_TOKEN": "hf_env"}, "hf_file"},
+		{"its variable too", "", map[string]string{"HF_TOKEN": "hf_env", "ALLMENDE_MIRROR_UPSTREAM_TOKEN": "hf_var"}, "hf_var"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadTestConfig(t, tt.yaml, tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MirrorUpstreamToken != tt.want {
+				t.Errorf("token %q, want %q", cfg.MirrorUpstreamToken, tt.want)
+			}
+		})
+	}
+}

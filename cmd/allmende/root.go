@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/allmende/allmende/node"
@@ -96,6 +97,9 @@ func newEnv(cmd *cobra.Command, g *globalOptions, daemon bool) (*env, error) {
 	ls, _ := readLogSettings(v)
 	log := newLogger(os.Stderr, ls, daemon)
 	cfg, _ := nodeConfig(v, home, log)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		cfg.Version = readVersion(bi, linkedVersion, linkedCommit).Version
+	}
 	return &env{v: v, home: home, log: log, cfg: cfg}, nil
 }
 

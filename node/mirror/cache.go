@@ -84,6 +84,8 @@ type mirrorCache struct {
 	// eviction in between would unpin nothing and lose track of what is
 	// pinned next, so they are not evicted until settled.
 	settling map[string]int
+	// settled is closed, and replaced, whenever entries settle.
+	settled chan struct{}
 	// latest is the highest stamp given out: stamps only go up, so after
 	// the clock is set back a thing used now still counts as used after
 	// every other one.
@@ -97,7 +99,8 @@ type mirrorCache struct {
 // openMirrorCache opens the cache file of the home directory dir
 // (home.Dir.MirrorCache).
 func openMirrorCache(dir string) (*mirrorCache, error) {
-	c := &mirrorCache{path: home.Dir(dir).MirrorCache(), ents: map[string]cacheEntry{}, settling: map[string]int{}}
+	c := &mirrorCache{path: home.Dir(dir).MirrorCache(), ents: map[string]cacheEntry{}, settling: map[string]int{},
+		settled: make(chan struct{})}
 	raw, err := os.ReadFile(c.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -184,8 +187,18 @@ func (c *mirrorCache) addLocked(key string, e cacheEntry, also []string) (settle
 					delete(c.settling, k)
 				}
 			}
+			close(c.settled)
+			c.settled = make(chan struct{})
 		})
 	}, nil
+}
+
+// unsettled reports whether entries are settling, and a channel closed
+// when some settle.
+func (c *mirrorCache) unsettled() (bool, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.settling) > 0, c.settled
 }
 
 // touch records a use of the entry under key, if there is one. The file

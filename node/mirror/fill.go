@@ -66,7 +66,9 @@ type upstreamFiller struct {
 }
 
 func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *clientFills, dag ipld.DAGService) (*upstreamFiller, error) {
-	client, err := hfapi.NewClient(endpoint, mr.log)
+	client, err := hfapi.NewClient(endpoint, hfapi.Options{Log: mr.log, Token: mr.cfg.UpstreamToken,
+		UserAgent: UserAgent(mr.cfg.Version), Stall: mr.cfg.StallTimeout,
+		Retries: mr.cfg.UpstreamRetries, RetryWait: mr.cfg.RetryWait})
 	if err != nil {
 		return nil, api.BadInput(fmt.Errorf("mirror.upstream: %w", err))
 	}
@@ -83,7 +85,10 @@ func newUpstreamFiller(mr *Mirror, endpoint string, quota *mirrorQuota, fills *c
 		jobs:      map[string]*fillJob{},
 		keptFiles: map[string]keptFile{},
 	}
-	u.repos = newRepoCache(mr.ctx, mr.cfg.UpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+	u.repos = newRepoCache(mr.ctx, mr.cfg.UpstreamTTL, func(ctx context.Context, kind hfapi.Kind, name, rev, token string) (*hfapi.Repo, error) {
+		if token != "" {
+			ctx = hfapi.WithToken(ctx, token)
+		}
 		r, err := client.Repo(ctx, kind, name, rev)
 		if err != nil {
 			return nil, upstreamError(err)
@@ -158,9 +163,40 @@ func (u *upstreamFiller) keptLocked(ctx context.Context, etag string) (keptFile,
 	return k, true
 }
 
-// repo returns the upstream's answer for a revision (see repoCache).
+// repo returns the upstream's answer for a revision (see repoCache), read
+// with the mirror's token (mirror.upstream_token). A gated or private
+// repository is answered only to a client that sent a token the upstream
+// accepts for it, unless mirror.serve_gated allows every client what the
+// mirror's token reads; the client's token is sent to the upstream only
+// for such a repository, or one the mirror's token cannot read.
 func (u *upstreamFiller) repo(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
-	return u.repos.get(ctx, kind, name, rev)
+	r, err := u.repos.get(ctx, kind, name, rev, "")
+	switch {
+	case err == nil && (!r.Gated || u.mr.cfg.ServeGated):
+		return r, nil
+	case err != nil && !errors.Is(err, hfapi.ErrRepoNotFound) && !errors.Is(err, hfapi.ErrGated):
+		return nil, err
+	}
+	token := hfapi.ClientToken(ctx)
+	if token == "" {
+		if err == nil {
+			err = hfapi.ErrGated
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cr, cerr := u.repos.get(ctx, kind, name, rev, token)
+	if errors.Is(cerr, hfapi.ErrRepoNotFound) && err == nil {
+		cerr = hfapi.ErrGated // the mirror reads it, the client's token does not
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("%s with the client's token: %w", name, cerr)
+	}
+	if err == nil {
+		return r, nil // filled with the mirror's token
+	}
+	gated := *cr // shared with other requests of this token: not changed
+	gated.Gated = true
+	return &gated, nil
 }
 
 // upstreamError marks a failure to get bytes from the upstream as
@@ -261,21 +297,9 @@ func (u *upstreamFiller) reserve(ctx context.Context, f hfapi.File) (*reservatio
 	return u.quota.reserve(ctx, quota, f.Size+imported, reserveWait)
 }
 
-// run downloads, verifies and keeps one file. A download that delivers
-// nothing for u.stall is aborted with hfapi.ErrUpstreamTimeout.
+// run downloads, verifies and keeps one file.
 func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
-	ctx, cancel := context.WithCancelCause(u.mr.ctx)
-	defer cancel(nil)
-	stalled := fmt.Errorf("%s: %w: no byte for %s (mirror.stall_timeout)", job.f.Path, hfapi.ErrUpstreamTimeout, u.stall)
-	watch := time.AfterFunc(u.stall, func() { cancel(stalled) })
-	body, err := u.openSource(ctx, repo, job.f)
-	if err == nil {
-		err = job.download(body, func() { watch.Reset(u.stall) })
-	}
-	watch.Stop()
-	if err != nil && ctx.Err() != nil {
-		err = context.Cause(ctx) // the stall, or the daemon stopping
-	}
+	err := u.download(repo, job)
 	var k keptFile
 	if err == nil {
 		k, err = u.keep(u.mr.ctx, repo, job)
@@ -302,26 +326,58 @@ func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
 	}
 }
 
-// openSource opens f's bytes, checked against its declared size and hash:
-// from peers that hold a file with its sha256, else from the upstream.
-func (u *upstreamFiller) openSource(ctx context.Context, repo *hfapi.Repo, f hfapi.File) (io.ReadCloser, error) {
-	if f.SHA256 != "" {
-		// OpenSHA256 checks size and sha256 itself and bans a peer that
-		// named other content, so the next fill asks the next source.
-		findCtx, cancel := context.WithTimeout(ctx, swarmLookupTimeout)
-		r, err := u.mr.models.OpenSHA256(findCtx, ctx, u.dag, f.SHA256, f.Size, hfapi.ErrMismatch)
-		cancel()
-		if err == nil {
-			u.fromSwarm.Add(1)
-			return r, nil
+// download writes f's bytes, checked against its declared size and hash,
+// to job's file. Peers that hold a file with f's sha256 are asked first;
+// what they send is held back from readers until it is verified whole, so
+// a peer naming other content of the same size never reaches a client,
+// and if they fail, the upstream sends the file from its first byte (a
+// resume never splices the upstream's bytes onto a peer's). The upstream's
+// download resumes across drops and stalls (see hfapi.Client.Download).
+func (u *upstreamFiller) download(repo *hfapi.Repo, job *fillJob) error {
+	if err := u.downloadFromPeers(job); err == nil || u.mr.ctx.Err() != nil {
+		return err
+	} else if !errors.Is(err, errNoPeers) {
+		u.mr.log.Warn("mirror: fill from peers failed; asking the upstream", "path", job.f.Path, "err", err)
+		if err := job.reset(); err != nil {
+			return err
 		}
 	}
 	u.downloads.Add(1)
-	body, err := u.client.Download(ctx, repo, f)
+	body, err := u.client.Download(u.mr.ctx, repo, job.f) // with the token repo was read with
 	if err != nil {
-		return nil, upstreamError(err)
+		return upstreamError(err)
 	}
-	return body, nil
+	return job.download(body, false, func() {})
+}
+
+// errNoPeers: no peer offered a file by its sha256.
+var errNoPeers = errors.New("no peer holds the file")
+
+// downloadFromPeers fills job from peers holding a file with its sha256,
+// aborting after u.stall without a byte. OpenSHA256 checks size and
+// sha256 itself and bans a peer that named other content, so the next fill
+// asks the next source.
+func (u *upstreamFiller) downloadFromPeers(job *fillJob) error {
+	if job.f.SHA256 == "" {
+		return errNoPeers
+	}
+	ctx, cancel := context.WithCancelCause(u.mr.ctx)
+	defer cancel(nil)
+	findCtx, stop := context.WithTimeout(ctx, swarmLookupTimeout)
+	body, err := u.mr.models.OpenSHA256(findCtx, ctx, u.dag, job.f.SHA256, job.f.Size, hfapi.ErrMismatch)
+	stop()
+	if err != nil {
+		return errNoPeers
+	}
+	u.fromSwarm.Add(1)
+	stalled := fmt.Errorf("%s: %w: no byte from peers for %s (mirror.stall_timeout)", job.f.Path, hfapi.ErrUpstreamTimeout, u.stall)
+	watch := time.AfterFunc(u.stall, func() { cancel(stalled) })
+	defer watch.Stop()
+	err = job.download(body, true, func() { watch.Reset(u.stall) })
+	if err != nil && ctx.Err() != nil {
+		err = context.Cause(ctx) // the stall, or the daemon stopping
+	}
+	return err
 }
 
 // keep imports a verified download into the store and pins it, recording
@@ -367,8 +423,13 @@ func (u *upstreamFiller) release(job *fillJob) {
 }
 
 // completeRevision records a manifest once every file of repo is kept, so
-// the revision is served from the store and seeded over libp2p.
+// the revision is served from the store and seeded over libp2p; never for
+// a gated or private repository, whose files are served only through
+// repo's checks.
 func (u *upstreamFiller) completeRevision(ctx context.Context, repo *hfapi.Repo) {
+	if repo.Gated {
+		return // a model is served to every client and seeded to peers
+	}
 	files := make([]manifest.File, 0, len(repo.Files))
 	u.mu.Lock()
 	for _, f := range repo.Files {
@@ -459,11 +520,12 @@ type fillJob struct {
 	written int64
 	// verified: all bytes are on disk (fsynced) and match the declared
 	// size and hash. Until then readers get at most size-1 bytes, so no
-	// client ever sees a whole file that was not checked.
-	verified bool
-	done     bool
-	err      error
-	readers  int // guarded by upstreamFiller.mu
+	// client ever sees a whole file that was not checked; and none at all
+	// while held (bytes from peers, see upstreamFiller.download).
+	verified, held bool
+	done           bool
+	err            error
+	readers        int // guarded by upstreamFiller.mu
 }
 
 func newFillJob(f hfapi.File, dir string, res *reservation) *fillJob {
@@ -491,7 +553,7 @@ func (j *fillJob) removeFile() {
 // readers as bytes land and calling progress after each read that brought
 // bytes; a size or hash mismatch fails it. Each job writes its own file,
 // so a retry never truncates a file readers of a failed job still hold.
-func (j *fillJob) download(body io.ReadCloser, progress func()) error {
+func (j *fillJob) download(body io.ReadCloser, held bool, progress func()) error {
 	defer body.Close()
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return fmt.Errorf("fill %s: %w", j.f.Path, err)
@@ -507,7 +569,7 @@ func (j *fillJob) download(body io.ReadCloser, progress func()) error {
 	}
 	defer out.Close()
 	j.mu.Lock()
-	j.path = out.Name()
+	j.path, j.held = out.Name(), held
 	j.mu.Unlock()
 	buf := make([]byte, 1<<20)
 	for {
@@ -538,6 +600,22 @@ func (j *fillJob) download(body io.ReadCloser, progress func()) error {
 	}
 }
 
+// reset removes what a failed source wrote, before another source writes
+// the file from its first byte. Only a held download may be reset: no
+// reader has read any of it.
+func (j *fillJob) reset() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.held && j.path != "" {
+		return fmt.Errorf("fill %s: %w: the failed download was read already", j.f.Path, hfapi.ErrUpstream)
+	}
+	if j.path != "" {
+		os.Remove(j.path)
+	}
+	j.path, j.written, j.held = "", 0, false
+	return nil
+}
+
 func (j *fillJob) finish(err error) {
 	j.mu.Lock()
 	j.done, j.err = true, err
@@ -557,13 +635,17 @@ func (j *fillJob) readableLocked() int64 {
 	if j.verified {
 		return j.written
 	}
+	if j.held {
+		return 0
+	}
 	return min(j.written, int64(j.f.Size)-1)
 }
 
 // waitFor blocks until byte off is readable, the file is verified, the job
 // fails or ctx (the caller's request) ends. It returns how many bytes are
-// readable. A stalled source fails the job after mirror.stall_timeout, so
-// the wait is bounded even when the client waits forever.
+// readable. A stalled source fails the job after mirror.stall_timeout and
+// its retries (mirror.upstream_retries), so the wait is bounded even when
+// the client waits forever.
 func (j *fillJob) waitFor(ctx context.Context, off int64) (int64, error) {
 	stop := context.AfterFunc(ctx, func() {
 		j.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,6 +34,8 @@ const (
 	fillTestTimeout = 30 * time.Second
 	// fillTestStall is the tests' mirror.stall_timeout.
 	fillTestStall = 300 * time.Millisecond
+	// fillTestRetryWait is the tests' first backoff before a retry.
+	fillTestRetryWait = 10 * time.Millisecond
 	// fillCommit is the fake upstream's commit id.
 	fillCommit = "0123456789abcdef0123456789abcdef01234567"
 )
@@ -82,7 +85,8 @@ type nopSeekCloser struct{ io.ReadSeeker }
 
 func (nopSeekCloser) Close() error { return nil }
 
-// stallingReader sends data, then nothing until done is closed.
+// stallingReader sends data (from where it was sought), then nothing
+// until done is closed: every resume stalls at once.
 type stallingReader struct {
 	data []byte
 	off  int
@@ -103,6 +107,7 @@ func (s *stallingReader) Seek(off int64, whence int) (int64, error) {
 	if whence == io.SeekEnd {
 		return int64(len(s.data))*2 + off, nil
 	}
+	s.off = int(off) // ServeContent seeks only from the start
 	return off, nil
 }
 
@@ -151,6 +156,13 @@ type testMirror struct {
 // new store if nil).
 func newTestMirror(t *testing.T, upstream, home string, st *store.Store) *testMirror {
 	t.Helper()
+	return newTestMirrorWith(t, upstream, home, st, slog.New(slog.DiscardHandler), nil)
+}
+
+// newTestMirrorWith is newTestMirror logging to log, with its Config
+// changed by mod (if not nil).
+func newTestMirrorWith(t *testing.T, upstream, home string, st *store.Store, log *slog.Logger, mod func(*Config)) *testMirror {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	if home == "" {
@@ -159,7 +171,6 @@ func newTestMirror(t *testing.T, upstream, home string, st *store.Store) *testMi
 	if st == nil {
 		st = storetest.New(t)
 	}
-	log := slog.New(slog.DiscardHandler)
 	h := p2ptest.Host(t)
 	net := storetest.DAGOver(st.Blockstore())
 	engine := fetch.New(fetch.Config{Store: st, Net: net, Host: h, Log: log})
@@ -167,8 +178,13 @@ func newTestMirror(t *testing.T, upstream, home string, st *store.Store) *testMi
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(ctx, Config{Home: home, Upstream: upstream, StallTimeout: fillTestStall,
-		Node: fakeNode{}, Store: st, Models: reg, Fetch: engine, Net: net, Log: log})
+	cfg := Config{Home: home, Upstream: upstream, StallTimeout: fillTestStall, RetryWait: fillTestRetryWait,
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Node:  fakeNode{}, Store: st, Models: reg, Fetch: engine, Net: net, Log: log}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,11 +221,33 @@ func (m *testMirror) parts(t *testing.T) []string {
 	return p
 }
 
+// waitRecorded waits until org/tiny is recorded as a model, as it is once
+// every file of it is kept.
+func (m *testMirror) waitRecorded(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if _, ok := m.models.Index().ByName("org/tiny", fillCommit); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revision was not recorded as a model once all its files were kept")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitNoParts waits until the fills have removed their files: the last
 // reader out removes a finished download.
 func (m *testMirror) waitNoParts(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(fillTestTimeout)
+	m.waitNoPartsFor(t, fillTestTimeout)
+}
+
+// waitNoPartsFor is waitNoParts, waiting at most d.
+func (m *testMirror) waitNoPartsFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for len(m.parts(t)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("fill files left: %v", m.parts(t))
@@ -263,16 +301,7 @@ func TestFillSharesOneDownload(t *testing.T) {
 		t.Fatalf("config.json: %q, %v", got, err)
 	}
 	m.waitNoParts(t)
-	deadline := time.Now().Add(fillTestTimeout)
-	for {
-		if _, ok := m.models.Index().ByName("org/tiny", fillCommit); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the revision was not recorded as a model once all its files were kept")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	m.waitRecorded(t, fillTestTimeout)
 
 	again := newTestMirror(t, url, m.home, m.store)
 	if got, err := again.read(ctx, "model.safetensors"); err != nil || !bytes.Equal(got, weights) {

@@ -56,6 +56,14 @@ const (
 	DefaultClientFills = 8
 )
 
+// UserAgent is what the mirror calls itself to its upstream.
+func UserAgent(version string) string {
+	if version == "" {
+		version = "devel"
+	}
+	return "allmende/" + version
+}
+
 // Node is what the mirror shows of the node it runs on (on the web page).
 type Node interface {
 	ID(ctx context.Context) (api.IDInfo, error)
@@ -83,6 +91,20 @@ type Config struct {
 	ClientFills int
 	// StallTimeout aborts a fill that delivered no byte for this long.
 	StallTimeout time.Duration
+	// UpstreamToken, if set, is sent to the upstream (and only there) as
+	// a bearer token, so gated repositories can be filled. Never logged.
+	UpstreamToken string
+	// ServeGated serves gated and private repositories the mirror's token
+	// reads to every client, not only to those the upstream accepts.
+	ServeGated bool
+	// Version is allmende's version, for the User-Agent sent upstream.
+	Version string
+	// UpstreamRetries bounds the attempts in a row that bring no byte
+	// (hfapi.DefaultRetries if zero).
+	UpstreamRetries int
+	// RetryWait is the first backoff before a fill asks the upstream
+	// again (hfapi.DefaultRetryWait if zero).
+	RetryWait time.Duration
 	// Allow are the client networks the mirror answers.
 	Allow []netip.Prefix
 	// Up, if set, paces the mirror's answers (bandwidth.up).

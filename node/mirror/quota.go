@@ -34,7 +34,8 @@ import (
 // block its length. A reservation counts as held until released, so
 // parallel fills cannot together pass the quota. When the bytes do not fit
 // even after evicting, a fill waits (at most reserveWait) for fills in
-// progress to finish, then fails with an error wrapping store.ErrNoSpace
+// progress to finish and for entries being pinned to settle (so that a
+// fill right after another one can evict it), then fails with an error wrapping store.ErrNoSpace
 // (507 Insufficient Storage); a block is passed on without being kept.
 // Reservations also count against the free disk space (fsutil.CheckRoom),
 // with the fill's download file, quota or not. Evicting runs a garbage
@@ -173,6 +174,10 @@ func (q *mirrorQuota) reserve(ctx context.Context, quota, disk uint64, wait time
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
+		// An entry being pinned (a fill just kept, a model being recorded)
+		// is not evicted until it settles; then it may be. Asked before
+		// trying, so that one settling meanwhile wakes the wait below.
+		settling, settled := q.cache.unsettled()
 		q.mu.Lock()
 		err := q.fitLocked(ctx, quota, disk, 0)
 		if err == nil {
@@ -183,11 +188,12 @@ func (q *mirrorQuota) reserve(ctx context.Context, quota, disk uint64, wait time
 		}
 		wake, busy := q.freed, q.reserved+q.diskReserved > 0
 		q.mu.Unlock()
-		if !errors.Is(err, store.ErrNoSpace) || !busy {
+		if !errors.Is(err, store.ErrNoSpace) || !(busy || settling) {
 			return nil, err
 		}
 		select {
 		case <-wake:
+		case <-settled:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w (while waiting for fills in progress)", err)
 		case <-timer.C:

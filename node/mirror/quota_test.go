@@ -33,6 +33,8 @@ type fakeQuotaStore struct {
 	protect   map[string]bool
 	dropped   []string
 	collected int
+	// asked, if set, gets a value (if it has room) at each usage call.
+	asked chan struct{}
 }
 
 func newFakeQuotaStore() *fakeQuotaStore {
@@ -42,6 +44,12 @@ func newFakeQuotaStore() *fakeQuotaStore {
 func (f *fakeQuotaStore) usage(context.Context) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.asked != nil {
+		select {
+		case f.asked <- struct{}{}:
+		default:
+		}
+	}
 	return f.usageLocked(), nil
 }
 
@@ -184,6 +192,35 @@ func TestQuotaKeepsUnsettledEntries(t *testing.T) {
 		t.Errorf("once settled: err %v, evicted %v", err, f.dropped)
 	}
 	r.release()
+}
+
+// TestQuotaWaitsForSettlingEntries: a fill right after another one, while
+// the entry of the first is still being pinned and nothing else holds
+// room, waits for it to settle and evicts it, rather than failing at once.
+func TestQuotaWaitsForSettlingEntries(t *testing.T) {
+	q, f, c := newTestQuota(t, 40)
+	settle, err := c.add("first", cacheEntry{Kind: cachedFile, Size: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pinned["first"] = 30
+	f.mu.Lock()
+	f.asked = make(chan struct{}, 1)
+	f.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		r, err := q.reserve(context.Background(), 30, 0, time.Minute)
+		r.release()
+		done <- err
+	}()
+	<-f.asked // the fill tried, and found nothing it may evict
+	settle()
+	if err := <-done; err != nil {
+		t.Errorf("the next fill got %v once the first settled", err)
+	}
+	if fmt.Sprint(f.dropped) != "[first]" {
+		t.Errorf("evicted %v, want [first]", f.dropped)
+	}
 }
 
 // TestQuotaParallelFillsNeverOvershoot: many fills at once, each

@@ -2,6 +2,8 @@ package mirror
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -43,7 +45,7 @@ type repoCache struct {
 	// ctx bounds lookups: they run for every client waiting on them, not
 	// under any one client's request.
 	ctx   context.Context
-	fetch func(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error)
+	fetch func(ctx context.Context, kind hfapi.Kind, name, rev, token string) (*hfapi.Repo, error)
 	ttl   time.Duration
 	lru   *lru.Cache[string, repoAnswer]
 	group singleflight.Group
@@ -53,7 +55,7 @@ type repoCache struct {
 	lookups atomic.Uint64
 }
 
-func newRepoCache(ctx context.Context, ttl time.Duration, fetch func(context.Context, hfapi.Kind, string, string) (*hfapi.Repo, error)) *repoCache {
+func newRepoCache(ctx context.Context, ttl time.Duration, fetch func(context.Context, hfapi.Kind, string, string, string) (*hfapi.Repo, error)) *repoCache {
 	c, _ := lru.New[string, repoAnswer](MaxUpstreamRepos) // fails only for a size <= 0
 	return &repoCache{ctx: ctx, fetch: fetch, ttl: ttl, lru: c}
 }
@@ -67,10 +69,15 @@ func (c *repoCache) fresh(key string) (repoAnswer, bool) {
 	return a, true
 }
 
-// get returns the upstream's answer about kind name@rev, from memory while
-// it is fresh.
-func (c *repoCache) get(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+// get returns the upstream's answer about kind name@rev, read with token
+// ("" for the mirror's own), from memory while it is fresh. Answers read
+// with a client's token are kept apart, under a hash of the token.
+func (c *repoCache) get(ctx context.Context, kind hfapi.Kind, name, rev, token string) (*hfapi.Repo, error) {
 	key := string(kind) + ":" + name + "@" + rev
+	if token != "" {
+		sum := sha256.Sum256([]byte(token))
+		key += "#" + hex.EncodeToString(sum[:])
+	}
 	if a, ok := c.fresh(key); ok {
 		return a.repo, a.err
 	}
@@ -81,7 +88,7 @@ func (c *repoCache) get(ctx context.Context, kind hfapi.Kind, name, rev string) 
 			return a, nil
 		}
 		c.lookups.Add(1)
-		r, err := c.fetch(c.ctx, kind, name, rev)
+		r, err := c.fetch(c.ctx, kind, name, rev, token)
 		a := repoAnswer{repo: r, err: err, until: time.Now().Add(c.ttl)}
 		if err != nil {
 			a.until = time.Now().Add(min(c.ttl, upstreamFailureTTL))

@@ -20,7 +20,7 @@ type fakeRepoSource struct {
 	asked   atomic.Int64
 }
 
-func (f *fakeRepoSource) fetch(ctx context.Context, kind hfapi.Kind, name, rev string) (*hfapi.Repo, error) {
+func (f *fakeRepoSource) fetch(ctx context.Context, kind hfapi.Kind, name, rev, _ string) (*hfapi.Repo, error) {
 	f.asked.Add(1)
 	select {
 	case <-f.release:
@@ -56,7 +56,7 @@ func TestRepoCacheSharesLookups(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := c.get(context.Background(), hfapi.Model, "org/m", "main")
+			r, err := c.get(context.Background(), hfapi.Model, "org/m", "main", "")
 			if err != nil {
 				got <- err.Error()
 				return
@@ -89,7 +89,7 @@ func TestRepoCacheExpires(t *testing.T) {
 	c := newRepoCache(context.Background(), ttl, src.fetch)
 	ctx := context.Background()
 	get := func() string {
-		r, err := c.get(ctx, hfapi.Model, "org/m", "main")
+		r, err := c.get(ctx, hfapi.Model, "org/m", "main", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,11 +100,11 @@ func TestRepoCacheExpires(t *testing.T) {
 	}
 	src.commit.Store("b")
 	waitFor(t, "main to follow the upstream", func() bool { return get() == "b" })
-	if _, err := c.get(ctx, hfapi.Model, "org/missing", "main"); !errors.Is(err, hfapi.ErrRepoNotFound) {
+	if _, err := c.get(ctx, hfapi.Model, "org/missing", "main", ""); !errors.Is(err, hfapi.ErrRepoNotFound) {
 		t.Errorf("missing repo: %v", err)
 	}
 	before := src.asked.Load()
-	c.get(ctx, hfapi.Model, "org/missing", "main")
+	c.get(ctx, hfapi.Model, "org/missing", "main", "")
 	if src.asked.Load() != before {
 		t.Error("a not-found answer was asked again at once")
 	}
@@ -117,7 +117,7 @@ func TestRepoCacheBounded(t *testing.T) {
 	src.commit.Store("a")
 	c := newRepoCache(context.Background(), time.Hour, src.fetch)
 	for i := range MaxUpstreamRepos + 10 {
-		if _, err := c.get(context.Background(), hfapi.Model, fmt.Sprintf("org/m%d", i), "main"); err != nil {
+		if _, err := c.get(context.Background(), hfapi.Model, fmt.Sprintf("org/m%d", i), "main", ""); err != nil {
 			t.Fatal(err)
 		}
 	}

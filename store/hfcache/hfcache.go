@@ -7,6 +7,7 @@ package hfcache
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,12 @@ const (
 	blobsDir     = "blobs"
 	snapshotsDir = "snapshots"
 	refsDir      = "refs"
+	// treesDir holds trees/<commit>.json, the listing of a commit's files
+	// huggingface_hub (2.x) keeps: get_cached_repo_tree reads it, and an
+	// offline snapshot_download checks the snapshot against it.
+	treesDir = "trees"
+	// treeFormat is the listing's format_version.
+	treeFormat = 1
 	// MaxRefSize bounds a refs/<branch> file.
 	MaxRefSize = 256
 )
@@ -157,9 +164,10 @@ type BlobWriter func(f manifest.File, dest string) error
 // Write lays m out under cacheDir as the Hugging Face cache does:
 // blobs/<etag> (written through write, unless a blob of that name already
 // holds exactly that content), snapshots/<commit>/<path> as relative
-// symlinks to the blobs, and refs/<revision> holding the commit without a
-// trailing newline. Files listed in m are written only if keep says so
-// (nil keeps all). The repository folder is models--org--name, one per
+// symlinks to the blobs, refs/<revision> holding the commit without a
+// trailing newline, and trees/<commit>.json listing all of m's files.
+// Files listed in m are written only if keep says so (nil keeps all). The
+// repository folder is models--org--name, one per
 // name: names cannot hold "--" (manifest.ValidName). Directories and links
 // are made through an os.Root on it, so nothing is written outside it. It
 // returns the snapshot directory.
@@ -193,6 +201,9 @@ func Write(cacheDir string, m *manifest.Manifest, keep func(manifest.File) bool,
 			return "", err
 		}
 	}
+	if err := writeTree(root, m); err != nil {
+		return "", err
+	}
 	if m.Revision != m.Commit {
 		ref := path.Join(refsDir, m.Revision)
 		if err := root.MkdirAll(path.Dir(ref), 0o755); err != nil {
@@ -203,6 +214,40 @@ func Write(cacheDir string, m *manifest.Manifest, keep func(manifest.File) bool,
 		}
 	}
 	return filepath.Join(repo, filepath.FromSlash(snap)), nil
+}
+
+// treeEntry is one file of trees/<commit>.json.
+type treeEntry struct {
+	Size      uint64  `json:"size"`
+	BlobID    string  `json:"blob_id"`
+	LFSSHA256 string  `json:"lfs_sha256,omitempty"`
+	LFSSize   *uint64 `json:"lfs_size,omitempty"`
+}
+
+// writeTree writes trees/<commit>.json listing every file of m (the
+// commit's tree, whichever files the snapshot holds), as huggingface_hub
+// writes it after listing a repository.
+func writeTree(root *os.Root, m *manifest.Manifest) error {
+	files := make(map[string]treeEntry, len(m.Files))
+	for _, f := range m.Files {
+		e := treeEntry{Size: f.Size, BlobID: f.GitOID()}
+		if f.LFS() {
+			e.LFSSHA256, e.LFSSize = f.SHA256, &f.Size
+		}
+		files[f.Path] = e
+	}
+	raw, err := json.MarshalIndent(map[string]any{"format_version": treeFormat, "files": files}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("hf cache: %w", err)
+	}
+	if err := root.MkdirAll(treesDir, 0o755); err != nil {
+		return fmt.Errorf("hf cache: %w", err)
+	}
+	dest := filepath.Join(root.Name(), treesDir, m.Commit+".json")
+	if err := fsutil.WriteFileAtomic(dest, raw, 0o644); err != nil {
+		return fmt.Errorf("hf cache: %w", err)
+	}
+	return nil
 }
 
 func writeFile(root *os.Root, snap string, f manifest.File, write BlobWriter) error {

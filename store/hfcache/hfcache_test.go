@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -70,6 +71,40 @@ func TestImportAndWriteRoundTrip(t *testing.T) {
 		t.Errorf("snapshot dir %s", snapDir)
 	}
 	assertSameCache(t, repo, filepath.Join(out, "models--acme--tiny"))
+	assertTree(t, filepath.Join(out, "models--acme--tiny"), m)
+}
+
+// assertTree checks trees/<commit>.json of the cache repository dir: the
+// format huggingface_hub reads, every file of m with its size and git blob
+// id, and the sha256 and size of LFS files.
+func assertTree(t *testing.T, dir string, m *manifest.Manifest) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "trees", m.Commit+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree struct {
+		Format int `json:"format_version"`
+		Files  map[string]struct {
+			Size      uint64  `json:"size"`
+			BlobID    string  `json:"blob_id"`
+			LFSSHA256 string  `json:"lfs_sha256"`
+			LFSSize   *uint64 `json:"lfs_size"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal(raw, &tree); err != nil || tree.Format != 1 || len(tree.Files) != len(m.Files) {
+		t.Fatalf("trees/%s.json: format %d, %d files, %v; want format 1, %d files", m.Commit, tree.Format, len(tree.Files), err, len(m.Files))
+	}
+	for _, f := range m.Files {
+		e := tree.Files[f.Path]
+		wantSHA := ""
+		if f.LFS() {
+			wantSHA = f.SHA256
+		}
+		if e.Size != f.Size || e.BlobID != f.GitOID() || e.LFSSHA256 != wantSHA || (f.LFS() != (e.LFSSize != nil)) {
+			t.Errorf("trees entry %s = %+v, want size %d, blob %s, lfs sha256 %q", f.Path, e, f.Size, f.GitOID(), wantSHA)
+		}
+	}
 }
 
 // assertSameCache walks both trees and compares names, symlink targets and
@@ -97,6 +132,11 @@ func assertSameCache(t *testing.T, want, got string) {
 		return out
 	}
 	w, g := walk(want), walk(got)
+	for k := range g {
+		if strings.HasPrefix(k, "trees"+string(filepath.Separator)) {
+			delete(g, k) // checked by assertTree
+		}
+	}
 	for k, v := range w {
 		if g[k] != v {
 			t.Errorf("%s: got %q, want %q", k, g[k], v)

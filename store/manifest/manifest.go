@@ -115,6 +115,21 @@ func (f File) ETag() string {
 	return f.BlobSHA1
 }
 
+// LFSPointer is the Git LFS pointer file that stands in git for an LFS
+// file of that sha256 and size.
+func LFSPointer(sha256 string, size uint64) string {
+	return fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", sha256, size)
+}
+
+// GitOID is the git blob id of what git holds for the file: the content's
+// blob sha1, or the blob sha1 of its LFS pointer.
+func (f File) GitOID() string {
+	if !f.LFS() {
+		return f.BlobSHA1
+	}
+	return GitBlobSHA1([]byte(LFSPointer(f.SHA256, f.Size)))
+}
+
 // Manifest describes one revision of a model or dataset.
 type Manifest struct {
 	Version  int    `json:"version"`

@@ -291,6 +291,7 @@ func TestPythonHuggingFaceStack(t *testing.T) {
 		b.MustRun("fetch", pyModel, "--hf-cache", cache)
 		assertHFCache(t, src, cache, model.Files, commit)
 		scanCache(t, py, src, cache, model.Files, commit)
+		cachedTree(t, py, src, cache, model.Files)
 		loadOffline(t, py, cache, src, model.IDs)
 
 		// --hf-cache alone before the name: $HF_HUB_CACHE; --include with
@@ -300,6 +301,7 @@ func TestPythonHuggingFaceStack(t *testing.T) {
 		b.MustRun("fetch", "--hf-cache", "--include", "*.json", "docs/*", pyModel)
 		some := []string{"config.json", "docs/notes.md", "tokenizer.json", "tokenizer_config.json"}
 		assertHFCache(t, src, cache, some, commit)
+		cachedTree(t, py, src, cache, model.Files) // the whole commit's tree, whatever the snapshot holds
 		var links []string
 		for p, kind := range harness.TreeDigest(t, filepath.Join(cache, "models--school--tiny-gpt2", "snapshots", commit)) {
 			if kind != "dir" {
@@ -501,6 +503,29 @@ func scanCache(t *testing.T, py *pyStack, src, cache string, files []string, com
 	}
 	if rev.Commit != commit || !slices.Equal(rev.Refs, []string{"main"}) || fmt.Sprint(rev.Files) != fmt.Sprint(want) {
 		t.Errorf("scan_cache_dir revision %s refs %v files %v; want %s, [main], %v", rev.Commit, rev.Refs, rev.Files, commit, want)
+	}
+}
+
+// cachedTree checks huggingface_hub.get_cached_repo_tree() for the model in
+// cache, offline: it reads trees/<commit>.json, which must list every file
+// of the commit with its size and git blob id.
+func cachedTree(t *testing.T, py *pyStack, src, cache string, files []string) {
+	t.Helper()
+	var got struct {
+		Files map[string]struct {
+			Size int64  `json:"size"`
+			OID  string `json:"oid"`
+		} `json:"files"`
+	}
+	py.run(py.env("", cache, true), &got, "tree", pyModel)
+	if len(got.Files) != len(files) {
+		t.Errorf("get_cached_repo_tree: %d files, want %d: %+v", len(got.Files), len(files), got.Files)
+	}
+	for _, rel := range files {
+		want := expectFile(t, src, rel)
+		if e := got.Files[rel]; e.Size != want.size || e.OID != want.gitOID {
+			t.Errorf("get_cached_repo_tree %s: %+v, want size %d, blob id %s", rel, e, want.size, want.gitOID)
+		}
 	}
 }
 

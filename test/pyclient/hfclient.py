@@ -160,6 +160,13 @@ def scan(args):
     emit({"repos": repos, "warnings": [str(w) for w in report.warnings]})
 
 
+def tree(args):
+    from huggingface_hub import get_cached_repo_tree
+
+    files = get_cached_repo_tree(args.repo, revision=args.revision)
+    emit({"files": {f.path: {"size": f.size, "oid": f.blob_id} for f in files}})
+
+
 def write(root, rel, text):
     path = os.path.join(root, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -184,7 +191,8 @@ def main():
         s.add_argument("dir")
         s.set_defaults(fn=fn)
     for name, fn, extra in [("snapshot", snapshot, []), ("file", file, ["path"]), ("error", error, ["path"]),
-                            ("info", info, []), ("metadata", metadata, ["path"]), ("load", load, ["source"])]:
+                            ("info", info, []), ("metadata", metadata, ["path"]), ("load", load, ["source"]),
+                            ("tree", tree, [])]:
         s = sub.add_parser(name)
         s.add_argument("repo")
         for a in extra:

@@ -54,27 +54,56 @@ var ErrMismatch = errors.New("content does not match the declared hash")
 const MaxErrorBody = 1 << 10
 
 // Client reads repositories from a Hugging Face-compatible endpoint (the
-// hub, or another allmende mirror), following the rules in upstream.go.
+// hub, or another allmende mirror), following the rules in upstream.go,
+// and resumes and retries downloads (see resume.go).
 type Client struct {
 	rules *endpointRules
 	http  *http.Client
 	log   *slog.Logger
+	opts  Options
+}
+
+// Options of a Client; zero fields take their defaults.
+type Options struct {
+	// Log receives the upstream's error answers and the retries (nil
+	// discards them).
+	Log *slog.Logger
+	// Token, if set, is sent as "Authorization: Bearer" to the endpoint
+	// (and never to another host a redirect leads to), for requests that
+	// carry no token of their own (see WithToken). It is never logged.
+	Token string
+	// UserAgent names the client to the upstream.
+	UserAgent string
+	// Stall resumes a download that received nothing for this long.
+	Stall time.Duration
+	// Retries bounds the attempts in a row that bring no byte.
+	Retries int
+	// RetryWait is the first backoff (see backoff).
+	RetryWait time.Duration
 }
 
 // NewClient returns a client for endpoint, e.g. https://huggingface.co,
 // with the connect, TLS and response header timeouts above, the redirect
-// and address rules of upstream.go, and log receiving the upstream's error
-// answers (nil discards them).
-func NewClient(endpoint string, log *slog.Logger) (*Client, error) {
+// and address rules of upstream.go and the retries of resume.go.
+func NewClient(endpoint string, opts Options) (*Client, error) {
 	rules, err := parseEndpoint(endpoint)
 	if err != nil {
 		return nil, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Stall <= 0 {
+		opts.Stall = DefaultStall
+	}
+	if opts.Retries <= 0 {
+		opts.Retries = DefaultRetries
+	}
+	if opts.RetryWait <= 0 {
+		opts.RetryWait = DefaultRetryWait
 	}
 	hc := &http.Client{Transport: newTransport(rules), CheckRedirect: rules.checkRedirect}
-	return &Client{rules: rules, http: hc, log: log}, nil
+	return &Client{rules: rules, http: hc, log: opts.Log, opts: opts}, nil
 }
 
 // newTransport is http.DefaultTransport's setup with bounded connect, TLS
@@ -100,24 +129,90 @@ func kindPlural(k Kind) string {
 	return "models"
 }
 
-// get sends a GET for the escaped path (below the endpoint) and returns
-// the answer if it is 200. Any other answer becomes an error without the
-// answer's body, which is logged (at most MaxErrorBody bytes).
-func (c *Client) get(ctx context.Context, what, escaped string) (*http.Response, error) {
-	u := c.rules.base.String() + escaped
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// tokenKey carries a request's own upstream token in a context.
+type tokenKey struct{}
+
+// WithToken returns ctx carrying token, which the client's requests under
+// it send instead of Options.Token; an empty token sends none at all.
+func WithToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, tokenKey{}, token)
+}
+
+// token is the token for requests under ctx.
+func (c *Client) token(ctx context.Context) string {
+	if t, ok := ctx.Value(tokenKey{}).(string); ok {
+		return t
+	}
+	return c.opts.Token
+}
+
+// downloadToken is the token for downloading a file of repo: the one the
+// context carries, else the one repo was read with, else Options.Token.
+func (c *Client) downloadToken(ctx context.Context, repo *Repo) string {
+	if t, ok := ctx.Value(tokenKey{}).(string); ok {
+		return t
+	}
+	if repo.token != "" {
+		return repo.token
+	}
+	return c.opts.Token
+}
+
+// send sends one GET for the escaped path (below the endpoint), for the
+// bytes from off on if off > 0, and returns the answer if it is 200 or
+// 206. Any other answer becomes an error without the answer's body, which
+// is logged (at most MaxErrorBody bytes).
+func (c *Client) send(ctx context.Context, what, escaped, token string, off uint64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.rules.base.String()+escaped, nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", what, err)
+	}
+	if c.opts.UserAgent != "" {
+		req.Header.Set("User-Agent", c.opts.UserAgent)
+	}
+	if token != "" {
+		// net/http drops it on a redirect to another host (a CDN).
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if off > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", what, err)
+	}
+	if resp.StatusCode == http.StatusPartialContent && off > 0 {
+		return resp, nil
 	}
 	if err := c.statusError(resp); err != nil {
 		resp.Body.Close()
 		return nil, fmt.Errorf("upstream %s: %w", what, err)
 	}
 	return resp, nil
+}
+
+// get sends a GET for the escaped path and returns the answer if it is
+// 200, retrying 429, 5xx and transport errors like a download does, while
+// the waits add up to MaxInfoRetryWait at most.
+func (c *Client) get(ctx context.Context, what, escaped string) (*http.Response, error) {
+	token := c.token(ctx)
+	var waited time.Duration
+	for failures := 0; ; failures++ {
+		resp, err := c.send(ctx, what, escaped, token, 0)
+		if err == nil {
+			return resp, nil
+		}
+		ok, after := retryable(err)
+		wait := backoff(c.opts.RetryWait, failures+1, after)
+		if !ok || failures >= c.opts.Retries || waited+wait > MaxInfoRetryWait || ctx.Err() != nil {
+			return nil, err
+		}
+		c.log.Info("upstream request failed; retrying", "what", what, "err", err)
+		if serr := sleep(ctx, wait); serr != nil {
+			return nil, err
+		}
+		waited += wait
+	}
 }
 
 // Repo fetches the info of a repository revision, with file sizes and LFS
@@ -138,6 +233,8 @@ func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, 
 	var info struct {
 		SHA          string    `json:"sha"`
 		LastModified time.Time `json:"lastModified"`
+		Private      bool      `json:"private"`
+		Gated        any       `json:"gated"`
 		CardData     struct {
 			License any `json:"license"`
 		} `json:"cardData"`
@@ -152,7 +249,8 @@ func (c *Client) Repo(ctx context.Context, kind Kind, name, rev string) (*Repo, 
 	if !isCommitID(info.SHA) {
 		return nil, fmt.Errorf("upstream %s: commit id %q is not 40 hex digits", name, info.SHA)
 	}
-	repo := &Repo{Kind: kind, Name: name, Revision: rev, Commit: info.SHA, LastModified: info.LastModified}
+	repo := &Repo{Kind: kind, Name: name, Revision: rev, Commit: info.SHA, LastModified: info.LastModified,
+		Gated: info.Private || (info.Gated != nil && info.Gated != false), token: c.token(ctx)}
 	if l, ok := info.CardData.License.(string); ok {
 		repo.License = l
 	}
@@ -205,6 +303,8 @@ func (c *Client) statusError(resp *http.Response) error {
 	c.log.Info("upstream answered an error", "url", resp.Request.URL.Redacted(), "status", resp.StatusCode,
 		"code", resp.Header.Get("X-Error-Code"), "body", strings.ToValidUTF8(string(body), "?"))
 	switch {
+	case resp.Header.Get("X-Error-Code") == "GatedRepo":
+		return ErrGated
 	case resp.Header.Get("X-Error-Code") == "RepoNotFound" || resp.StatusCode == http.StatusUnauthorized:
 		return ErrRepoNotFound
 	case resp.Header.Get("X-Error-Code") == "RevisionNotFound":
@@ -214,7 +314,9 @@ func (c *Client) statusError(resp *http.Response) error {
 	case resp.StatusCode == http.StatusUnavailableForLegalReasons:
 		return fmt.Errorf("%w: the upstream refused it (451)", ErrRefused)
 	}
-	return fmt.Errorf("%w: it answered %d %s", ErrUpstream, resp.StatusCode, http.StatusText(resp.StatusCode))
+	err := fmt.Errorf("%w: it answered %d %s", ErrUpstream, resp.StatusCode, http.StatusText(resp.StatusCode))
+	retry := resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+	return &statusErr{err: err, retry: retry, after: retryAfter(resp.Header, time.Now())}
 }
 
 // Download streams f of repo from the upstream. The reader fails with
@@ -237,11 +339,12 @@ func (c *Client) Download(ctx context.Context, repo *Repo, f File) (io.ReadClose
 	if repo.Kind == Dataset {
 		prefix = "/datasets"
 	}
-	resp, err := c.get(ctx, repo.Name+"/"+f.Path, prefix+rp+"/resolve/"+repo.Commit+"/"+fp)
-	if err != nil {
+	r := &resumingReader{c: c, ctx: ctx, what: repo.Name + "/" + f.Path, url: prefix + rp + "/resolve/" + repo.Commit + "/" + fp,
+		auth: c.downloadToken(ctx, repo), size: f.Size}
+	if err := r.connect(); err != nil {
 		return nil, err
 	}
-	return NewVerifyingReader(resp.Body, f), nil
+	return NewVerifyingReader(r, f), nil
 }
 
 // verifyingReader checks size and hash of what passes through it.

@@ -12,7 +12,7 @@ import (
 
 func TestClientAgainstHandler(t *testing.T) {
 	srv, content := newTestServer(t)
-	c, err := NewClient(srv.URL, nil)
+	c, err := NewClient(srv.URL, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

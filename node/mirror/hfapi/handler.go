@@ -1,6 +1,7 @@
 package hfapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -42,6 +43,26 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	return accessLog(log, mux)
 }
 
+// clientTokenKey carries the token a client sent in a context.
+type clientTokenKey struct{}
+
+// withClientToken returns ctx carrying the bearer token r sends, if any.
+func withClientToken(ctx context.Context, r *http.Request) context.Context {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, clientTokenKey{}, strings.TrimSpace(token))
+}
+
+// ClientToken is the bearer token the client of a request to Handler sent
+// ("" if none), for a Backend to check against its upstream. It must go
+// nowhere else.
+func ClientToken(ctx context.Context) string {
+	t, _ := ctx.Value(clientTokenKey{}).(string)
+	return t
+}
+
 type server struct {
 	b   Backend
 	log *slog.Logger
@@ -73,7 +94,7 @@ func (s *server) repo(w http.ResponseWriter, r *http.Request, kind Kind, name, r
 		s.fail(w, err, "")
 		return nil
 	}
-	repo, err := s.b.Repo(r.Context(), kind, name, rev)
+	repo, err := s.b.Repo(withClientToken(r.Context(), r), kind, name, rev)
 	if err != nil {
 		s.fail(w, err, "")
 		return nil
@@ -103,6 +124,8 @@ func (s *server) fail(w http.ResponseWriter, err error, commit string) {
 		status, msg = http.StatusBadRequest, err.Error()
 	case errors.Is(err, ErrRepoNotFound):
 		status, code, msg = http.StatusUnauthorized, "RepoNotFound", err.Error()
+	case errors.Is(err, ErrGated):
+		status, code, msg = http.StatusForbidden, "GatedRepo", err.Error()
 	case errors.Is(err, ErrRevisionNotFound):
 		status, code, msg = http.StatusNotFound, "RevisionNotFound", err.Error()
 	case errors.Is(err, ErrEntryNotFound):
@@ -155,6 +178,15 @@ type sibling struct {
 	LFS       *lfsInfo `json:"lfs,omitempty"`
 }
 
+// gatedValue is the hub's "gated" field: false, or how access is granted
+// ("auto" stands for either kind of grant).
+func gatedValue(gated bool) any {
+	if gated {
+		return "auto"
+	}
+	return false
+}
+
 func (s *server) info(w http.ResponseWriter, r *http.Request) {
 	repo := s.apiRepo(w, r)
 	if repo == nil {
@@ -177,7 +209,7 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) {
 		"sha":          repo.Commit,
 		"lastModified": repo.LastModified.UTC().Format(time.RFC3339),
 		"private":      false,
-		"gated":        false,
+		"gated":        gatedValue(repo.Gated),
 		"disabled":     false,
 		"downloads":    0,
 		"likes":        0,
@@ -396,7 +428,7 @@ func (s *server) file(w http.ResponseWriter, r *http.Request) {
 	if f.LFS() {
 		h.Set("X-Linked-Etag", `"`+f.SHA256+`"`)
 	}
-	rc, err := s.b.Open(r.Context(), repo, f)
+	rc, err := s.b.Open(withClientToken(r.Context(), r), repo, f)
 	if err != nil {
 		s.fail(w, err, repo.Commit)
 		return

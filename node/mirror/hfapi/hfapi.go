@@ -11,7 +11,6 @@ package hfapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -46,6 +45,9 @@ var (
 	// denylist entry, or a licence it does not pass on): 451 Unavailable
 	// For Legal Reasons, the error's message saying which rule.
 	ErrRefused = errors.New("refused by this mirror's policy")
+	// ErrGated: a gated or private repository, and the client sent no
+	// token the upstream accepts for it (403 GatedRepo, as the hub).
+	ErrGated = errors.New("gated repository: send a token with access to it")
 	// ErrBusy: the client already has as many downloads being filled as it
 	// may (429 Too Many Requests, with Retry-After: BusyRetryAfter).
 	ErrBusy = errors.New("too many downloads being filled for this client")
@@ -66,6 +68,11 @@ type Repo struct {
 	LastModified time.Time
 	License      string
 	Files        []File
+	// Gated: the upstream serves this repository only with a token (it is
+	// gated or private).
+	Gated bool
+	// token is the upstream token it was read with, for its downloads.
+	token string
 }
 
 // File is one file of a revision.
@@ -97,7 +104,7 @@ func (f File) ETag() string {
 
 // Pointer is the Git LFS pointer file that stands in git for an LFS file.
 func (f File) Pointer() string {
-	return fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", f.SHA256, f.Size)
+	return manifest.LFSPointer(f.SHA256, f.Size)
 }
 
 // GitOID is the git blob id of what git holds for the file: the content's

@@ -22,7 +22,8 @@ import (
 //     manifest.ValidRevision, file paths manifest.ValidatePath, before a
 //     request is built; every path segment is escaped on its own.
 //   - A redirect is followed to https, or to the upstream's own scheme and
-//     host, at most MaxRedirects times.
+//     host, at most MaxRedirects times; a token goes to the upstream's own
+//     scheme and host only.
 //   - Loopback, link-local, private and other non-public addresses are
 //     dialled only for the upstream's own host, or when the upstream itself
 //     has such an address (another mirror on the LAN). The check runs on the
@@ -123,6 +124,8 @@ func (r *endpointRules) checkRedirect(req *http.Request, via []*http.Request) er
 	if r.sameOrigin(u) {
 		return nil
 	}
+	// The upstream token goes to the upstream only, not to its CDN.
+	req.Header.Del("Authorization")
 	if u.Scheme != "https" {
 		return fmt.Errorf("%w: to %s://%s, neither https nor the upstream's own host", ErrRedirectRefused, u.Scheme, u.Host)
 	}
