@@ -10,12 +10,12 @@ import (
 	"hash"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/allmende/allmende/node/mirror/upstreamhttp"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -27,20 +27,8 @@ const (
 	MaxFiles = 100_000
 )
 
-// Timeouts of the client's HTTP transport. There is no
-// overall timeout, since a download of many gigabytes may rightly take
-// hours; callers bound a transfer that stops making progress themselves
-// (the mirror's mirror.stall_timeout).
+// Timeouts of the client beyond upstreamhttp's transport timeouts.
 const (
-	// DialTimeout bounds a TCP connect to the upstream.
-	DialTimeout = 30 * time.Second
-	// TLSHandshakeTimeout bounds the TLS handshake.
-	TLSHandshakeTimeout = 15 * time.Second
-	// ResponseHeaderTimeout bounds the wait for the response headers once
-	// the request is sent.
-	ResponseHeaderTimeout = time.Minute
-	// IdleConnTimeout closes pooled connections unused for this long.
-	IdleConnTimeout = 90 * time.Second
 	// InfoTimeout bounds a whole repository info request.
 	InfoTimeout = 2 * time.Minute
 )
@@ -56,41 +44,24 @@ const MaxErrorBody = 1 << 10
 // Client reads repositories from a Hugging Face-compatible endpoint (the
 // hub, or another allmende mirror), following the rules in upstream.go.
 type Client struct {
-	rules *endpointRules
+	rules *upstreamhttp.Rules
 	http  *http.Client
 	log   *slog.Logger
 }
 
 // NewClient returns a client for endpoint, e.g. https://huggingface.co,
-// with the connect, TLS and response header timeouts above, the redirect
-// and address rules of upstream.go, and log receiving the upstream's error
-// answers (nil discards them).
+// sending through upstreamhttp's client (its timeouts, redirect and
+// address rules), and log receiving the upstream's error answers (nil
+// discards them).
 func NewClient(endpoint string, log *slog.Logger) (*Client, error) {
-	rules, err := parseEndpoint(endpoint)
+	rules, err := upstreamhttp.Parse(endpoint)
 	if err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	hc := &http.Client{Transport: newTransport(rules), CheckRedirect: rules.checkRedirect}
-	return &Client{rules: rules, http: hc, log: log}, nil
-}
-
-// newTransport is http.DefaultTransport's setup with bounded connect, TLS
-// and response header waits, dialling only what rules allow.
-func newTransport(rules *endpointRules) *http.Transport {
-	d := &net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           rules.dialContext(d),
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		IdleConnTimeout:       IdleConnTimeout,
-		TLSHandshakeTimeout:   TLSHandshakeTimeout,
-		ResponseHeaderTimeout: ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-	}
+	return &Client{rules: rules, http: rules.Client(), log: log}, nil
 }
 
 func kindPlural(k Kind) string {
@@ -104,7 +75,7 @@ func kindPlural(k Kind) string {
 // the answer if it is 200. Any other answer becomes an error without the
 // answer's body, which is logged (at most MaxErrorBody bytes).
 func (c *Client) get(ctx context.Context, what, escaped string) (*http.Response, error) {
-	u := c.rules.base.String() + escaped
+	u := c.rules.Base().String() + escaped
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", what, err)
