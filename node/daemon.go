@@ -112,10 +112,10 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 // mirrorConfig is what the mirror needs of the node.
 func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
 	return mirror.Config{
-		Home: n.cfg.Home, Upstream: n.cfg.MirrorUpstream, Pins: n.cfg.MirrorPins, Quota: n.cfg.MirrorQuota,
+		Home: n.cfg.Home, Upstream: n.cfg.MirrorUpstream, RegistryUpstream: n.cfg.MirrorRegistryUpstream, Pins: n.cfg.MirrorPins, Quota: n.cfg.MirrorQuota,
 		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
 		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
 		Node: n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
-		Metrics: n.metrics(), Log: n.log,
+		Announce: n.routing.Announce, Metrics: n.metrics(), Log: n.log,
 	}
 }
