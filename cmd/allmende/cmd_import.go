@@ -7,6 +7,7 @@ import (
 
 	"github.com/allmende/allmende/internal/units"
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/store/ollama"
 	"github.com/spf13/cobra"
 )
 
@@ -16,7 +17,7 @@ func newImportCmd(g *globalOptions) *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "import <dir> [--name org/model]",
+		Use:   "import <dir> [--name org/model] | import --ollama [DIR]",
 		Short: "Import a folder or Hugging Face cache repository as a named model",
 		Long: `Imports a model or dataset folder: every file is read once, chunked into the
 store (unixfs-v1-2025) and hashed (sha256, and git blob sha1 for files under
@@ -32,11 +33,24 @@ what it reads, so a file changed or deleted afterwards is no longer served
 snapshots/ and refs/): then the name, the commit and the revision (refs/main
 unless --revision) come from the cache, and every file is checked against
 its blob name. The last line of stdout is the manifest CID; "allmende
-publish" signs a name for it.` + exitStatusHelp,
+publish" signs a name for it.
+
+--ollama imports every model of an Ollama store (DIR, default $OLLAMA_MODELS
+or ~/.ollama/models) as a model namespace/model@tag (llama3.2:1b becomes
+library/llama3.2@1b): the blobs are read in place and checked against their
+digests, and stdout gets one manifest CID per model. Other nodes fetch it
+with "allmende fetch ollama:<name>[:<tag>] --ollama-store", and a mirror
+serves it to "ollama pull".` + exitStatusHelp,
 		Example: "  allmende import ./tiny-llama --name acme/tiny-llama --license apache-2.0\n" +
-			"  allmende import ~/.cache/huggingface/hub/models--acme--tiny-llama",
-		Args: args(cobra.ExactArgs(1)),
+			"  allmende import ~/.cache/huggingface/hub/models--acme--tiny-llama\n  allmende import --ollama",
+		Args: args(cobra.RangeArgs(0, 1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if req.Ollama {
+				return runImportOllama(cmd, g, req, a)
+			}
+			if len(a) != 1 {
+				return usageError{fmt.Errorf("import: a folder to import is required")}
+			}
 			path, err := localPath("import", a[0], os.Stat)
 			if err != nil {
 				return err
@@ -67,6 +81,40 @@ publish" signs a name for it.` + exitStatusHelp,
 	f.StringVar(&req.Source, "source", "", "where the files came from (URL or note)")
 	f.BoolVar(&req.Force, "force", false, "import files with malformed safetensors/GGUF headers")
 	f.BoolVar(&req.Copy, "copy", false, "store a copy of the files instead of reading them in place")
+	f.BoolVar(&req.Ollama, "ollama", false, "import the models of an Ollama store (DIR, default $OLLAMA_MODELS or ~/.ollama/models)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// runImportOllama imports an Ollama store's models.
+func runImportOllama(cmd *cobra.Command, g *globalOptions, req api.ImportRequest, a []string) error {
+	dir := ""
+	if len(a) == 1 {
+		dir = a[0]
+	} else {
+		var err error
+		if dir, err = ollama.DefaultDir(); err != nil {
+			return err
+		}
+	}
+	if req.Name != "" || req.Revision != "" || req.Kind != "" {
+		return usageError{fmt.Errorf("import --ollama: names come from the Ollama store; --name, --revision and --kind do not apply")}
+	}
+	path, err := localPath("import --ollama", dir, os.Stat)
+	if err != nil {
+		return err
+	}
+	req.Path = path
+	return withAPIEnv(cmd, g, func(ctx context.Context, _ *env, n api.API) error {
+		res, err := n.Import(ctx, req, nil)
+		if err != nil {
+			return err
+		}
+		for _, m := range res.Models {
+			fmt.Fprintf(cmd.ErrOrStderr(), "imported Ollama model as %s@%s (commit %s): %d files, %s\n",
+				m.Name, m.Revision, m.Commit, m.Files, units.HumanBytes(m.Size))
+			fmt.Fprintln(cmd.OutOrStdout(), m.Manifest)
+		}
+		return nil
+	})
 }
