@@ -8,11 +8,16 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +27,13 @@ import (
 // ociToolsEnv names the folder test/oci/tools.sh installed oras, crane and
 // ollama into (.ci/run sets it); without it they are looked up on PATH.
 const ociToolsEnv = "ALLMENDE_OCI_TOOLS"
+
+// ociConcurrentClients is how many clients ask for one blob at once.
+const ociConcurrentClients = 6
+
+// ociUpstreamDelay holds each blob request to the test registry, so that
+// clients asking at once overlap (no timing is asserted).
+const ociUpstreamDelay = 300 * time.Millisecond
 
 // ociTool returns the path of an OCI client, skipping the test when it is
 // not installed (failing under CI, which installs it).
@@ -184,19 +196,68 @@ func TestOCIMirrorFromRegistryAndSwarm(t *testing.T) {
 	digest, work := pushOllamaModel(t, oras, reg, "library/tiny:latest")
 	t.Logf("pushed library/tiny:latest to %s: %s", reg, digest)
 
-	m1 := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_REGISTRY_UPSTREAM=http://"+reg)
+	// The registry behind a proxy that counts blob requests and holds
+	// each a moment, so that clients asking at once overlap.
+	target, err := url.Parse("http://" + reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobGets atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") {
+			blobGets.Add(1)
+			time.Sleep(ociUpstreamDelay)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+
+	m1 := harness.NewNode(t, "ALLMENDE_MIRROR_ADDR=127.0.0.1:0", "ALLMENDE_MIRROR_REGISTRY_UPSTREAM="+proxy.URL)
 	m1.Start()
 	base1 := m1.MirrorURL(t)
 	host1 := strings.TrimPrefix(base1, "http://")
 
+	t.Run("clients asking for one blob at once share one download", func(t *testing.T) {
+		if code, _, _ := harness.MustGet(t, base1+"/v2/library/tiny/manifests/latest"); code != http.StatusOK {
+			t.Fatalf("manifest: status %d", code)
+		}
+		weights, err := os.ReadFile(filepath.Join(work, "files", "model.gguf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobURL := base1 + "/v2/library/tiny/blobs/sha256:" + sha256Hex(weights)
+		var wg sync.WaitGroup
+		for range ociConcurrentClients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, body, err := harness.Get(blobURL, "", time.Minute)
+				if err != nil || code != http.StatusOK || !bytes.Equal(body, weights) {
+					t.Errorf("blob: status %d, %d bytes, %v", code, len(body), err)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := blobGets.Load(); n != 1 {
+			t.Errorf("%d clients at once made mirror 1 ask the registry %d times for the blob, want 1", ociConcurrentClients, n)
+		}
+	})
+
 	t.Run("mirror 1 fills from the registry", func(t *testing.T) {
 		checkPulls(t, oras, crane, host1+"/library/tiny:latest", digest, work)
-		if n := harness.Metric(t, base1, "allmende_mirror_registry_upstream_blobs_total"); n != 5 {
-			t.Errorf("mirror 1 downloaded %v blobs from the registry, want 5 (each once)", n)
+		if n := harness.Metric(t, base1, "allmende_mirror_registry_upstream_blobs_total"); n != 5 || blobGets.Load() != 5 {
+			t.Errorf("mirror 1 downloaded %v blobs from the registry (%d requests), want 5 (each once)", n, blobGets.Load())
 		}
 	})
 	harness.WaitUntil(t, "mirror 1 records the tag as a model", 30*time.Second, 100*time.Millisecond, func() bool {
 		return strings.Contains(m1.MustRun("ls"), "library/tiny@latest")
+	})
+	t.Run("the web page shows the ollama pull line", func(t *testing.T) {
+		_, _, page := harness.MustGet(t, base1+"/")
+		if want := "ollama pull --insecure " + host1 + "/library/tiny:latest"; !strings.Contains(string(page), want) {
+			t.Errorf("the web page lacks %q:\n%s", want, page)
+		}
 	})
 	m1.MustRun("publish", "library/tiny@latest")
 	key := strings.TrimSpace(m1.MustRun("trust", "key"))
