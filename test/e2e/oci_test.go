@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,12 +206,38 @@ func TestOCIMirrorFromRegistryAndSwarm(t *testing.T) {
 	}
 	var blobGets atomic.Int64
 	rp := httputil.NewSingleHostReverseProxy(target)
+	// gate, once armed with a blob's path, makes the proxy send that
+	// blob's first half, then wait until the test closes release.
+	var gate struct {
+		sync.Mutex
+		path    string
+		release chan struct{}
+	}
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/blobs/") {
 			blobGets.Add(1)
 			time.Sleep(ociUpstreamDelay)
 		}
-		rp.ServeHTTP(w, r)
+		gate.Lock()
+		held, release := gate.path == r.URL.Path, gate.release
+		gate.Unlock()
+		if !held {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		code, body, err := harness.Get("http://"+reg+r.URL.Path, "", time.Minute)
+		if err != nil || code != http.StatusOK {
+			http.Error(w, "gate: "+r.URL.Path, http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(time.Minute):
+		}
+		w.Write(body[len(body)/2:])
 	}))
 	t.Cleanup(proxy.Close)
 
@@ -241,6 +269,31 @@ func TestOCIMirrorFromRegistryAndSwarm(t *testing.T) {
 		wg.Wait()
 		if n := blobGets.Load(); n != 1 {
 			t.Errorf("%d clients at once made mirror 1 ask the registry %d times for the blob, want 1", ociConcurrentClients, n)
+		}
+	})
+
+	t.Run("a blob is served while it arrives", func(t *testing.T) {
+		license, err := os.ReadFile(filepath.Join(work, "files", "license"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := "/v2/library/tiny/blobs/sha256:" + sha256Hex(license)
+		release := make(chan struct{})
+		gate.Lock()
+		gate.path, gate.release = path, release
+		gate.Unlock()
+		// The registry holds back the second half until this client has
+		// its answer's headers: a mirror that waited for the whole blob
+		// would never answer.
+		resp, err := http.Get(base1 + path)
+		close(release)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, license) {
+			t.Errorf("blob: status %d, %q, %v", resp.StatusCode, body, err)
 		}
 	})
 

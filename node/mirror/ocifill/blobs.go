@@ -2,12 +2,18 @@ package ocifill
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/mirror/growing"
 	"github.com/allmende/allmende/node/mirror/oci"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
@@ -17,13 +23,16 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// fillPrefix starts the names of blob fill files in the fills folder.
+const fillPrefix = "oci-"
+
 // loadKept learns the blobs kept before a restart: file roots pinned as
 // sha256:<hex> (as blob fills and `allmende fetch sha256:` pin them).
-func (b *Backend) loadKept(ctx context.Context) error {
+func (b *Backend) loadKept(ctx context.Context) {
 	pins, err := b.cfg.Store.Pins(ctx)
 	if err != nil {
 		b.log.Warn("registry: pins unreadable; blobs kept before fill again", "err", err)
-		return nil
+		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -32,12 +41,14 @@ func (b *Backend) loadKept(ctx context.Context) error {
 			b.kept[sum] = p.CID
 		}
 	}
-	return nil
 }
 
-// Blob implements oci.Backend: from the store, else filled (see fill).
-// A blob whose size no manifest served here named is unknown: clients
-// always ask for the manifest first.
+// Blob implements oci.Backend: from the store, else from its fill (see
+// fill), read as it arrives: the request waits for the first byte only,
+// so a fill that fails at once is an error status, and a large blob does
+// not keep its client waiting for headers. A blob whose size no manifest
+// served here named is unknown: clients ask for the manifest first.
+// Waiting on a fill takes one of the client's fill slots.
 func (b *Backend) Blob(ctx context.Context, name string, d digest.Digest) (io.ReadSeekCloser, error) {
 	if r, err := b.openHeld(ctx, d); err == nil {
 		return r, nil
@@ -50,19 +61,89 @@ func (b *Backend) Blob(ctx context.Context, name string, d digest.Digest) (io.Re
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	ch := b.flights.DoChan(d.Encoded(), func() (any, error) {
-		return nil, b.fill(name, d, size)
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
+	job := b.join(name, d, size)
+	if job == nil { // kept since openHeld looked
+		if r, err := b.openHeld(ctx, d); err == nil {
+			release()
+			return r, nil
 		}
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		// Evicted again: openHeld forgot it, so this join starts a fill.
+		job = b.join(name, d, size)
 	}
-	return b.openHeld(ctx, d)
+	if job == nil {
+		release()
+		return nil, fmt.Errorf("%s@%s: %w: kept and evicted at once; try again", name, d, oci.ErrBlobUnknown)
+	}
+	if _, err := job.WaitFor(ctx, 0); err != nil {
+		b.leave(job)
+		release()
+		return nil, err
+	}
+	return job.Reader(ctx, func() { b.leave(job); release() }), nil
+}
+
+// blobJob is one blob being filled, and how many readers it has.
+type blobJob struct {
+	*growing.File
+	readers int // guarded by Backend.mu
+}
+
+// join returns the fill of blob d as one more reader of it, starting it if
+// none runs; nil if the blob was kept meanwhile.
+func (b *Backend) join(name string, d digest.Digest, size int64) *blobJob {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.kept[d.Encoded()]; ok {
+		return nil
+	}
+	if job, ok := b.jobs[d]; ok {
+		job.readers++
+		return job
+	}
+	job := &blobJob{File: growing.New(d.String(), size, b.dir, fillPrefix+d.Encoded()+".*"+home.FillPartSuffix), readers: 1}
+	b.jobs[d] = job
+	go b.run(name, d, job)
+	return job
+}
+
+// leave drops a reader; the last one out removes a finished fill's file.
+func (b *Backend) leave(job *blobJob) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	job.readers--
+	if job.readers == 0 && job.Done() {
+		job.Remove()
+	}
+}
+
+// run fills one blob for everyone waiting on it, then records the tags
+// waiting for it.
+func (b *Backend) run(name string, d digest.Digest, job *blobJob) {
+	err := b.fill(name, d, job)
+	if err != nil {
+		b.log.Warn("registry: blob fill failed; the next request tries again", "name", name, "digest", d.String(), "err", err)
+	}
+	b.mu.Lock()
+	delete(b.jobs, d)
+	job.Finish(err)
+	if job.readers == 0 {
+		job.Remove()
+	}
+	b.mu.Unlock()
+	if err == nil {
+		b.complete(b.ctx)
+	}
+}
+
+// removeParts deletes the files of blob fills a crash or kill cut short;
+// no fill runs yet when the backend starts.
+func (b *Backend) removeParts() {
+	parts, _ := filepath.Glob(filepath.Join(b.dir, fillPrefix+"*"+home.FillPartSuffix))
+	for _, p := range parts {
+		if err := os.Remove(p); err == nil {
+			b.log.Info("registry: removed an unfinished blob fill", "path", p)
+		}
+	}
 }
 
 // openHeld opens blob d if the store holds it: as a blob kept (pinned as
@@ -100,15 +181,12 @@ func (b *Backend) openHeld(ctx context.Context, d digest.Digest) (io.ReadSeekClo
 	return ufs.Open(ctx, b.cfg.Net, c)
 }
 
-// fill gets blob d of size bytes for repository name (from peers by
-// sha256, else the upstream), checks it, imports and pins it, then
-// records the tags waiting for it. It runs under the backend's context,
-// for every client waiting, and is aborted once no byte came for
-// Config.StallTimeout.
-func (b *Backend) fill(name string, d digest.Digest, size int64) error {
-	if _, err := b.openHeld(b.ctx, d); err == nil {
-		return nil // kept while this flight was being set up
-	}
+// fill gets blob d for repository name into job (from peers by sha256,
+// else the upstream), then imports and pins it. It runs under the
+// backend's context, for every client waiting, and is aborted once no
+// byte came for Config.StallTimeout.
+func (b *Backend) fill(name string, d digest.Digest, job *blobJob) error {
+	size := job.Size()
 	release, err := b.cfg.Keeper.Reserve(b.ctx, uint64(size))
 	if err != nil {
 		return fmt.Errorf("fill %s: %w", d, err)
@@ -118,25 +196,25 @@ func (b *Backend) fill(name string, d digest.Digest, size int64) error {
 	defer cancel(nil)
 	stalled := fmt.Errorf("blob %s: %w: no byte for %s (mirror.stall_timeout)", d, oci.ErrUpstreamTimeout, b.cfg.StallTimeout)
 	watch := time.AfterFunc(b.cfg.StallTimeout, func() { cancel(stalled) })
-	defer watch.Stop()
 	src, err := b.openSource(ctx, name, d, size)
+	if err == nil {
+		err = job.Download(src, func() { watch.Reset(b.cfg.StallTimeout) }, nil)
+	}
+	watch.Stop()
+	if err != nil && ctx.Err() != nil {
+		err = context.Cause(ctx) // the stall, or the daemon stopping
+	}
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-	c, err := b.keep(ctx, name, d, size, &progressReader{r: src, progress: func() { watch.Reset(b.cfg.StallTimeout) }})
+	c, err := b.keep(b.ctx, name, d, size, job.Path())
 	if err != nil {
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
-		}
-		b.log.Warn("registry: blob fill failed; the next request tries again", "name", name, "digest", d.String(), "err", err)
 		return err
 	}
 	b.mu.Lock()
 	b.kept[d.Encoded()] = c
 	b.mu.Unlock()
 	b.cfg.Keeper.Announce(b.ctx, c)
-	b.complete(b.ctx)
 	return nil
 }
 
@@ -158,38 +236,29 @@ func (b *Backend) openSource(ctx context.Context, name string, d digest.Digest, 
 	return b.client.Blob(ctx, name, d, size)
 }
 
-// keep imports a checked blob into the store and pins it as
-// sha256:<hex>. The reader fails at EOF if the bytes are not the blob's:
-// then nothing is pinned, and the blocks stored are freed by the next
-// garbage collection.
-func (b *Backend) keep(ctx context.Context, name string, d digest.Digest, size int64, r io.Reader) (cid.Cid, error) {
-	unlock := b.cfg.Store.Blockstore().PinLock(ctx)
-	defer unlock.Unlock(ctx)
-	nd, err := store.BuildFile(ctx, b.cfg.Store.LocalDAG(), r)
+// keep imports a downloaded, checked blob from the file at path into the
+// store and pins it as sha256:<hex>, hashing it again as it is read (the
+// file may have changed on disk since it was checked).
+func (b *Backend) keep(ctx context.Context, name string, d digest.Digest, size int64, path string) (cid.Cid, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return cid.Undef, fmt.Errorf("import blob %s: %w", d, err)
 	}
-	if got, ok := ufs.FileSize(nd); !ok || got != uint64(size) {
-		return cid.Undef, fmt.Errorf("import blob %s: %w: %d bytes, want %d", d, oci.ErrMismatch, got, size)
+	defer f.Close()
+	unlock := b.cfg.Store.Blockstore().PinLock(ctx)
+	defer unlock.Unlock(ctx)
+	h := sha256.New()
+	nd, err := store.BuildFile(ctx, b.cfg.Store.LocalDAG(), io.TeeReader(f, h))
+	if err != nil {
+		return cid.Undef, fmt.Errorf("import blob %s: %w", d, err)
+	}
+	if got, ok := ufs.FileSize(nd); !ok || got != uint64(size) || hex.EncodeToString(h.Sum(nil)) != d.Encoded() {
+		return cid.Undef, fmt.Errorf("import blob %s: %w: the file changed on disk after it was checked", d, oci.ErrMismatch)
 	}
 	if err := b.cfg.Keeper.KeepFile(ctx, nd.Cid(), name, api.SHA256Prefix+d.Encoded(), uint64(size)); err != nil {
 		return cid.Undef, err
 	}
 	return nd.Cid(), nil
-}
-
-// progressReader calls progress after each read that brought bytes.
-type progressReader struct {
-	r        io.Reader
-	progress func()
-}
-
-func (p *progressReader) Read(buf []byte) (int, error) {
-	n, err := p.r.Read(buf)
-	if n > 0 {
-		p.progress()
-	}
-	return n, err
 }
 
 // readFile reads a small file of a model whole through dag and checks it

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/node/mirror/oci"
 	"github.com/allmende/allmende/node/mirror/upstreamhttp"
 	"github.com/allmende/allmende/node/models"
@@ -93,6 +94,9 @@ type Config struct {
 	// Upstream is the registry to fill from (scheme and host), "" for
 	// none.
 	Upstream string
+	// Home is the node's home directory (blob fills land in its fills
+	// folder).
+	Home string
 	// TTL is how long the upstream's answer about a tag is reused.
 	TTL time.Duration
 	// StallTimeout aborts a blob fill that delivered no byte for this
@@ -125,10 +129,11 @@ type Backend struct {
 	sizes     *lru.Cache[digest.Digest, int64]
 	pending   *lru.Cache[string, pendingTag]
 	lookups   singleflight.Group
-	flights   singleflight.Group
+	dir       string // where blob fills land
 
 	mu   sync.Mutex
 	kept map[string]cid.Cid // sha256 hex → file root pinned as sha256:<hex>
+	jobs map[digest.Digest]*blobJob
 
 	// Counters for the mirror's metrics.
 	UpstreamLookups, UpstreamBlobs, SwarmBlobs atomic.Uint64
@@ -158,7 +163,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = DefaultStallTimeout
 	}
-	b := &Backend{cfg: cfg, ctx: ctx, log: cfg.Log, kept: map[string]cid.Cid{}}
+	b := &Backend{cfg: cfg, ctx: ctx, log: cfg.Log, dir: home.Dir(cfg.Home).Fills(),
+		kept: map[string]cid.Cid{}, jobs: map[digest.Digest]*blobJob{}}
 	b.tags, _ = lru.New[string, tagAnswer](MaxTags) // fails only for a size <= 0
 	b.manifests, _ = lru.New[digest.Digest, *oci.Manifest](MaxCachedManifests)
 	b.sizes, _ = lru.New[digest.Digest, int64](MaxKnownBlobs)
@@ -173,9 +179,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		}
 		b.source = rules.Base().Host
 	}
-	if err := b.loadKept(ctx); err != nil {
-		return nil, err
-	}
+	b.removeParts()
+	b.loadKept(ctx)
 	return b, nil
 }
 
