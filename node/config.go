@@ -72,6 +72,10 @@ type Config struct {
 	// MirrorUpstream is a Hugging Face-compatible endpoint (the hub or
 	// another mirror) to fill from when the swarm lacks a model.
 	MirrorUpstream string
+	// MirrorRegistryUpstream is an OCI registry (e.g.
+	// https://registry.ollama.ai) the mirror's /v2/ API fills from when
+	// neither this node nor the swarm has a blob.
+	MirrorRegistryUpstream string
 	// MirrorPins are names (org/model[@rev]) or CIDs the mirror prefetches
 	// and keeps; a quota never evicts them.
 	MirrorPins []string

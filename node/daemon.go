@@ -112,12 +112,12 @@ func (n *Node) startMirror(ctx context.Context) (<-chan error, error) {
 // mirrorConfig is what the mirror needs of the node.
 func (n *Node) mirrorConfig(allow []netip.Prefix) mirror.Config {
 	return mirror.Config{
-		Home: n.cfg.Home, Upstream: n.cfg.MirrorUpstream, Pins: n.cfg.MirrorPins, Quota: n.cfg.MirrorQuota,
+		Home: n.cfg.Home, Upstream: n.cfg.MirrorUpstream, RegistryUpstream: n.cfg.MirrorRegistryUpstream, Pins: n.cfg.MirrorPins, Quota: n.cfg.MirrorQuota,
 		Interval: n.cfg.MirrorInterval, UpstreamTTL: n.cfg.MirrorUpstreamTTL, ClientFills: n.cfg.MirrorClientFills,
 		StallTimeout: n.cfg.MirrorStallTimeout, Allow: allow, Up: n.upLimit,
 		UpstreamToken: n.cfg.MirrorUpstreamToken, ServeGated: n.cfg.MirrorServeGated, Version: n.cfg.Version,
 		UpstreamRetries: n.cfg.MirrorUpstreamRetries,
 		Node:            n, Store: n.store, Models: n.models, Fetch: n.fetch, Net: n.netDAG, Exchange: n.bitswap,
-		Gate: n.gate, Metrics: n.cfg.Metrics, Log: n.log,
+		Announce: n.routing.Announce, Gate: n.gate, Metrics: n.cfg.Metrics, Log: n.log,
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/allmende/allmende/internal/units"
 	"github.com/allmende/allmende/node/api"
@@ -17,7 +18,7 @@ func newFetchCmd(g *globalOptions) *cobra.Command {
 		mopts  modelFetchOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "fetch <cid | sha256:<hex> | org/model[@revision]> -o <out>",
+		Use:   "fetch <cid | sha256:<hex> | org/model[@revision] | ollama:<name>[:<tag>]> -o <out>",
 		Short: "Fetch a file or directory from peers, verified, to a path",
 		Long: `Fetches the file or directory <cid> from connected peers, many blocks at a
 time, verifying every block against its CID. The result is assembled beside
@@ -40,11 +41,20 @@ for that name, see "allmende trust add --names"), or whose records do not
 verify (tampered, expired), is refused with status 1 and a message saying
 why. A record from a trusted publisher always wins, even with --trust-any.
 sha256:<hex> tries each file peers name for it until one has that sha256,
-and bans a peer that named other content.` + exitStatusHelp,
+and bans a peer that named other content.
+ollama:<name>[:<tag>] (e.g. ollama:llama3.2:1b, i.e. library/llama3.2@1b)
+resolves the name as above and writes the model into an Ollama store
+(--ollama-store DIR, default $OLLAMA_MODELS or ~/.ollama/models): the blobs
+it lacks, each checked against its digest, then the manifest, so that
+"ollama list" shows it.` + exitStatusHelp,
 		Example: "  allmende fetch bafybei... -o ./model\n  allmende fetch acme/tiny-llama --include '*.gguf' -o ./tiny\n" +
-			"  allmende fetch acme/tiny-llama@main --hf-cache\n  allmende fetch sha256:3f1c... -o model.safetensors",
+			"  allmende fetch acme/tiny-llama@main --hf-cache\n  allmende fetch sha256:3f1c... -o model.safetensors\n" +
+			"  allmende fetch ollama:llama3.2:1b --ollama-store",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if name, ok := strings.CutPrefix(a[0], ollamaPrefix); ok {
+				return runFetchOllama(cmd, g, name, out, asJSON, mopts)
+			}
 			if isModelRef(a[0]) {
 				return runFetchModel(cmd, g, a[0], out, asJSON, mopts)
 			}

@@ -192,6 +192,9 @@ type ImportRequest struct {
 	// references to the files in place (no-copy) and re-hashes them on
 	// every read.
 	Copy bool `json:"copy,omitempty"`
+	// Ollama says Path is an Ollama model store: each of its models
+	// becomes a model namespace/model@tag, its blobs read in place.
+	Ollama bool `json:"ollama,omitempty"`
 }
 
 // ImportResult describes an imported model.
@@ -204,6 +207,8 @@ type ImportResult struct {
 	Commit   string `json:"commit"`
 	Files    int    `json:"files"`
 	Size     uint64 `json:"size"`
+	// Models are the models of an Ollama store import, one each.
+	Models []ImportResult `json:"models,omitempty"`
 }
 
 // PublishRequest asks to sign name@revision → its local manifest.
@@ -235,6 +240,11 @@ type ModelFetchRequest struct {
 	// Include and Exclude are glob patterns on file paths.
 	Include []string `json:"include,omitempty"`
 	Exclude []string `json:"exclude,omitempty"`
+	// OllamaStore, if set, is the absolute Ollama model store to write
+	// the model (an OCI model, see store/ollama) into instead of Out,
+	// under the Ollama name OllamaName (host/namespace/model:tag).
+	OllamaStore string `json:"ollama_store,omitempty"`
+	OllamaName  string `json:"ollama_name,omitempty"`
 	// TrustAny accepts records from publishers not in the trust list.
 	TrustAny bool          `json:"trust_any,omitempty"`
 	Timeout  time.Duration `json:"timeout,omitempty"`

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/allmende/allmende/node/api"
@@ -26,6 +27,8 @@ import (
 	"github.com/allmende/allmende/node/gate"
 	"github.com/allmende/allmende/node/httpserve"
 	"github.com/allmende/allmende/node/mirror/hfapi"
+	"github.com/allmende/allmende/node/mirror/oci"
+	"github.com/allmende/allmende/node/mirror/ocifill"
 	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/node/pace"
 	"github.com/allmende/allmende/store"
@@ -33,6 +36,7 @@ import (
 	"github.com/ipfs/boxo/exchange"
 	"github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -79,6 +83,9 @@ type Config struct {
 	// Upstream is a Hugging Face-compatible endpoint to fill from; empty
 	// for none.
 	Upstream string
+	// RegistryUpstream is an OCI registry to fill /v2/ from; empty for
+	// none.
+	RegistryUpstream string
 	// Pins are names or CIDs the mirror keeps and never evicts.
 	Pins []string
 	// Quota, if positive, bounds the bytes the store holds.
@@ -131,6 +138,9 @@ type Config struct {
 	// (and the gateway's) on it and serves all of it at /metrics; nil
 	// gives the mirror a registry of its own.
 	Metrics *prometheus.Registry
+	// Announce, if set, starts providing a root the mirror kept now
+	// (otherwise the routing's next reconcile with the pins does).
+	Announce func(ctx context.Context, root cid.Cid)
 	// Log receives the mirror's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -146,6 +156,7 @@ type Mirror struct {
 	// outlives the requests that start it.
 	ctx     context.Context
 	hfb     *hfBackend
+	reg     *ocifill.Backend
 	handler http.Handler
 }
 
@@ -183,6 +194,9 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 		}
 	}
 	mr.hfb = hfb
+	if mr.reg, err = mr.newRegistry(); err != nil {
+		return nil, api.BadInput(err)
+	}
 	if mr.handler, err = mr.newHandler(bserv); err != nil {
 		return nil, err
 	}
@@ -204,7 +218,8 @@ func (mr *Mirror) Serve(ctx context.Context, ln net.Listener) error {
 func (mr *Mirror) Handler() http.Handler { return mr.handler }
 
 // newHandler serves the LAN side of a node: the Hugging Face-compatible
-// API (/api/..., /{org}/{name}/resolve/...), the IPFS trustless gateway at
+// API (/api/..., /{org}/{name}/resolve/...), the OCI distribution pull API
+// at /v2/ (ollama pull, oras, crane), the IPFS trustless gateway at
 // /ipfs/, Prometheus metrics at /metrics, the web page at / and a model's
 // CAR at /allmende/car/{org}/{name}. Every
 // request must come from a network in mirror.allow.
@@ -215,6 +230,7 @@ func (mr *Mirror) newHandler(bserv blockservice.BlockService) (http.Handler, err
 		reg = prometheus.NewRegistry()
 	}
 	registerMirrorMetrics(reg, hfb)
+	registerRegistryMetrics(reg, mr.reg)
 
 	backend, err := gateway.NewBlocksBackend(bserv, gateway.WithPrometheusRegistry(reg))
 	if err != nil {
@@ -231,6 +247,7 @@ func (mr *Mirror) newHandler(bserv blockservice.BlockService) (http.Handler, err
 	mux := http.NewServeMux()
 	mux.Handle("/api/", hf)
 	mux.Handle("/", hf) // /{org}/{name}/resolve/... and /datasets/...
+	mux.Handle("/v2/", oci.Handler(mr.reg, mr.log))
 	mux.Handle("/ipfs/", mr.cfg.Gate.Gateway(gatewayFills(hfb.fills, mr.holdsGatewayRoot, gw)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", mr.serveIndex)
@@ -264,6 +281,22 @@ func registerMirrorMetrics(reg prometheus.Registerer, hfb *hfBackend) {
 		func() float64 { return float64(hfb.fills.refusals()) })
 	gauge("allmende_mirror_quota_reserved_bytes", "Bytes fills in progress hold against mirror.quota.",
 		func() float64 { return float64(hfb.quota.held()) })
+}
+
+// registerRegistryMetrics exposes the OCI backend's upstream lookups and
+// blob fills.
+func registerRegistryMetrics(reg prometheus.Registerer, b *ocifill.Backend) {
+	for _, c := range []struct {
+		name, help string
+		v          *atomic.Uint64
+	}{
+		{"allmende_mirror_registry_lookups_total", "Tag lookups sent to mirror.registry_upstream (one for all clients asking at once).", &b.UpstreamLookups},
+		{"allmende_mirror_registry_upstream_blobs_total", "Blobs downloaded from mirror.registry_upstream.", &b.UpstreamBlobs},
+		{"allmende_mirror_registry_swarm_blobs_total", "Blobs the mirror filled from peers by sha256.", &b.SwarmBlobs},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.v.Load()) }))
+	}
 }
 
 // ParseNetworks parses CIDR prefixes such as 10.0.0.0/8 or ::1/128.

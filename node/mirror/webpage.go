@@ -14,6 +14,7 @@ import (
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/fetch"
 	"github.com/allmende/allmende/store/manifest"
+	"github.com/allmende/allmende/store/ollama"
 )
 
 // indexTimeout bounds the work behind one rendering of the web page.
@@ -36,9 +37,12 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-a
 <p class="muted">Peer <code>{{.ID}}</code> · {{len .Models}} model(s) · store uses {{bytes .DiskUsage}}{{if .Quota}} of a {{bytes .Quota}} quota{{end}}</p>
 <h2>Models and datasets</h2>
 {{range .Models}}<div class="card"><strong>{{.Name}}</strong> <span class="muted">{{.Kind}} · revision {{.Revision}} · {{bytes .Size}}{{if .License}} · license {{.License}}{{end}}</span>
-<p>With Hugging Face tools:<br><code>HF_ENDPOINT=http://{{$.Host}} hf download {{if eq .Kind "dataset"}}--repo-type dataset {{end}}{{.Name}}</code></p>
+{{if .OCI}}<p>With Ollama:<br><code>ollama pull --insecure {{$.Host}}/{{.Name}}:{{.Revision}}</code></p>
+<p>With OCI tools:<br><code>oras pull --plain-http {{$.Host}}/{{.Name}}:{{.Revision}}</code></p>
+<p>With allmende (from every peer in the room):<br><code>allmende fetch ollama:{{.Name}}:{{.Revision}} --ollama-store</code></p>
+{{else}}<p>With Hugging Face tools:<br><code>HF_ENDPOINT=http://{{$.Host}} hf download {{if eq .Kind "dataset"}}--repo-type dataset {{end}}{{.Name}}</code></p>
 <p>With allmende (from every peer in the room):<br><code>allmende fetch {{.Name}}@{{.Revision}} -o {{.Short}}</code></p>
-<p>To carry it offline: <a href="/allmende/car/{{.Name}}?revision={{.Revision}}">download as CAR</a> (every block verifiable, with its signed name), then <code>allmende import {{.Short}}.car</code></p>
+<p>To carry it offline: <a href="/allmende/car/{{.Name}}?revision={{.Revision}}">download as CAR</a> (every block verifiable, with its signed name), then <code>allmende import {{.Short}}.car</code></p>{{end}}
 <details><summary>{{len .Files}} file(s)</summary><table>
 {{range .Files}}<tr><td><a href="{{.URL}}">{{.Path}}</a></td><td>{{bytes .Size}}</td></tr>{{end}}</table></details></div>
 {{else}}<p class="muted">No named models yet. Import one with <code>allmende import DIR --name org/model</code>.</p>{{end}}
@@ -96,8 +100,10 @@ func (mr *Mirror) serveIndex(w http.ResponseWriter, r *http.Request) {
 // modelView is one model as the web page shows it.
 type modelView struct {
 	Kind, Name, Revision, License, Short string
-	Size                                 uint64
-	Files                                []fileView
+	// OCI: an Ollama or OCI model, pulled through /v2/.
+	OCI   bool
+	Size  uint64
+	Files []fileView
 }
 
 type fileView struct {
@@ -108,7 +114,8 @@ type fileView struct {
 func modelViews(ms []*manifest.Manifest) []modelView {
 	var out []modelView
 	for _, m := range ms {
-		v := modelView{Kind: m.Kind, Name: m.Name, Revision: m.Revision, License: m.License, Short: path.Base(m.Name)}
+		v := modelView{Kind: m.Kind, Name: m.Name, Revision: m.Revision, License: m.License, Short: path.Base(m.Name),
+			OCI: ollama.IsRecord(m)}
 		prefix := "/"
 		if m.Kind == manifest.KindDataset {
 			prefix = "/datasets/"

@@ -84,6 +84,9 @@ func (reg *Registry) FetchModel(ctx context.Context, req api.ModelFetchRequest, 
 }
 
 func checkOut(req api.ModelFetchRequest) error {
+	if req.OllamaStore != "" {
+		return ollamaStoreDir(req.OllamaStore)
+	}
 	if req.HFCache != "" {
 		if !filepath.IsAbs(req.HFCache) {
 			return fmt.Errorf("fetch: %w: cache directory must be absolute", api.ErrBadInput)
@@ -358,6 +361,13 @@ func (reg *Registry) fetchByName(ctx context.Context, req api.ModelFetchRequest,
 	if err := reg.gate.Manifest(m, mc, policy.SurfaceFetch); err != nil {
 		return api.ModelFetchResult{}, err
 	}
+	if req.OllamaStore != "" {
+		size, err := reg.writeOllama(ctx, m, req, progress, received)
+		if err != nil {
+			return api.ModelFetchResult{}, fmt.Errorf("fetch %s: %w", req.Ref, err)
+		}
+		return reg.fetchedModel(ctx, m, rn, req.OllamaStore, len(m.Files), size)
+	}
 	sel, err := manifest.Select(m.Files, req.Include, req.Exclude)
 	if err != nil {
 		return api.ModelFetchResult{}, api.BadInput(fmt.Errorf("fetch: %w", err))
@@ -405,6 +415,12 @@ func (reg *Registry) fetchByName(ctx context.Context, req api.ModelFetchRequest,
 	if err != nil {
 		return api.ModelFetchResult{}, fmt.Errorf("fetch %s: %w", req.Ref, err)
 	}
+	return reg.fetchedModel(ctx, m, rn, out, len(sel), total)
+}
+
+// fetchedModel keeps the manifest of a model fetched by name, and its
+// trusted record to serve on to peers.
+func (reg *Registry) fetchedModel(ctx context.Context, m *manifest.Manifest, rn *Resolved, out string, files int, size uint64) (api.ModelFetchResult, error) {
 	if _, err := reg.storeManifest(ctx, m); err != nil {
 		return api.ModelFetchResult{}, err
 	}
@@ -415,7 +431,7 @@ func (reg *Registry) fetchByName(ctx context.Context, req api.ModelFetchRequest,
 	}
 	reg.log.Info("fetched model", "name", m.Name+"@"+m.Revision, "cid", rn.Record.Manifest, "publisher", rn.Record.Publisher, "path", out)
 	return api.ModelFetchResult{Name: m.Name, Revision: m.Revision, Commit: m.Commit, Manifest: rn.Record.Manifest,
-		Publisher: rn.Record.Publisher, Trusted: rn.Trusted, Out: out, Files: len(sel), Size: total}, nil
+		Publisher: rn.Record.Publisher, Trusted: rn.Trusted, Out: out, Files: files, Size: size}, nil
 }
 
 // writeTree writes files under out, assembled in a partial directory and

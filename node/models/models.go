@@ -72,6 +72,9 @@ func (reg *Registry) Import(ctx context.Context, req api.ImportRequest, progress
 	if !filepath.IsAbs(req.Path) {
 		return api.ImportResult{}, fmt.Errorf("import %s: %w: path must be absolute", req.Path, api.ErrBadInput)
 	}
+	if req.Ollama {
+		return reg.importOllama(ctx, req)
+	}
 	opts, dir, err := importOptions(req)
 	if err != nil {
 		return api.ImportResult{}, err

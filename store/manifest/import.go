@@ -277,3 +277,73 @@ func (im *importer) header(f *os.File, rel string, size int64) (*Header, error) 
 	}
 	return &Header{Format: kind, Size: info.HeaderSize, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
+
+// FileSource is one file ImportFiles imports: its path in the model and
+// the file it is read from.
+type FileSource struct {
+	// Path is the file's path in the model.
+	Path string
+	// Real is the absolute path of the file on disk; it must be a regular
+	// file, not a symlink.
+	Real string
+	// SHA256, if set, is the sha256 the content must have (ErrBadInput
+	// otherwise).
+	SHA256 string
+	// Copy stores the content even under opts.NoCopy: for small files
+	// that their owner rewrites in place.
+	Copy bool
+}
+
+// ImportFiles imports the given files as one model, as Import does a
+// folder: each read once, hashed and checked, its DAG built in dag (by
+// reference under opts.NoCopy, unless the file says Copy), and the files
+// put in one directory DAG by their paths.
+func ImportFiles(ctx context.Context, dag ipld.DAGService, files []FileSource, opts ImportOptions) (*Manifest, error) {
+	if opts.Kind == "" {
+		opts.Kind = KindModel
+	}
+	want := map[string]string{}
+	for _, f := range files {
+		want[f.Real] = f.SHA256
+	}
+	opts.ETag = func(real string) string { return want[real] }
+	m := &Manifest{Version: Version, Kind: opts.Kind, Name: opts.Name, Revision: opts.Revision,
+		License: opts.License, Source: opts.Source}
+	entries := make([]ufs.Entry, 0, len(files))
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := ValidatePath(f.Path); err != nil {
+			return nil, fmt.Errorf("import: %w: %w", ErrBadInput, err)
+		}
+		info, err := os.Lstat(f.Real)
+		if err != nil || !info.Mode().IsRegular() {
+			return nil, fmt.Errorf("import %s: %w: not a regular file", f.Real, ErrBadInput)
+		}
+		o := opts
+		o.NoCopy = opts.NoCopy && !f.Copy
+		buf := ipld.NewBufferedDAG(ctx, dag)
+		im := &importer{dag: buf, direct: dag, opts: o, m: m, open: map[string]bool{}}
+		nd, err := im.file(ctx, f.Real, f.Path, info.Size())
+		if err != nil {
+			return nil, err
+		}
+		if err := buf.Commit(); err != nil {
+			return nil, fmt.Errorf("import %s: %w", f.Real, err)
+		}
+		entries = append(entries, ufs.Entry{Path: f.Path, CID: nd.Cid()})
+	}
+	root, err := ufs.BuildDirectory(ctx, dag, entries)
+	if err != nil {
+		return nil, err
+	}
+	m.Root = root.String()
+	if m.Commit, err = m.ComputeCommit(); err != nil {
+		return nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("import: %w: %w", ErrBadInput, err)
+	}
+	return m, nil
+}

@@ -134,6 +134,15 @@ func (s *Store) BlobPath(d digest.Digest) (string, error) {
 	return filepath.Join(s.dir, filepath.FromSlash(blobName(d))), nil
 }
 
+// ManifestPath is the absolute path of model n's manifest file in the
+// store (whether it is there or not).
+func (s *Store) ManifestPath(n Name) (string, error) {
+	if err := n.Validate(); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.dir, filepath.FromSlash(n.manifestPath())), nil
+}
+
 // Read reads the model n: its manifest and where its blobs lie. It fails
 // with ErrNotFound when there is no such manifest, or a blob is missing or
 // not of its declared size. Neither the manifest nor a blob may be, or lie

@@ -38,10 +38,10 @@ const (
 //
 // Where requests may go — redirects to a CDN, the addresses dialled, the
 // token realm's host — is decided by the *http.Client it is given, which
-// must carry the mirror's upstream rules (the ones node/mirror/hfapi applies to
-// Hugging Face fills: redirects only to https or the upstream's own origin,
-// no loopback, link-local or private addresses unless the upstream is one,
-// checked at dial time). The Client itself only refuses a token realm that
+// must carry the mirror's upstream rules (node/mirror/upstreamhttp, which
+// Hugging Face fills use too: redirects only to https or the upstream's own
+// origin, no loopback, link-local or private addresses unless the upstream
+// is one, checked at dial time). The Client itself only refuses a token realm that
 // is neither https nor the upstream's own origin.
 type Client struct {
 	base   *url.URL

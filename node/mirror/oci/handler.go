@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,8 +202,36 @@ func (s *server) blob(w http.ResponseWriter, r *http.Request, name, raw string) 
 	// fails with "no Location header in response" without one
 	// (ollama/ollama#7244). The blob's own path keeps it here.
 	h.Set("Location", r.URL.EscapedPath())
+	if _, ok := rc.(*os.File); !ok {
+		// A blob still arriving from elsewhere: the answer and its first
+		// bytes go out at once, not when a buffer fills (clients such as
+		// Ollama give up on a blob whose answer takes 30 s to start). A
+		// file keeps the writer's sendfile path.
+		w = &flushFirst{ResponseWriter: w}
+	}
 	http.ServeContent(w, r, "", time.Time{}, rc)
 }
+
+// flushFirst flushes the answer after its first write.
+type flushFirst struct {
+	http.ResponseWriter
+	flushed bool
+}
+
+func (f *flushFirst) Write(p []byte) (int, error) {
+	n, err := f.ResponseWriter.Write(p)
+	if !f.flushed && err == nil {
+		f.flushed = true
+		err = http.NewResponseController(f.ResponseWriter).Flush()
+		if errors.Is(err, http.ErrNotSupported) {
+			err = nil
+		}
+	}
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the writer below.
+func (f *flushFirst) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 func (s *server) tags(w http.ResponseWriter, r *http.Request, name string) {
 	q := r.URL.Query()
