@@ -67,7 +67,7 @@ serves it to "ollama pull".` + exitStatusHelp,
 				return runImportOllama(cmd, g, req, a)
 			}
 			if len(a) == 0 {
-				return usageError{fmt.Errorf("import: a folder to import is required (or CAR files, or --ollama)")}
+				return usageError{fmt.Errorf("import: requires at least 1 arg: a folder, CAR files, or --ollama")}
 			}
 			if asCAR || isCARPath(a[0]) {
 				if err := checkCARArgs(cmd, a, asCAR); err != nil {
