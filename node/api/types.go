@@ -66,8 +66,19 @@ type FetchResult struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// GCRequest asks for a garbage collection.
+type GCRequest struct {
+	// Denied first unpins every root a denylist (or the licence policy)
+	// now refuses to pass on (the roots verify lists as denied), so their
+	// blocks are collected too.
+	Denied bool `json:"denied,omitempty"`
+}
+
 // GCResult describes a garbage collection.
 type GCResult struct {
+	// Unpinned are the denied roots GCRequest.Denied unpinned, each
+	// named as verify names it: "name (rule)".
+	Unpinned []string `json:"unpinned,omitempty"`
 	// Removed is the number of blocks deleted.
 	Removed int `json:"removed"`
 	// Freed is the number of bytes deleted: block files, and the store's

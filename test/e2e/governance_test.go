@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/test/harness"
 )
@@ -119,6 +120,32 @@ func TestDenylists(t *testing.T) {
 			t.Errorf("no refusal to a peer counted")
 		}
 	})
+
+	t.Run("gc --denied unpins what the list names, and verify is then clean", func(t *testing.T) {
+		var gc api.GCResult
+		seeder.JSON(&gc, "gc", "--denied", "--json")
+		if !anyContains(gc.Unpinned, deniedCID) || anyContains(gc.Unpinned, allowedCID) || gc.Removed == 0 {
+			t.Errorf("gc --denied: %+v; want %s unpinned and its blocks removed, %s kept", gc, deniedCID, allowedCID)
+		}
+		var vr api.VerifyResult
+		seeder.JSON(&vr, "verify", "--json")
+		if len(vr.Denied) != 0 || !vr.OK() {
+			t.Errorf("verify after gc --denied: denied %q, ok %v", vr.Denied, vr.OK())
+		}
+		if pins := seeder.MustRun("ls"); !strings.Contains(pins, allowedCID) || strings.Contains(pins, deniedCID) {
+			t.Errorf("pins after gc --denied:\n%s\nwant %s and not %s", pins, allowedCID, deniedCID)
+		}
+	})
+}
+
+// anyContains reports whether one of lines contains s.
+func anyContains(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // ncRepo writes a small model whose card (README.md) declares a
