@@ -11,6 +11,7 @@ import (
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/test/harness"
+	"github.com/opencontainers/go-digest"
 )
 
 // Waits for a denylist dropped into a running daemon's folder to apply
@@ -69,7 +70,8 @@ func TestDenylists(t *testing.T) {
 		b.MustRun("fetch", allowedCID, "-o", filepath.Join(t.TempDir(), "allowed.bin"))
 	})
 
-	list := writeList(t, seeder, "school.deny", "# the school's list\n/ipfs/"+deniedCID+"\nname:leaks/*\n")
+	deniedBlob := digest.SHA256.FromString("a layer nobody may pull")
+	list := writeList(t, seeder, "school.deny", "# the school's list\n/ipfs/"+deniedCID+"\nname:leaks/*\nsha256:"+deniedBlob.Encoded()+"\n")
 
 	t.Run("a running seeder that gets a list answers 410 on its gateway", func(t *testing.T) {
 		harness.WaitUntil(t, "the seeder's new list applies", listWait, listPoll, func() bool {
@@ -103,11 +105,34 @@ func TestDenylists(t *testing.T) {
 		}
 	})
 
+	t.Run("its OCI API answers 451 DENIED for a denied name or blob", func(t *testing.T) {
+		for _, tt := range []struct {
+			path string
+			code int
+			body string
+		}{
+			{"/v2/leaks/tiny/manifests/latest", http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/leaks/tiny/tags/list", http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/library/other/blobs/" + deniedBlob.String(), http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/library/other/manifests/" + deniedBlob.String(), http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/library/other/blobs/" + digest.SHA256.FromString("anything else").String(), http.StatusNotFound, `"BLOB_UNKNOWN"`},
+		} {
+			code, _, body := harness.MustGet(t, base+tt.path)
+			if code != tt.code || !strings.Contains(string(body), tt.body) {
+				t.Errorf("%s: status %d, body %s; want %d with %s", tt.path, code, body, tt.code, tt.body)
+			}
+			if code == http.StatusUnavailableForLegalReasons && !strings.Contains(string(body), list) {
+				t.Errorf("%s: body %s does not name %s", tt.path, body, list)
+			}
+		}
+	})
+
 	t.Run("metrics count the refusals by reason and surface", func(t *testing.T) {
 		m := harness.Metrics(t, base)
 		for _, series := range []string{
 			`allmende_refusals_total{reason="denylist_cid",surface="gateway"}`,
 			`allmende_refusals_total{reason="denylist_name",surface="hf"}`,
+			`allmende_refusals_total{reason="denylist_name",surface="oci"}`,
 		} {
 			if m[series] < 1 {
 				t.Errorf("%s = %v, want at least 1", series, m[series])
