@@ -131,6 +131,9 @@ type ProvenanceReport struct {
 type Attestation struct {
 	// Signer is the key ID that signed it.
 	Signer string `json:"signer"`
+	// Trusted says verify --provenance accepts it: the signer is in the
+	// trust list, trusted for the name, and it describes the manifest.
+	Trusted bool `json:"trusted,omitempty"`
 	// Upstream, Name, Revision and Commit say where the files came from.
 	Upstream string `json:"upstream"`
 	Name     string `json:"name"`
