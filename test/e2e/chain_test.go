@@ -112,7 +112,7 @@ func TestMirrorChain(t *testing.T) {
 		if res := b.MustRun("verify", "--provenance", chainModel); !strings.Contains(res, "attested by "+key+", trusted") || !strings.Contains(res, commit) {
 			t.Errorf("verify --provenance: %q", res)
 		}
-		if res := b.MustRun("inspect", chainModel); !strings.Contains(res, "attested by "+key) {
+		if res := b.MustRun("inspect", chainModel); !strings.Contains(res, "attested by "+key+" (trusted)") {
 			t.Errorf("inspect shows no attestation: %q", res)
 		}
 
