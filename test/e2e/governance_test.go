@@ -244,5 +244,22 @@ func TestLicensePolicy(t *testing.T) {
 		if harness.Metric(t, base, `allmende_refusals_total{reason="license",surface="fill"}`) < 1 {
 			t.Errorf("no licence refusal of a fill counted")
 		}
+
+		t.Run("gc --denied drops it and keeps the rest", func(t *testing.T) {
+			var before, after api.VerifyResult
+			m.JSON(&before, "verify", "--json")
+			var gc api.GCResult
+			m.JSON(&gc, "gc", "--denied", "--json")
+			if len(before.Denied) == 0 || len(gc.Unpinned) != len(before.Denied) || !anyContains(gc.Unpinned, "CC-BY-NC-4.0") {
+				t.Errorf("gc --denied unpinned %q; verify listed %q as denied; want the same, naming the licence", gc.Unpinned, before.Denied)
+			}
+			m.JSON(&after, "verify", "--json")
+			if len(after.Denied) != 0 || !after.OK() {
+				t.Errorf("verify after gc --denied: denied %q, ok %v", after.Denied, after.OK())
+			}
+			if pins := m.MustRun("ls"); !strings.Contains(pins, okCID) {
+				t.Errorf("gc --denied unpinned content no policy refuses:\n%s", pins)
+			}
+		})
 	})
 }
