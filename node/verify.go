@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/store"
 )
@@ -103,14 +105,24 @@ func (n *Node) findDenied(ctx context.Context) ([]deniedPin, error) {
 }
 
 // unpinDenied unpins every root findDenied returns, for gc --denied, and
-// names the ones it unpinned. Announcements follow at the next reconcile.
+// names the ones it unpinned; a model whose manifest is among them leaves
+// the index (its name, its files' sha256s). Announcements follow at the
+// next reconcile.
 func (n *Node) unpinDenied(ctx context.Context) ([]string, error) {
 	denied, err := n.findDenied(ctx)
 	if err != nil {
 		return nil, err
 	}
+	held := n.models.Index().List()
 	var out []string
 	for _, d := range denied {
+		if slices.Contains(held, d.pin.CID.String()) {
+			if m, err := models.ReadManifest(ctx, n.store.LocalDAG(), d.pin.CID); err == nil {
+				if err := n.models.Index().Forget(d.pin.CID, m); err != nil {
+					return out, fmt.Errorf("gc --denied: %w", err)
+				}
+			}
+		}
 		if err := n.store.Unpin(ctx, d.pin.CID); err != nil {
 			return out, fmt.Errorf("gc --denied: %w", err)
 		}

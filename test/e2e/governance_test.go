@@ -257,8 +257,12 @@ func TestLicensePolicy(t *testing.T) {
 			if len(after.Denied) != 0 || !after.OK() {
 				t.Errorf("verify after gc --denied: denied %q, ok %v", after.Denied, after.OK())
 			}
-			if pins := m.MustRun("ls"); !strings.Contains(pins, okCID) {
-				t.Errorf("gc --denied unpinned content no policy refuses:\n%s", pins)
+			if pins := m.MustRun("ls"); !strings.Contains(pins, okCID) || strings.Contains(pins, "local/nc") {
+				t.Errorf("gc --denied unpinned content no policy refuses, or kept the model it refuses:\n%s", pins)
+			}
+			// Not held any more, and unknown upstream: the hub's "repository not found".
+			if code, _, _ := harness.MustGet(t, base+"/api/models/local/nc"); code != http.StatusUnauthorized && code != http.StatusNotFound {
+				t.Errorf("hub API for the model gc --denied dropped: status %d, want 401 or 404 (not found)", code)
 			}
 		})
 	})
