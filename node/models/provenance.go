@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/policy/provenance"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store/manifest"
@@ -29,7 +30,7 @@ var ErrUnattested = errors.New("no trusted attestation")
 // if none) with a sequence number above the last one (manifest.NextSeq),
 // and keeps both to serve to peers (HOME/attestations, HOME/models/records).
 func (reg *Registry) SignFill(mc cid.Cid, m *manifest.Manifest, up provenance.Upstream) error {
-	sk, err := loadPublisherKey(reg.home)
+	sk, err := trust.LoadPublisherKey(reg.home)
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (reg *Registry) VerifyProvenance(ctx context.Context, ref string) (api.Prov
 	if err != nil {
 		return api.ProvenanceReport{}, err
 	}
-	trust, err := trusted(reg.home)
+	keys, err := trust.List(reg.home)
 	if err != nil {
 		return api.ProvenanceReport{}, err
 	}
@@ -143,7 +144,7 @@ func (reg *Registry) VerifyProvenance(ctx context.Context, ref string) (api.Prov
 		rep.Refused = append(rep.Refused, ferr.Error())
 	}
 	for _, a := range as {
-		k, ok := trustedKey(trust, a.Signer)
+		k, ok := trust.Find(keys, a.Signer)
 		switch {
 		case !ok:
 			rep.Refused = append(rep.Refused, fmt.Sprintf("%s: signer not in the trust list", a.Signer))
