@@ -60,7 +60,7 @@ func (reg *Registry) ExportCAR(ctx context.Context, req api.ExportRequest, progr
 		return err
 	})
 	if err != nil {
-		return api.ExportResult{}, fmt.Errorf("writing %s (nothing left there): %w", req.Out, err)
+		return api.ExportResult{}, api.BadInputIf(fmt.Errorf("writing %s (nothing left there): %w", req.Out, err), store.ErrExists)
 	}
 	res := plan.res
 	res.Out, res.Bytes, res.Blocks, res.Seconds = req.Out, uint64(stats.Bytes), uint64(stats.Blocks), time.Since(start).Seconds()
