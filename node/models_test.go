@@ -12,6 +12,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/models"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/store/format/formattest"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
@@ -45,7 +46,7 @@ func TestModelsInProcess(t *testing.T) {
 	if !errors.Is(err, models.ErrUntrusted) {
 		t.Fatalf("untrusted: err = %v, want ErrUntrusted", err)
 	}
-	if _, err := models.Trust(b.cfg.Home, pub.Publisher, "", nil); err != nil {
+	if _, err := trust.Add(b.cfg.Home, pub.Publisher, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "m")

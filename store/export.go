@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,6 +54,42 @@ func Export(ctx context.Context, dag ipld.DAGService, root cid.Cid, dest string)
 	if err := os.Rename(tmp, dest); err != nil {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("export %s to %s: %w", root, dest, err)
+	}
+	return fsutil.SyncDir(filepath.Dir(dest))
+}
+
+// WriteNew writes a new file dest with write, whole or not at all, as
+// Export does: under PartialPath(dest), synced, and renamed to dest unless
+// something appeared at dest meanwhile (ErrExists). On any failure the
+// partial file is removed; a full disk is ErrNoSpace.
+func WriteNew(dest string, write func(io.Writer) error) error {
+	tmp := PartialPath(dest)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if _, lerr := os.Lstat(dest); err == nil && lerr == nil {
+		err = fmt.Errorf("%w: %s appeared meanwhile", ErrExists, dest)
+	}
+	if err == nil {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if fsutil.IsDiskFull(err) {
+			err = fmt.Errorf("%w: %v", ErrNoSpace, err)
+		}
+		return err
 	}
 	return fsutil.SyncDir(filepath.Dir(dest))
 }

@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/allmende/allmende/node/models"
-
+	"github.com/allmende/allmende/node/trust"
 	"github.com/spf13/cobra"
 )
 
@@ -50,7 +49,7 @@ again replaces its patterns (when --names is given) and its label.` + exitStatus
 			if err != nil {
 				return err
 			}
-			key, err := models.Trust(e.home, a[0], label, names)
+			key, err := trust.Add(e.home, a[0], label, names)
 			if err != nil {
 				return err
 			}
@@ -82,13 +81,13 @@ func newTrustLsCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			keys, err := models.Trusted(e.home)
+			keys, err := trust.Trusted(e.home)
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				if keys == nil {
-					keys = []models.TrustedKey{}
+					keys = []trust.Key{}
 				}
 				return printJSON(cmd.OutOrStdout(), keys)
 			}
@@ -112,7 +111,7 @@ func newTrustKeyCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			key, err := models.PublisherKey(e.home)
+			key, err := trust.PublisherKey(e.home)
 			if err != nil {
 				return err
 			}

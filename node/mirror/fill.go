@@ -16,6 +16,7 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/mirror/growing"
 	"github.com/allmende/allmende/node/mirror/hfapi"
 	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/policy/provenance"
@@ -232,12 +233,12 @@ func (u *upstreamFiller) open(ctx context.Context, repo *hfapi.Repo, f hfapi.Fil
 		}
 		return u.mr.openCID(ctx, k.CID)
 	}
-	if _, err := job.waitFor(ctx, 0); err != nil {
+	if _, err := job.WaitFor(ctx, 0); err != nil {
 		u.release(job)
 		slot()
 		return nil, err
 	}
-	return &growingReader{ctx: ctx, job: job, release: func() { u.release(job); slot() }}, nil
+	return job.Reader(ctx, func() { u.release(job); slot() }), nil
 }
 
 // kept returns how f was kept, if it was, and records the use.
@@ -316,7 +317,7 @@ func (u *upstreamFiller) run(repo *hfapi.Repo, job *fillJob) {
 		}
 	}
 	delete(u.jobs, job.f.ETag())
-	job.finish(err)
+	job.Finish(err)
 	if job.readers == 0 {
 		job.removeFile()
 	}
@@ -338,8 +339,8 @@ func (u *upstreamFiller) download(repo *hfapi.Repo, job *fillJob) error {
 		return err
 	} else if !errors.Is(err, errNoPeers) {
 		u.mr.log.Warn("mirror: fill from peers failed; asking the upstream", "path", job.f.Path, "err", err)
-		if err := job.reset(); err != nil {
-			return err
+		if err := job.Reset(); err != nil {
+			return fmt.Errorf("%w: %w", hfapi.ErrUpstream, err)
 		}
 	}
 	u.downloads.Add(1)
@@ -347,7 +348,7 @@ func (u *upstreamFiller) download(repo *hfapi.Repo, job *fillJob) error {
 	if err != nil {
 		return upstreamError(err)
 	}
-	return job.download(body, false, func() {})
+	return job.Download(body, func() {}, upstreamError)
 }
 
 // errNoPeers: no peer offered a file by its sha256.
@@ -373,7 +374,7 @@ func (u *upstreamFiller) downloadFromPeers(job *fillJob) error {
 	stalled := fmt.Errorf("%s: %w: no byte from peers for %s (mirror.stall_timeout)", job.f.Path, hfapi.ErrUpstreamTimeout, u.stall)
 	watch := time.AfterFunc(u.stall, func() { cancel(stalled) })
 	defer watch.Stop()
-	err = job.download(body, true, func() { watch.Reset(u.stall) })
+	err = job.DownloadHeld(body, func() { watch.Reset(u.stall) }, upstreamError)
 	if err != nil && ctx.Err() != nil {
 		err = context.Cause(ctx) // the stall, or the daemon stopping
 	}
@@ -385,7 +386,7 @@ func (u *upstreamFiller) downloadFromPeers(job *fillJob) error {
 func (u *upstreamFiller) keep(ctx context.Context, repo *hfapi.Repo, job *fillJob) (keptFile, error) {
 	unlock := u.mr.store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	f, err := os.Open(job.filePath())
+	f, err := os.Open(job.Path())
 	if err != nil {
 		return keptFile{}, fmt.Errorf("import %s: %w", job.f.Path, err)
 	}
@@ -417,7 +418,7 @@ func (u *upstreamFiller) release(job *fillJob) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	job.readers--
-	if job.readers == 0 && job.isDone() {
+	if job.readers == 0 && job.Done() {
 		job.removeFile()
 	}
 }
@@ -505,222 +506,23 @@ func (mr *Mirror) openCID(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, er
 	return ufs.Open(ctx, mr.cfg.Net, c)
 }
 
-// fillJob is one file being downloaded from the upstream.
+// fillJob is one file being downloaded from the upstream or peers.
 type fillJob struct {
-	f   hfapi.File
-	dir string
+	*growing.File
+	f hfapi.File
 	// res is the room reserved for the fill: its quota part goes once the
 	// import is done, the rest with the download file.
-	res *reservation
-
-	mu   sync.Mutex
-	cond *sync.Cond
-	// path is the file being written, set before the first byte lands.
-	path    string
-	written int64
-	// verified: all bytes are on disk (fsynced) and match the declared
-	// size and hash. Until then readers get at most size-1 bytes, so no
-	// client ever sees a whole file that was not checked; and none at all
-	// while held (bytes from peers, see upstreamFiller.download).
-	verified, held bool
-	done           bool
-	err            error
-	readers        int // guarded by upstreamFiller.mu
+	res     *reservation
+	readers int // guarded by upstreamFiller.mu
 }
 
 func newFillJob(f hfapi.File, dir string, res *reservation) *fillJob {
-	j := &fillJob{f: f, dir: dir, res: res}
-	j.cond = sync.NewCond(&j.mu)
-	return j
-}
-
-func (j *fillJob) filePath() string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.path
+	return &fillJob{File: growing.New(f.Path, int64(f.Size), dir, f.ETag()+".*"+home.FillPartSuffix), f: f, res: res}
 }
 
 // removeFile deletes the job's file once nobody reads it, and gives back
 // the room reserved for the fill.
 func (j *fillJob) removeFile() {
-	if p := j.filePath(); p != "" {
-		os.Remove(p)
-	}
+	j.Remove()
 	j.res.release()
-}
-
-// download copies body (a verifying reader) to a new file in j.dir, waking
-// readers as bytes land and calling progress after each read that brought
-// bytes; a size or hash mismatch fails it. Each job writes its own file,
-// so a retry never truncates a file readers of a failed job still hold.
-func (j *fillJob) download(body io.ReadCloser, held bool, progress func()) error {
-	defer body.Close()
-	if err := os.MkdirAll(j.dir, 0o700); err != nil {
-		return fmt.Errorf("fill %s: %w", j.f.Path, err)
-	}
-	// Refused up front rather than filling the disk part way, and never
-	// into the room the store keeps for its metadata.
-	if err := fsutil.CheckRoom(j.dir, uint64(j.f.Size)); err != nil {
-		return fmt.Errorf("fill %s: %w", j.f.Path, err)
-	}
-	out, err := os.CreateTemp(j.dir, j.f.ETag()+".*"+home.FillPartSuffix)
-	if err != nil {
-		return fmt.Errorf("fill %s: %w", j.f.Path, err)
-	}
-	defer out.Close()
-	j.mu.Lock()
-	j.path, j.held = out.Name(), held
-	j.mu.Unlock()
-	buf := make([]byte, 1<<20)
-	for {
-		n, rerr := body.Read(buf)
-		if n > 0 {
-			progress()
-			if _, err := out.Write(buf[:n]); err != nil {
-				return fmt.Errorf("write %s: %w", j.path, err)
-			}
-			j.mu.Lock()
-			j.written += int64(n)
-			j.cond.Broadcast()
-			j.mu.Unlock()
-		}
-		if errors.Is(rerr, io.EOF) {
-			if err := out.Sync(); err != nil {
-				return fmt.Errorf("write %s: %w", j.path, err)
-			}
-			j.mu.Lock()
-			j.verified = true
-			j.cond.Broadcast()
-			j.mu.Unlock()
-			return nil
-		}
-		if rerr != nil {
-			return upstreamError(rerr)
-		}
-	}
-}
-
-// reset removes what a failed source wrote, before another source writes
-// the file from its first byte. Only a held download may be reset: no
-// reader has read any of it.
-func (j *fillJob) reset() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if !j.held && j.path != "" {
-		return fmt.Errorf("fill %s: %w: the failed download was read already", j.f.Path, hfapi.ErrUpstream)
-	}
-	if j.path != "" {
-		os.Remove(j.path)
-	}
-	j.path, j.written, j.held = "", 0, false
-	return nil
-}
-
-func (j *fillJob) finish(err error) {
-	j.mu.Lock()
-	j.done, j.err = true, err
-	j.cond.Broadcast()
-	j.mu.Unlock()
-}
-
-func (j *fillJob) isDone() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.done
-}
-
-// readableLocked is how many bytes readers may have: all once verified,
-// else all but the last.
-func (j *fillJob) readableLocked() int64 {
-	if j.verified {
-		return j.written
-	}
-	if j.held {
-		return 0
-	}
-	return min(j.written, int64(j.f.Size)-1)
-}
-
-// waitFor blocks until byte off is readable, the file is verified, the job
-// fails or ctx (the caller's request) ends. It returns how many bytes are
-// readable. A stalled source fails the job after mirror.stall_timeout and
-// its retries (mirror.upstream_retries), so the wait is bounded even when
-// the client waits forever.
-func (j *fillJob) waitFor(ctx context.Context, off int64) (int64, error) {
-	stop := context.AfterFunc(ctx, func() {
-		j.mu.Lock()
-		j.cond.Broadcast()
-		j.mu.Unlock()
-	})
-	defer stop()
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for {
-		if j.err != nil {
-			return 0, j.err
-		}
-		if avail := j.readableLocked(); avail > off || j.verified || j.done {
-			return max(avail, 0), nil
-		}
-		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("wait for %s: %w", j.f.Path, err)
-		}
-		j.cond.Wait()
-	}
-}
-
-// growingReader reads a fillJob's file while it is being written. Its size
-// is the declared size, so range requests work before the end arrives.
-type growingReader struct {
-	ctx     context.Context
-	job     *fillJob
-	f       *os.File
-	off     int64
-	release func()
-}
-
-func (g *growingReader) Read(p []byte) (int, error) {
-	size := int64(g.job.f.Size)
-	if g.off >= size {
-		return 0, io.EOF
-	}
-	avail, err := g.job.waitFor(g.ctx, g.off)
-	if err != nil {
-		return 0, err
-	}
-	if g.f == nil {
-		if g.f, err = os.Open(g.job.filePath()); err != nil {
-			return 0, err
-		}
-	}
-	p = p[:min(int64(len(p)), avail-g.off)]
-	n, err := g.f.ReadAt(p, g.off)
-	g.off += int64(n)
-	if errors.Is(err, io.EOF) && n > 0 {
-		err = nil
-	}
-	return n, err
-}
-
-func (g *growingReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += g.off
-	case io.SeekEnd:
-		offset += int64(g.job.f.Size)
-	}
-	if offset < 0 {
-		return 0, errors.New("seek before start")
-	}
-	g.off = offset
-	return offset, nil
-}
-
-func (g *growingReader) Close() error {
-	if g.f != nil {
-		g.f.Close()
-	}
-	g.release()
-	return nil
 }

@@ -54,9 +54,13 @@ func (reg *Registry) ExportCAR(ctx context.Context, req api.ExportRequest, progr
 			progress(api.Progress{Done: uint64(p.Bytes), Total: max(plan.total, uint64(p.Bytes))})
 		}
 	}}
-	stats, err := writeAtomic(req.Out, func(w io.Writer) (car.Stats, error) { return reg.writeCAR(ctx, w, plan, opts) })
+	var stats car.Stats
+	err = store.WriteNew(req.Out, func(w io.Writer) (err error) {
+		stats, err = reg.writeCAR(ctx, w, plan, opts)
+		return err
+	})
 	if err != nil {
-		return api.ExportResult{}, fmt.Errorf("writing %s (nothing left there): %w", req.Out, err)
+		return api.ExportResult{}, api.BadInputIf(fmt.Errorf("writing %s (nothing left there): %w", req.Out, err), store.ErrExists)
 	}
 	res := plan.res
 	res.Out, res.Bytes, res.Blocks, res.Seconds = req.Out, uint64(stats.Bytes), uint64(stats.Blocks), time.Since(start).Seconds()
@@ -198,40 +202,4 @@ func checkCAROut(out string) error {
 		return fmt.Errorf("%w: %s is not a directory", api.ErrBadInput, filepath.Dir(out))
 	}
 	return nil
-}
-
-// writeAtomic runs write on a new file beside out (store.PartialPath),
-// syncs it and renames it to out; on any failure it removes the file.
-func writeAtomic(out string, write func(io.Writer) (car.Stats, error)) (car.Stats, error) {
-	tmp := store.PartialPath(out)
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return car.Stats{}, err
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return car.Stats{}, err
-	}
-	stats, err := write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if _, lerr := os.Lstat(out); lerr == nil {
-			err = fmt.Errorf("%w: %s appeared meanwhile", api.ErrBadInput, out)
-		}
-	}
-	if err == nil {
-		err = os.Rename(tmp, out)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		if fsutil.IsDiskFull(err) {
-			err = fmt.Errorf("%w: %v", store.ErrNoSpace, err)
-		}
-		return stats, err
-	}
-	return stats, fsutil.SyncDir(filepath.Dir(out))
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
@@ -66,7 +67,7 @@ func TestCARNameNeedsTrust(t *testing.T) {
 		t.Fatal("the untrusted record was not kept")
 	}
 
-	if _, err := Trust(string(b.home), pub.Publisher, "", nil); err != nil {
+	if _, err := trust.Add(string(b.home), pub.Publisher, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	imp, err = b.ImportCAR(ctx, api.CARImportRequest{Path: out}, nil)
@@ -79,7 +80,7 @@ func TestCARNameNeedsTrust(t *testing.T) {
 	if mc, ok := b.index.ByName("acme/tiny", "main"); !ok || mc.String() != pub.Manifest {
 		t.Fatalf("after trust: ByName = %s, %v; want %s", mc, ok, pub.Manifest)
 	}
-	keys, _ := Trusted(string(b.home))
+	keys, _ := trust.Trusted(string(b.home))
 	if len(keys) != 1 || len(keys[0].Names) != 1 || keys[0].Names[0] != "acme/*" {
 		t.Errorf("trust list %+v: the key should be bound to acme/* by the record it accepted", keys)
 	}
@@ -187,7 +188,7 @@ func TestPreferRecord(t *testing.T) {
 			reg := newTestRegistry(t)
 			kept := tt.kept
 			if tt.own {
-				sk, err := loadPublisherKey(reg.home)
+				sk, err := trust.LoadPublisherKey(reg.home)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -202,7 +203,7 @@ func TestPreferRecord(t *testing.T) {
 				}
 			}
 			for _, k := range tt.trust {
-				if _, err := Trust(string(reg.home), k, "", []string{"acme/*"}); err != nil {
+				if _, err := trust.Add(string(reg.home), k, "", []string{"acme/*"}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/store/car"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
@@ -198,11 +199,11 @@ func (reg *Registry) indexCARManifest(ctx context.Context, rec *manifest.Record,
 // binding a trusted key not yet bound to names to the record's org, as
 // accepting a record from a peer does.
 func (reg *Registry) trustedFor(rec *manifest.Record) (bool, error) {
-	trust, err := trusted(reg.home)
+	keys, err := trust.List(reg.home)
 	if err != nil {
 		return false, err
 	}
-	pick := pickRecord([]*manifest.Record{rec}, trust, rec.Name, false)
+	pick := pickRecord([]*manifest.Record{rec}, keys, rec.Name, false)
 	if pick.best == nil {
 		return false, nil
 	}
@@ -254,13 +255,13 @@ func (reg *Registry) preferRecord(rec *manifest.Record, trusted bool) (bool, str
 // is this node's own publisher key.
 func (reg *Registry) trustedOrOwn(rec *manifest.Record) (bool, error) {
 	if _, err := os.Stat(reg.home.PublisherKey()); err == nil {
-		if own, err := PublisherKey(string(reg.home)); err == nil && own == rec.Publisher {
+		if own, err := trust.PublisherKey(string(reg.home)); err == nil && own == rec.Publisher {
 			return true, nil
 		}
 	}
-	trust, err := trusted(reg.home)
+	keys, err := trust.List(reg.home)
 	if err != nil {
 		return false, err
 	}
-	return pickRecord([]*manifest.Record{rec}, trust, rec.Name, false).best != nil, nil
+	return pickRecord([]*manifest.Record{rec}, keys, rec.Name, false).best != nil, nil
 }

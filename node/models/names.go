@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,17 +13,15 @@ import (
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/home"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store/fsutil"
 	"github.com/allmende/allmende/store/manifest"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Limits of names (the files live where package home says).
 const (
-	// MaxTrustFile bounds the trust file.
-	MaxTrustFile = 1 << 20
 	// DefaultRecordValidity is how long a published record is valid.
 	DefaultRecordValidity = 365 * 24 * time.Hour
 )
@@ -37,122 +34,13 @@ var (
 	ErrTampered = errors.New("invalid record")
 )
 
-// TrustedKey is one publisher this node trusts, and for which names.
-type TrustedKey struct {
-	Key   string `json:"key"`
-	Label string `json:"label,omitempty"`
-	// Names are the patterns (manifest.ValidNamePattern, e.g. "acme/*")
-	// of the names this key may sign. Empty means not bound yet: the
-	// first record from the key that this node accepts binds it to the
-	// names under that record's org ("org/*"), written to the trust file
-	// then. Entries written before names existed start that way too.
-	Names []string `json:"names,omitempty"`
-}
-
-// PublisherKey returns the publisher key ID of the home directory dir,
-// creating the key (ed25519, written atomically with mode 0600) on first
-// use.
-func PublisherKey(dir string) (string, error) {
-	sk, err := loadPublisherKey(home.Dir(dir))
-	if err != nil {
-		return "", err
-	}
-	return manifest.KeyID(sk.GetPublic())
-}
-
-func loadPublisherKey(dir home.Dir) (crypto.PrivKey, error) {
-	path := dir.PublisherKey()
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		sk, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			return nil, fmt.Errorf("publisher key: %w", err)
-		}
-		if raw, err = crypto.MarshalPrivateKey(sk); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("publisher key: %w", err)
-		}
-		if err := fsutil.WriteFileAtomic(path, raw, 0o600); err != nil {
-			return nil, fmt.Errorf("publisher key: %w", err)
-		}
-		return sk, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("publisher key: %w", err)
-	}
-	sk, err := crypto.UnmarshalPrivateKey(raw)
-	if err != nil {
-		return nil, fmt.Errorf("publisher key %s: %w", path, err)
-	}
-	return sk, nil
-}
-
-// Trusted lists the publisher keys trusted in the home directory dir.
-func Trusted(dir string) ([]TrustedKey, error) { return trusted(home.Dir(dir)) }
-
-func trusted(dir home.Dir) ([]TrustedKey, error) {
-	raw, err := os.ReadFile(dir.Trust())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("trust: %w", err)
-	}
-	if len(raw) > MaxTrustFile {
-		return nil, fmt.Errorf("trust: %s larger than %d bytes", dir.Trust(), MaxTrustFile)
-	}
-	var keys []TrustedKey
-	if err := json.Unmarshal(raw, &keys); err != nil {
-		return nil, fmt.Errorf("trust: %s: %w", dir.Trust(), err)
-	}
-	return keys, nil
-}
-
-// Trust adds a publisher key (k51... or 12D3Koo...) to home's trust list,
-// trusted for the names matching patterns (manifest.ValidNamePattern);
-// with no patterns, for the names under the org of the first record from
-// it this node accepts (see TrustedKey.Names). Adding a key already
-// trusted replaces its patterns when patterns are given, and its label
-// when one is. It returns the key's canonical ID.
-func Trust(dir, key, label string, patterns []string) (string, error) {
-	canon, _, err := manifest.ParseKeyID(key)
-	if err != nil {
-		return "", api.BadInput(fmt.Errorf("trust: %w", err))
-	}
-	if len(patterns) > manifest.MaxNamePatterns {
-		return "", fmt.Errorf("trust: %w: %d name patterns, at most %d", api.ErrBadInput, len(patterns), manifest.MaxNamePatterns)
-	}
-	for _, p := range patterns {
-		if err := manifest.ValidNamePattern(p); err != nil {
-			return "", api.BadInput(fmt.Errorf("trust: %w", err))
-		}
-	}
-	return canon, updateTrust(home.Dir(dir), func(keys []TrustedKey) []TrustedKey {
-		for i, k := range keys {
-			if k.Key != canon {
-				continue
-			}
-			if len(patterns) > 0 {
-				keys[i].Names = dedup(append([]string(nil), patterns...))
-			}
-			if label != "" {
-				keys[i].Label = label
-			}
-			return keys
-		}
-		return append(keys, TrustedKey{Key: canon, Label: label, Names: dedup(append([]string(nil), patterns...))})
-	})
-}
-
 // bindTrust binds a trusted key that has no name patterns yet to the
 // names under name's org, and returns the patterns the key has now.
 func (reg *Registry) bindTrust(key, name string) ([]string, error) {
 	reg.trustMu.Lock()
 	defer reg.trustMu.Unlock()
 	var names []string
-	err := updateTrust(reg.home, func(keys []TrustedKey) []TrustedKey {
+	err := trust.Update(reg.home, func(keys []trust.Key) []trust.Key {
 		for i, k := range keys {
 			if k.Key == key {
 				if len(k.Names) == 0 {
@@ -164,34 +52,6 @@ func (reg *Registry) bindTrust(key, name string) ([]string, error) {
 		return keys
 	})
 	return names, err
-}
-
-// updateTrust rewrites dir's trust list with change applied, atomically.
-func updateTrust(dir home.Dir, change func([]TrustedKey) []TrustedKey) error {
-	keys, err := trusted(dir)
-	if err != nil {
-		return err
-	}
-	keys = change(keys)
-	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
-	raw, err := json.MarshalIndent(keys, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(string(dir), 0o700); err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(dir.Trust(), raw, 0o600)
-}
-
-// trustedKey returns the trust list's entry for id.
-func trustedKey(keys []TrustedKey, id string) (TrustedKey, bool) {
-	for _, k := range keys {
-		if k.Key == id {
-			return k, true
-		}
-	}
-	return TrustedKey{}, false
 }
 
 // recordPath is where the record for name@rev lives in dir.
@@ -239,7 +99,7 @@ type Resolved struct {
 // key not yet bound to names is bound to the org of the first record of
 // it accepted here.
 func (reg *Registry) resolveName(ctx context.Context, name, rev string, trustAny bool) (*Resolved, error) {
-	trust, err := trusted(reg.home)
+	keys, err := trust.List(reg.home)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +137,7 @@ func (reg *Registry) resolveName(ctx context.Context, name, rev string, trustAny
 		}
 		valid = append(valid, rec)
 	}
-	pick := pickRecord(valid, trust, name, trustAny)
+	pick := pickRecord(valid, keys, name, trustAny)
 	// Each round binds one key; a key bound meanwhile (by another resolve)
 	// to another org makes the choice again. Bounded: each round leaves
 	// one unbound key fewer.
@@ -293,10 +153,10 @@ func (reg *Registry) resolveName(ctx context.Context, name, rev string, trustAny
 		if manifest.MatchName(names, name) {
 			break
 		}
-		if trust, err = trusted(reg.home); err != nil {
+		if keys, err = trust.List(reg.home); err != nil {
 			return nil, err
 		}
-		pick = pickRecord(valid, trust, name, trustAny)
+		pick = pickRecord(valid, keys, name, trustAny)
 	}
 	switch {
 	case pick.best != nil:
@@ -335,11 +195,11 @@ type recordPick struct {
 // when there is none, and trustAny, the highest among the others: a record
 // from a trusted publisher always wins over untrusted ones, whatever their
 // sequence numbers. A key trusted for other names counts as untrusted.
-func pickRecord(recs []*manifest.Record, trust []TrustedKey, name string, trustAny bool) recordPick {
+func pickRecord(recs []*manifest.Record, keys []trust.Key, name string, trustAny bool) recordPick {
 	var pick recordPick
 	var bestTrusted, bestOther *manifest.Record
 	for _, rec := range recs {
-		k, ok := trustedKey(trust, rec.Publisher)
+		k, ok := trust.Find(keys, rec.Publisher)
 		switch {
 		case ok && (len(k.Names) == 0 || manifest.MatchName(k.Names, name)):
 			if bestTrusted == nil || rec.Seq > bestTrusted.Seq {
@@ -357,7 +217,7 @@ func pickRecord(recs []*manifest.Record, trust []TrustedKey, name string, trustA
 	}
 	switch {
 	case bestTrusted != nil:
-		k, _ := trustedKey(trust, bestTrusted.Publisher)
+		k, _ := trust.Find(keys, bestTrusted.Publisher)
 		pick.best, pick.bind = &Resolved{Record: bestTrusted, Trusted: true}, len(k.Names) == 0
 	case trustAny && bestOther != nil:
 		pick.best = &Resolved{Record: bestOther}
@@ -414,7 +274,7 @@ func (reg *Registry) Publish(ctx context.Context, req api.PublishRequest) (api.P
 	if !ok {
 		return api.PublishResult{}, fmt.Errorf("publish %s@%s: %w: no such model here; import it first", req.Name, req.Revision, api.ErrBadInput)
 	}
-	sk, err := loadPublisherKey(reg.home)
+	sk, err := trust.LoadPublisherKey(reg.home)
 	if err != nil {
 		return api.PublishResult{}, err
 	}

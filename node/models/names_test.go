@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -49,7 +50,7 @@ func TestPickRecord(t *testing.T) {
 	acme, other, stranger := newTestPublisher(t), newTestPublisher(t), newTestPublisher(t)
 	tests := []struct {
 		why      string
-		trust    []TrustedKey
+		trust    []trust.Key
 		name     string
 		recs     []*manifest.Record
 		trustAny bool
@@ -59,25 +60,25 @@ func TestPickRecord(t *testing.T) {
 		outside  int
 	}{
 		{"a key trusted for the org signs a name in it",
-			[]TrustedKey{{Key: acme.id, Names: []string{"acme/*"}}}, "acme/tiny",
+			[]trust.Key{{Key: acme.id, Names: []string{"acme/*"}}}, "acme/tiny",
 			[]*manifest.Record{acme.record(t, "acme/tiny", 1)}, false, acme.id, true, false, 0},
 		{"a trusted key signing a name outside its patterns is refused like an untrusted one",
-			[]TrustedKey{{Key: acme.id, Names: []string{"acme/*"}}}, "evil/tiny",
+			[]trust.Key{{Key: acme.id, Names: []string{"acme/*"}}}, "evil/tiny",
 			[]*manifest.Record{acme.record(t, "evil/tiny", 1)}, false, "", false, false, 1},
 		{"... and with --trust-any it is taken, but not as trusted",
-			[]TrustedKey{{Key: acme.id, Names: []string{"acme/*"}}}, "evil/tiny",
+			[]trust.Key{{Key: acme.id, Names: []string{"acme/*"}}}, "evil/tiny",
 			[]*manifest.Record{acme.record(t, "evil/tiny", 1)}, true, acme.id, false, false, 1},
 		{"a key without patterns (an old trust file) is taken and to be bound",
-			[]TrustedKey{{Key: acme.id}}, "acme/tiny",
+			[]trust.Key{{Key: acme.id}}, "acme/tiny",
 			[]*manifest.Record{acme.record(t, "acme/tiny", 1)}, false, acme.id, true, true, 0},
 		{"the highest sequence number among trusted publishers wins",
-			[]TrustedKey{{Key: acme.id, Names: []string{"acme/*"}}, {Key: other.id, Names: []string{"*/*"}}}, "acme/tiny",
+			[]trust.Key{{Key: acme.id, Names: []string{"acme/*"}}, {Key: other.id, Names: []string{"*/*"}}}, "acme/tiny",
 			[]*manifest.Record{acme.record(t, "acme/tiny", 5), other.record(t, "acme/tiny", 9), acme.record(t, "acme/tiny", 7)}, false, other.id, true, false, 0},
 		{"--trust-any never overrides a trusted record, however high the other's sequence number",
-			[]TrustedKey{{Key: acme.id, Names: []string{"acme/*"}}}, "acme/tiny",
+			[]trust.Key{{Key: acme.id, Names: []string{"acme/*"}}}, "acme/tiny",
 			[]*manifest.Record{stranger.record(t, "acme/tiny", manifest.MaxSeq), acme.record(t, "acme/tiny", 1)}, true, acme.id, true, false, 0},
 		{"a trusted key out of its patterns does not beat a trusted one in them",
-			[]TrustedKey{{Key: acme.id, Names: []string{"acme/*"}}, {Key: other.id, Names: []string{"other/*"}}}, "acme/tiny",
+			[]trust.Key{{Key: acme.id, Names: []string{"acme/*"}}, {Key: other.id, Names: []string{"other/*"}}}, "acme/tiny",
 			[]*manifest.Record{other.record(t, "acme/tiny", 100), acme.record(t, "acme/tiny", 1)}, true, acme.id, true, false, 1},
 		{"only untrusted records and no --trust-any: none",
 			nil, "acme/tiny",
@@ -113,7 +114,7 @@ func TestTrustFile(t *testing.T) {
 	if err := os.WriteFile(reg.home.Trust(), []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := Trusted(home)
+	keys, err := trust.Trusted(home)
 	if err != nil || len(keys) != 1 || keys[0].Names != nil || keys[0].Label != "from before names" {
 		t.Fatalf("old trust file: %+v, %v", keys, err)
 	}
@@ -124,18 +125,18 @@ func TestTrustFile(t *testing.T) {
 	if names, _ := reg.bindTrust(acme.id, "evil/tiny"); !slices.Equal(names, []string{"acme/*"}) {
 		t.Errorf("a bound key was bound again: %q", names)
 	}
-	if _, err := Trust(home, other.id, "", []string{"other/*", "friends/model"}); err != nil {
+	if _, err := trust.Add(home, other.id, "", []string{"other/*", "friends/model"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Trust(home, other.id, "", []string{"not a pattern"}); !errors.Is(err, api.ErrBadInput) {
+	if _, err := trust.Add(home, other.id, "", []string{"not a pattern"}); !errors.Is(err, api.ErrBadInput) {
 		t.Errorf("a bad pattern: err = %v, want api.ErrBadInput", err)
 	}
-	if _, err := Trust(home, acme.id, "acme", nil); err != nil {
+	if _, err := trust.Add(home, acme.id, "acme", nil); err != nil {
 		t.Fatal(err)
 	}
-	keys, _ = Trusted(home)
-	a, _ := trustedKey(keys, acme.id)
-	o, _ := trustedKey(keys, other.id)
+	keys, _ = trust.Trusted(home)
+	a, _ := trust.Find(keys, acme.id)
+	o, _ := trust.Find(keys, other.id)
 	if !slices.Equal(a.Names, []string{"acme/*"}) || a.Label != "acme" || !slices.Equal(o.Names, []string{"friends/model", "other/*"}) {
 		t.Errorf("trust list %+v: adding again without --names must keep the names", keys)
 	}
@@ -156,7 +157,7 @@ func TestPublishRefusesSeqAtTop(t *testing.T) {
 	if _, err := reg.Publish(ctx, api.PublishRequest{Name: "acme/top"}); err != nil {
 		t.Fatal(err)
 	}
-	sk, err := loadPublisherKey(reg.home)
+	sk, err := trust.LoadPublisherKey(reg.home)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/policy/provenance"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store/manifest"
@@ -29,7 +30,7 @@ var ErrUnattested = errors.New("no trusted attestation")
 // if none) with a sequence number above the last one (manifest.NextSeq),
 // and keeps both to serve to peers (HOME/attestations, HOME/models/records).
 func (reg *Registry) SignFill(mc cid.Cid, m *manifest.Manifest, up provenance.Upstream) error {
-	sk, err := loadPublisherKey(reg.home)
+	sk, err := trust.LoadPublisherKey(reg.home)
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (reg *Registry) VerifyProvenance(ctx context.Context, ref string) (api.Prov
 	if err != nil {
 		return api.ProvenanceReport{}, err
 	}
-	trust, err := trusted(reg.home)
+	keys, err := trust.List(reg.home)
 	if err != nil {
 		return api.ProvenanceReport{}, err
 	}
@@ -143,7 +144,7 @@ func (reg *Registry) VerifyProvenance(ctx context.Context, ref string) (api.Prov
 		rep.Refused = append(rep.Refused, ferr.Error())
 	}
 	for _, a := range as {
-		if err := accept(trust, a, mc, m); err != nil {
+		if err := accept(keys, a, mc, m); err != nil {
 			rep.Refused = append(rep.Refused, fmt.Sprintf("%s: %v", a.Signer, err))
 			continue
 		}
@@ -162,8 +163,8 @@ func (reg *Registry) VerifyProvenance(ctx context.Context, ref string) (api.Prov
 // accept is why verify --provenance refuses the attestation a of the
 // manifest m (stored as mc), nil if a key of the trust list, trusted for
 // m.Name, signed it and it describes m.
-func accept(trust []TrustedKey, a *provenance.Attestation, mc cid.Cid, m *manifest.Manifest) error {
-	k, ok := trustedKey(trust, a.Signer)
+func accept(keys []trust.Key, a *provenance.Attestation, mc cid.Cid, m *manifest.Manifest) error {
+	k, ok := trust.Find(keys, a.Signer)
 	switch {
 	case !ok:
 		return errors.New("signer not in the trust list")
@@ -178,13 +179,13 @@ func accept(trust []TrustedKey, a *provenance.Attestation, mc cid.Cid, m *manife
 // manifest, each one verify --provenance would accept is marked Trusted.
 func (reg *Registry) Attestations(mc cid.Cid, m *manifest.Manifest) []api.Attestation {
 	as, _ := provenance.ForManifest(reg.home.Attestations(), mc)
-	var trust []TrustedKey
+	var keys []trust.Key
 	if m != nil && len(as) > 0 {
-		trust, _ = trusted(reg.home) // an unreadable trust list trusts no one
+		keys, _ = trust.List(reg.home) // an unreadable trust list trusts no one
 	}
 	out := make([]api.Attestation, 0, len(as))
 	for _, a := range as {
-		out = append(out, attestationInfo(a, m != nil && accept(trust, a, mc, m) == nil))
+		out = append(out, attestationInfo(a, m != nil && accept(keys, a, mc, m) == nil))
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/trust"
 	"github.com/allmende/allmende/policy/provenance"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/ipfs/go-cid"
@@ -77,11 +78,11 @@ func TestSignFill(t *testing.T) {
 	if !errors.Is(err, ErrUnattested) || !strings.Contains(err.Error(), "not in the trust list") {
 		t.Errorf("before trust: %v, want unattested, signer not in the trust list", err)
 	}
-	key, err := PublisherKey(string(reg.home))
+	key, err := trust.PublisherKey(string(reg.home))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Trust(string(reg.home), key, "", []string{"acme/*"}); err != nil {
+	if _, err := trust.Add(string(reg.home), key, "", []string{"acme/*"}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := reg.VerifyProvenance(ctx, ref)

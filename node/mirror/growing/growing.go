@@ -40,8 +40,10 @@ type File struct {
 	// without an error, so they are what was declared. Until then
 	// readers get at most size-1 bytes.
 	verified bool
-	done     bool
-	err      error
+	// held: readers get no byte before verified (DownloadHeld).
+	held bool
+	done bool
+	err  error
 }
 
 // New prepares the download of a file of size bytes into a new file in
@@ -118,6 +120,36 @@ func (f *File) Download(body io.ReadCloser, progress func(), readErr func(error)
 	}
 }
 
+// DownloadHeld is Download from a source not trusted to send the declared
+// bytes (peers): readers get no byte before the whole file is verified,
+// so that a failed download can be Reset and written again from its first
+// byte by another source.
+func (f *File) DownloadHeld(body io.ReadCloser, progress func(), readErr func(error) error) error {
+	f.mu.Lock()
+	f.held = true
+	f.mu.Unlock()
+	return f.Download(body, progress, readErr)
+}
+
+// ErrRead: Reset of a download that was not held, whose bytes readers may
+// have read already.
+var ErrRead = errors.New("the failed download was read already")
+
+// Reset removes what a failed held download wrote, before another
+// download writes the file from its first byte.
+func (f *File) Reset() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.held && f.path != "" {
+		return fmt.Errorf("fill %s: %w", f.name, ErrRead)
+	}
+	if f.path != "" {
+		os.Remove(f.path)
+	}
+	f.path, f.written, f.held = "", 0, false
+	return nil
+}
+
 // Finish records the end of the download (and what keeps it), waking
 // every reader: with err, they fail with it.
 func (f *File) Finish(err error) {
@@ -142,10 +174,13 @@ func (f *File) Remove() {
 }
 
 // readableLocked is how many bytes readers may have: all once verified,
-// else all but the last.
+// else all but the last (none while held).
 func (f *File) readableLocked() int64 {
 	if f.verified {
 		return f.written
+	}
+	if f.held {
+		return 0
 	}
 	return min(f.written, f.size-1)
 }

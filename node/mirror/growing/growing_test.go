@@ -81,3 +81,41 @@ func TestReaderNeverGetsTheLastByteUnchecked(t *testing.T) {
 		})
 	}
 }
+
+// TestHeldDownload: a held download gives readers nothing before it is
+// verified; after it fails it can be Reset and written again from its
+// first byte, and the reader then gets the second download's bytes only.
+// A download that was not held cannot be Reset.
+func TestHeldDownload(t *testing.T) {
+	good := bytes.Repeat([]byte("g"), 64)
+	f := New("held.bin", int64(len(good)), t.TempDir(), "held.*")
+	liar := &gatedBody{data: bytes.Repeat([]byte("x"), 64), step: make(chan int, 2), fail: errors.New("wrong sha256")}
+	liar.step <- 32
+	close(liar.step)
+	if err := f.DownloadHeld(liar, func() {}, nil); err == nil {
+		t.Fatal("the lying download did not fail")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if n, err := f.WaitFor(ctx, 0); err == nil {
+		t.Fatalf("a held, failed download is readable: %d bytes", n)
+	}
+	if err := f.Reset(); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	honest := &gatedBody{data: good, step: make(chan int, 1)}
+	honest.step <- len(good)
+	close(honest.step)
+	if err := f.Download(honest, func() {}, nil); err != nil {
+		t.Fatalf("second download: %v", err)
+	}
+	r := f.Reader(context.Background(), func() {})
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("read %q, %v; want the second download's bytes", got, err)
+	}
+	if err := f.Reset(); !errors.Is(err, ErrRead) {
+		t.Fatalf("reset of a download readers could read: %v, want ErrRead", err)
+	}
+}
