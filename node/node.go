@@ -215,10 +215,18 @@ func (n *Node) Remove(ctx context.Context, ref string) error {
 	return nil
 }
 
-// GC frees every block no pin holds.
-func (n *Node) GC(ctx context.Context) (api.GCResult, error) {
+// GC frees every block no pin holds; with req.Denied it first unpins the
+// roots the policy now refuses to pass on (see gcDenied).
+func (n *Node) GC(ctx context.Context, req api.GCRequest) (api.GCResult, error) {
+	var unpinned []string
+	if req.Denied {
+		var err error
+		if unpinned, err = n.unpinDenied(ctx); err != nil {
+			return api.GCResult{Unpinned: unpinned}, err
+		}
+	}
 	res, err := n.store.GC(ctx)
-	return api.GCResult(res), err
+	return api.GCResult{Unpinned: unpinned, Removed: res.Removed, Freed: res.Freed, Kept: res.Kept}, err
 }
 
 // Stats returns transfer counters.

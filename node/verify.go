@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/models"
 	"github.com/allmende/allmende/policy"
+	"github.com/allmende/allmende/store"
 )
 
 // Verify re-hashes every block in the store, quarantines corrupt ones and
@@ -69,15 +72,65 @@ func (n *Node) repairRoot(ctx context.Context, ref string) error {
 // on (a denylist, or the licence policy for a model's files), each with
 // the rule that refuses it.
 func (n *Node) deniedPins(ctx context.Context) ([]string, error) {
+	denied, err := n.findDenied(ctx)
+	out := make([]string, 0, len(denied))
+	for _, d := range denied {
+		out = append(out, d.String())
+	}
+	return out, err
+}
+
+// deniedPin is a pinned root the policy refuses, with the refusal.
+type deniedPin struct {
+	pin store.Pin
+	why error
+}
+
+// String names the pin as verify and gc --denied report it.
+func (d deniedPin) String() string { return fmt.Sprintf("%s (%s)", d.pin.Name, d.why) }
+
+// findDenied returns the pinned roots the gate refuses to re-seed.
+func (n *Node) findDenied(ctx context.Context) ([]deniedPin, error) {
 	pins, err := n.store.Pins(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []deniedPin
 	for _, p := range pins {
 		if err := n.gate.Why(p.CID, policy.SurfaceReseed); err != nil {
-			out = append(out, fmt.Sprintf("%s (%s)", p.Name, err))
+			out = append(out, deniedPin{pin: p, why: err})
 		}
+	}
+	return out, nil
+}
+
+// unpinDenied unpins every root findDenied returns, for gc --denied, and
+// names the ones it unpinned; a model whose manifest is among them leaves
+// the index (its name, its files' sha256s). Announcements follow at the
+// next reconcile.
+func (n *Node) unpinDenied(ctx context.Context) ([]string, error) {
+	denied, err := n.findDenied(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := n.models.Index().List()
+	var out []string
+	for _, d := range denied {
+		if slices.Contains(held, d.pin.CID.String()) {
+			if m, err := models.ReadManifest(ctx, n.store.LocalDAG(), d.pin.CID); err == nil {
+				if err := n.models.Index().Forget(d.pin.CID, m); err != nil {
+					return out, fmt.Errorf("gc --denied: %w", err)
+				}
+			}
+		}
+		if err := n.store.Unpin(ctx, d.pin.CID); err != nil {
+			return out, fmt.Errorf("gc --denied: %w", err)
+		}
+		n.log.Info("unpinned denied content", "cid", d.pin.CID, "name", d.pin.Name, "rule", d.why)
+		out = append(out, d.String())
+	}
+	if len(out) > 0 {
+		n.routing.ReconcileSoon()
 	}
 	return out, nil
 }

@@ -57,7 +57,11 @@ func printInspect(w io.Writer, res api.InspectResult) {
 		fmt.Fprintf(w, "%s@%s (signed by %s)\n", res.Name, res.Revision, res.Publisher)
 	}
 	for _, a := range res.Attestations {
-		fmt.Fprintf(w, "attested by %s: %s at %s from %s, %d files, %s\n", a.Signer, a.Name, a.Commit, a.Upstream, a.Files, a.Time.Format(time.RFC3339))
+		trust := "not trusted here"
+		if a.Trusted {
+			trust = "trusted"
+		}
+		fmt.Fprintf(w, "attested by %s (%s): %s at %s from %s, %d files, %s\n", a.Signer, trust, a.Name, a.Commit, a.Upstream, a.Files, a.Time.Format(time.RFC3339))
 	}
 	for _, f := range res.Files {
 		fmt.Fprintf(w, "%s %s (%s)\n", f.Path, f.CID, units.HumanBytes(f.Size))

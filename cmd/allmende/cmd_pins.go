@@ -59,20 +59,28 @@ func newRmCmd(g *globalOptions) *cobra.Command {
 }
 
 func newGCCmd(g *globalOptions) *cobra.Command {
-	var asJSON bool
+	var asJSON, denied bool
 	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Delete blocks that no pin holds",
-		Long:  "Deletes every block no pinned root reaches. Pinned blocks are never deleted.",
-		Args:  args(cobra.NoArgs),
+		Long: `Deletes every block no pinned root reaches. Pinned blocks are never deleted.
+
+With --denied it first unpins every root a denylist (or the licence
+policy) now refuses to pass on, the roots "verify" lists as denied, and
+names each with its rule; their blocks are then deleted like any other
+unpinned block.`,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAPI(cmd, g, func(ctx context.Context, n api.API) error {
-				res, err := n.GC(ctx)
+				res, err := n.GC(ctx, api.GCRequest{Denied: denied})
 				if err != nil {
 					return err
 				}
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), res)
+				}
+				for _, u := range res.Unpinned {
+					fmt.Fprintf(cmd.OutOrStdout(), "unpinned denied: %s\n", u)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %d blocks (%s), kept %d\n", res.Removed, units.HumanBytes(res.Freed), res.Kept)
 				return nil
@@ -80,5 +88,6 @@ func newGCCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&denied, "denied", false, "first unpin the roots a denylist or the licence policy now refuses")
 	return cmd
 }

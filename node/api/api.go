@@ -35,8 +35,9 @@ type API interface {
 	List(ctx context.Context) ([]PinInfo, error)
 	// Remove unpins a root.
 	Remove(ctx context.Context, ref string) error
-	// GC frees every block no pin holds.
-	GC(ctx context.Context) (GCResult, error)
+	// GC frees every block no pin holds; with req.Denied it first unpins
+	// the roots the node's policy now refuses to pass on.
+	GC(ctx context.Context, req GCRequest) (GCResult, error)
 	// Stats returns transfer counters since the node started.
 	Stats(ctx context.Context) (Stats, error)
 	// Verify re-hashes the store and, with req.Repair, fetches what is

@@ -66,8 +66,19 @@ type FetchResult struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// GCRequest asks for a garbage collection.
+type GCRequest struct {
+	// Denied first unpins every root a denylist (or the licence policy)
+	// now refuses to pass on (the roots verify lists as denied), so their
+	// blocks are collected too.
+	Denied bool `json:"denied,omitempty"`
+}
+
 // GCResult describes a garbage collection.
 type GCResult struct {
+	// Unpinned are the denied roots GCRequest.Denied unpinned, each
+	// named as verify names it: "name (rule)".
+	Unpinned []string `json:"unpinned,omitempty"`
 	// Removed is the number of blocks deleted.
 	Removed int `json:"removed"`
 	// Freed is the number of bytes deleted: block files, and the store's
@@ -120,6 +131,9 @@ type ProvenanceReport struct {
 type Attestation struct {
 	// Signer is the key ID that signed it.
 	Signer string `json:"signer"`
+	// Trusted says verify --provenance accepts it: the signer is in the
+	// trust list, trusted for the name, and it describes the manifest.
+	Trusted bool `json:"trusted,omitempty"`
 	// Upstream, Name, Revision and Commit say where the files came from.
 	Upstream string `json:"upstream"`
 	Name     string `json:"name"`

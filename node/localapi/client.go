@@ -77,9 +77,9 @@ func (c *Client) Remove(ctx context.Context, ref string) error {
 }
 
 // GC implements api.API.
-func (c *Client) GC(ctx context.Context) (api.GCResult, error) {
+func (c *Client) GC(ctx context.Context, req api.GCRequest) (api.GCResult, error) {
 	var v api.GCResult
-	return v, c.call(ctx, http.MethodPost, routeGC, request{}, &v)
+	return v, c.call(ctx, http.MethodPost, routeGC, request{Denied: req.Denied}, &v)
 }
 
 // api.Stats implements API.

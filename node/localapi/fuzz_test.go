@@ -61,7 +61,9 @@ func (parsingAPI) Remove(_ context.Context, ref string) error {
 	return err
 }
 
-func (parsingAPI) GC(context.Context) (api.GCResult, error) { return api.GCResult{}, nil }
+func (parsingAPI) GC(context.Context, api.GCRequest) (api.GCResult, error) {
+	return api.GCResult{}, nil
+}
 
 func (parsingAPI) Verify(context.Context, api.VerifyRequest) (api.VerifyResult, error) {
 	return api.VerifyResult{}, nil

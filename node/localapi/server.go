@@ -66,6 +66,8 @@ type request struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Repair asks verify to fetch damaged content again.
 	Repair bool `json:"repair,omitempty"`
+	// Denied asks gc to unpin the roots the policy refuses first.
+	Denied bool `json:"denied,omitempty"`
 }
 
 // streamLine is one line of a streamed (NDJSON) answer: progress reports,
@@ -173,7 +175,9 @@ func NewHandler(a api.API, log *slog.Logger) http.Handler {
 	plain("POST "+routeRemove, func(r *http.Request, q request) (any, error) {
 		return struct{}{}, a.Remove(r.Context(), q.Ref)
 	})
-	long("POST "+routeGC, func(r *http.Request, _ request) (any, error) { return a.GC(r.Context()) })
+	long("POST "+routeGC, func(r *http.Request, q request) (any, error) {
+		return a.GC(r.Context(), api.GCRequest{Denied: q.Denied})
+	})
 	plain("GET "+routeStats, func(r *http.Request, _ request) (any, error) { return a.Stats(r.Context()) })
 	plain("GET "+routeProviders, func(r *http.Request, _ request) (any, error) {
 		return a.FindProviders(r.Context(), r.URL.Query().Get("cid"))

@@ -64,6 +64,6 @@ func (k registryKeeper) Announce(ctx context.Context, root cid.Cid) {
 func (mr *Mirror) newRegistry() (*ocifill.Backend, error) {
 	return ocifill.New(mr.ctx, ocifill.Config{
 		Upstream: mr.cfg.RegistryUpstream, TTL: mr.cfg.UpstreamTTL, StallTimeout: mr.cfg.StallTimeout,
-		Home: mr.cfg.Home, Store: mr.store, Models: mr.models, Net: mr.hfb.dag, Keeper: registryKeeper{mr: mr, hfb: mr.hfb}, Log: mr.log,
+		Home: mr.cfg.Home, Store: mr.store, Models: mr.models, Net: mr.hfb.dag, Keeper: registryKeeper{mr: mr, hfb: mr.hfb}, Gate: mr.cfg.Gate, Log: mr.log,
 	})
 }

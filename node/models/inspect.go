@@ -66,7 +66,7 @@ func (reg *Registry) inspect(ctx context.Context, req api.InspectRequest, receiv
 	}
 	res := api.InspectResult{Name: m.Name, Revision: m.Revision, Publisher: rn.Record.Publisher}
 	if mc, err := cid.Decode(rn.Record.Manifest); err == nil {
-		res.Attestations = reg.Attestations(mc)
+		res.Attestations = reg.Attestations(mc, m)
 	}
 	for _, f := range sel {
 		if format.Detect(f.Path) == "" {

@@ -144,19 +144,11 @@ func (reg *Registry) VerifyProvenance(ctx context.Context, ref string) (api.Prov
 		rep.Refused = append(rep.Refused, ferr.Error())
 	}
 	for _, a := range as {
-		k, ok := trust.Find(keys, a.Signer)
-		switch {
-		case !ok:
-			rep.Refused = append(rep.Refused, fmt.Sprintf("%s: signer not in the trust list", a.Signer))
-		case len(k.Names) > 0 && !manifest.MatchName(k.Names, m.Name):
-			rep.Refused = append(rep.Refused, fmt.Sprintf("%s: signer not trusted for %s", a.Signer, m.Name))
-		default:
-			if err := a.Describes(mc, m); err != nil {
-				rep.Refused = append(rep.Refused, fmt.Sprintf("%s: %v", a.Signer, err))
-				continue
-			}
-			rep.Accepted = append(rep.Accepted, attestationInfo(a))
+		if err := accept(keys, a, mc, m); err != nil {
+			rep.Refused = append(rep.Refused, fmt.Sprintf("%s: %v", a.Signer, err))
+			continue
 		}
+		rep.Accepted = append(rep.Accepted, attestationInfo(a, true))
 	}
 	if len(rep.Accepted) == 0 {
 		why := "none is kept here"
@@ -168,18 +160,37 @@ func (reg *Registry) VerifyProvenance(ctx context.Context, ref string) (api.Prov
 	return rep, nil
 }
 
+// accept is why verify --provenance refuses the attestation a of the
+// manifest m (stored as mc), nil if a key of the trust list, trusted for
+// m.Name, signed it and it describes m.
+func accept(keys []trust.Key, a *provenance.Attestation, mc cid.Cid, m *manifest.Manifest) error {
+	k, ok := trust.Find(keys, a.Signer)
+	switch {
+	case !ok:
+		return errors.New("signer not in the trust list")
+	case len(k.Names) > 0 && !manifest.MatchName(k.Names, m.Name):
+		return fmt.Errorf("signer not trusted for %s", m.Name)
+	}
+	return a.Describes(mc, m)
+}
+
 // Attestations lists every attestation kept for the manifest mc that
-// verifies, trusted or not (for inspect).
-func (reg *Registry) Attestations(mc cid.Cid) []api.Attestation {
+// verifies, trusted or not (for inspect and the web page); with m, the
+// manifest, each one verify --provenance would accept is marked Trusted.
+func (reg *Registry) Attestations(mc cid.Cid, m *manifest.Manifest) []api.Attestation {
 	as, _ := provenance.ForManifest(reg.home.Attestations(), mc)
+	var keys []trust.Key
+	if m != nil && len(as) > 0 {
+		keys, _ = trust.List(reg.home) // an unreadable trust list trusts no one
+	}
 	out := make([]api.Attestation, 0, len(as))
 	for _, a := range as {
-		out = append(out, attestationInfo(a))
+		out = append(out, attestationInfo(a, m != nil && accept(keys, a, mc, m) == nil))
 	}
 	return out
 }
 
-func attestationInfo(a *provenance.Attestation) api.Attestation {
-	return api.Attestation{Signer: a.Signer, Upstream: a.Upstream.URL, Name: a.Upstream.Name,
+func attestationInfo(a *provenance.Attestation, trusted bool) api.Attestation {
+	return api.Attestation{Signer: a.Signer, Trusted: trusted, Upstream: a.Upstream.URL, Name: a.Upstream.Name,
 		Revision: a.Upstream.Revision, Commit: a.Upstream.Commit, Files: len(a.Files), Time: a.Time}
 }

@@ -47,6 +47,7 @@ func TestSignFill(t *testing.T) {
 	reg := newTestRegistry(t)
 	var seqs []uint64
 	var last cid.Cid
+	var lastM *manifest.Manifest
 	for i, content := range []string{`{"v":1}`, `{"v":2}`} {
 		mc, m := importFilled(t, reg, "acme/tiny", fmt.Sprintf("r%d", i), content)
 		up := provenance.Upstream{URL: "https://huggingface.co", Kind: "model", Name: m.Name, Revision: "main", Commit: m.Commit}
@@ -62,10 +63,11 @@ func TestSignFill(t *testing.T) {
 			t.Fatalf("record %+v, %v: want a version 2 record for %s", rec, err, mc)
 		}
 		seqs = append(seqs, rec.Seq)
-		if as := reg.Attestations(mc); len(as) != 1 || as[0].Commit != m.Commit {
-			t.Errorf("attestations of %s: %+v", mc, as)
+		if as := reg.Attestations(mc, m); len(as) != 1 || as[0].Commit != m.Commit || as[0].Trusted {
+			t.Errorf("attestations of %s: %+v; want one, not trusted yet", mc, as)
 		}
 		last = mc
+		lastM = m
 	}
 	if seqs[1] <= seqs[0] {
 		t.Errorf("the record for the moved branch has seq %d, not above %d", seqs[1], seqs[0])
@@ -86,5 +88,8 @@ func TestSignFill(t *testing.T) {
 	rep, err := reg.VerifyProvenance(ctx, ref)
 	if err != nil || len(rep.Accepted) != 1 || rep.Manifest != last.String() {
 		t.Errorf("after trust: %+v, %v", rep, err)
+	}
+	if as := reg.Attestations(last, lastM); len(as) != 1 || !as[0].Trusted || as[0].Signer != key {
+		t.Errorf("attestations after trust: %+v; want %s's, trusted", as, key)
 	}
 }

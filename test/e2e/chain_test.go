@@ -100,12 +100,19 @@ func TestMirrorChain(t *testing.T) {
 		assertFiles(t, files, dir)
 	})
 
+	t.Run("mirror 1's web page names its own attestation, not trusted there", func(t *testing.T) {
+		_, _, page := harness.MustGet(t, m1.MirrorURL(t)+"/")
+		if !bytes.Contains(page, []byte("Attested by: <code>"+key+`</code> <span class="muted">(not trusted here)`)) {
+			t.Errorf("mirror 1's page does not name %s as an untrusted attester:\n%s", key, page)
+		}
+	})
+
 	t.Run("a node that trusts mirror 1 accepts its attestation", func(t *testing.T) {
 		b := chainNode(t, m1, key)
 		if res := b.MustRun("verify", "--provenance", chainModel); !strings.Contains(res, "attested by "+key+", trusted") || !strings.Contains(res, commit) {
 			t.Errorf("verify --provenance: %q", res)
 		}
-		if res := b.MustRun("inspect", chainModel); !strings.Contains(res, "attested by "+key) {
+		if res := b.MustRun("inspect", chainModel); !strings.Contains(res, "attested by "+key+" (trusted)") {
 			t.Errorf("inspect shows no attestation: %q", res)
 		}
 

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/test/harness"
+	"github.com/opencontainers/go-digest"
 )
 
 // Waits for a denylist dropped into a running daemon's folder to apply
@@ -68,7 +70,8 @@ func TestDenylists(t *testing.T) {
 		b.MustRun("fetch", allowedCID, "-o", filepath.Join(t.TempDir(), "allowed.bin"))
 	})
 
-	list := writeList(t, seeder, "school.deny", "# the school's list\n/ipfs/"+deniedCID+"\nname:leaks/*\n")
+	deniedBlob := digest.SHA256.FromString("a layer nobody may pull")
+	list := writeList(t, seeder, "school.deny", "# the school's list\n/ipfs/"+deniedCID+"\nname:leaks/*\nsha256:"+deniedBlob.Encoded()+"\n")
 
 	t.Run("a running seeder that gets a list answers 410 on its gateway", func(t *testing.T) {
 		harness.WaitUntil(t, "the seeder's new list applies", listWait, listPoll, func() bool {
@@ -102,11 +105,34 @@ func TestDenylists(t *testing.T) {
 		}
 	})
 
+	t.Run("its OCI API answers 451 DENIED for a denied name or blob", func(t *testing.T) {
+		for _, tt := range []struct {
+			path string
+			code int
+			body string
+		}{
+			{"/v2/leaks/tiny/manifests/latest", http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/leaks/tiny/tags/list", http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/library/other/blobs/" + deniedBlob.String(), http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/library/other/manifests/" + deniedBlob.String(), http.StatusUnavailableForLegalReasons, `"DENIED"`},
+			{"/v2/library/other/blobs/" + digest.SHA256.FromString("anything else").String(), http.StatusNotFound, `"BLOB_UNKNOWN"`},
+		} {
+			code, _, body := harness.MustGet(t, base+tt.path)
+			if code != tt.code || !strings.Contains(string(body), tt.body) {
+				t.Errorf("%s: status %d, body %s; want %d with %s", tt.path, code, body, tt.code, tt.body)
+			}
+			if code == http.StatusUnavailableForLegalReasons && !strings.Contains(string(body), list) {
+				t.Errorf("%s: body %s does not name %s", tt.path, body, list)
+			}
+		}
+	})
+
 	t.Run("metrics count the refusals by reason and surface", func(t *testing.T) {
 		m := harness.Metrics(t, base)
 		for _, series := range []string{
 			`allmende_refusals_total{reason="denylist_cid",surface="gateway"}`,
 			`allmende_refusals_total{reason="denylist_name",surface="hf"}`,
+			`allmende_refusals_total{reason="denylist_name",surface="oci"}`,
 		} {
 			if m[series] < 1 {
 				t.Errorf("%s = %v, want at least 1", series, m[series])
@@ -119,6 +145,32 @@ func TestDenylists(t *testing.T) {
 			t.Errorf("no refusal to a peer counted")
 		}
 	})
+
+	t.Run("gc --denied unpins what the list names, and verify is then clean", func(t *testing.T) {
+		var gc api.GCResult
+		seeder.JSON(&gc, "gc", "--denied", "--json")
+		if !anyContains(gc.Unpinned, deniedCID) || anyContains(gc.Unpinned, allowedCID) || gc.Removed == 0 {
+			t.Errorf("gc --denied: %+v; want %s unpinned and its blocks removed, %s kept", gc, deniedCID, allowedCID)
+		}
+		var vr api.VerifyResult
+		seeder.JSON(&vr, "verify", "--json")
+		if len(vr.Denied) != 0 || !vr.OK() {
+			t.Errorf("verify after gc --denied: denied %q, ok %v", vr.Denied, vr.OK())
+		}
+		if pins := seeder.MustRun("ls"); !strings.Contains(pins, allowedCID) || strings.Contains(pins, deniedCID) {
+			t.Errorf("pins after gc --denied:\n%s\nwant %s and not %s", pins, allowedCID, deniedCID)
+		}
+	})
+}
+
+// anyContains reports whether one of lines contains s.
+func anyContains(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // ncRepo writes a small model whose card (README.md) declares a
@@ -192,5 +244,26 @@ func TestLicensePolicy(t *testing.T) {
 		if harness.Metric(t, base, `allmende_refusals_total{reason="license",surface="fill"}`) < 1 {
 			t.Errorf("no licence refusal of a fill counted")
 		}
+
+		t.Run("gc --denied drops it and keeps the rest", func(t *testing.T) {
+			var before, after api.VerifyResult
+			m.JSON(&before, "verify", "--json")
+			var gc api.GCResult
+			m.JSON(&gc, "gc", "--denied", "--json")
+			if len(before.Denied) == 0 || len(gc.Unpinned) != len(before.Denied) || !anyContains(gc.Unpinned, "CC-BY-NC-4.0") {
+				t.Errorf("gc --denied unpinned %q; verify listed %q as denied; want the same, naming the licence", gc.Unpinned, before.Denied)
+			}
+			m.JSON(&after, "verify", "--json")
+			if len(after.Denied) != 0 || !after.OK() {
+				t.Errorf("verify after gc --denied: denied %q, ok %v", after.Denied, after.OK())
+			}
+			if pins := m.MustRun("ls"); !strings.Contains(pins, okCID) || strings.Contains(pins, "local/nc") {
+				t.Errorf("gc --denied unpinned content no policy refuses, or kept the model it refuses:\n%s", pins)
+			}
+			// Not held any more, and unknown upstream: the hub's "repository not found".
+			if code, _, _ := harness.MustGet(t, base+"/api/models/local/nc"); code != http.StatusUnauthorized && code != http.StatusNotFound {
+				t.Errorf("hub API for the model gc --denied dropped: status %d, want 401 or 404 (not found)", code)
+			}
+		})
 	})
 }

@@ -66,7 +66,8 @@ func TestWebPageInChromium(t *testing.T) {
 
 	dom := runChromium(t, bin, "--dump-dom", base+"/")
 	for _, want := range []string{"school/tiny-llama", "school/poems", "HF_ENDPOINT=http://", "hf download school/tiny-llama", "hf download --repo-type dataset school/poems",
-		"allmende fetch school/tiny-llama@main", "/school/tiny-llama/resolve/main/model.bin", "/datasets/school/poems/resolve/main/train.csv"} {
+		"allmende fetch school/tiny-llama@main", "/school/tiny-llama/resolve/main/model.bin", "/datasets/school/poems/resolve/main/train.csv",
+		`<a href="https://spdx.org/licenses/Apache-2.0.html">Apache-2.0</a>`, `<a href="https://spdx.org/licenses/CC-BY-4.0.html">CC-BY-4.0</a>`} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("rendered page lacks %q", want)
 		}

@@ -304,6 +304,8 @@ func classify(err error) *apiError {
 		return &apiError{http.StatusNotFound, codeManifestUnknown, err.Error()}
 	case errors.Is(err, ErrBlobUnknown):
 		return &apiError{http.StatusNotFound, codeBlobUnknown, err.Error()}
+	case errors.Is(err, ErrRefused):
+		return &apiError{http.StatusUnavailableForLegalReasons, codeDenied, err.Error()}
 	case errors.Is(err, ErrDenied):
 		return &apiError{http.StatusForbidden, codeDenied, err.Error()}
 	case errors.Is(err, ErrTooManyRequests):

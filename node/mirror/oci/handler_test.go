@@ -32,9 +32,10 @@ type memRepo struct {
 
 // failing maps repository names to the error every call about them gets.
 var failing = map[string]error{
-	"busy/model":   ErrTooManyRequests,
-	"denied/model": ErrDenied,
-	"broken/model": fmt.Errorf("%w: dial tcp 203.0.113.9:443: secret detail", ErrUpstream),
+	"busy/model":    ErrTooManyRequests,
+	"denied/model":  ErrDenied,
+	"refused/model": fmt.Errorf("%w: refused/model: blocked by /home/x/denylists/school.deny", ErrRefused),
+	"broken/model":  fmt.Errorf("%w: dial tcp 203.0.113.9:443: secret detail", ErrUpstream),
 }
 
 func (m *memBackend) repo(name string) (*memRepo, error) {
@@ -287,6 +288,7 @@ func TestHandler(t *testing.T) {
 		{why: "no catalog", method: "GET", path: "/v2/_catalog", status: 404, code: codeUnsupported},
 		{why: "a client over its share waits", method: "GET", path: "/v2/busy/model/manifests/latest", status: 429, code: codeTooMany, headers: map[string]string{"Retry-After": "2"}},
 		{why: "a refused model", method: "GET", path: "/v2/denied/model/blobs/" + f.ggufDigest.String(), status: 403, code: codeDenied},
+		{why: "a model the policy refuses", method: "GET", path: "/v2/refused/model/manifests/latest", status: 451, code: codeDenied},
 		{why: "an upstream failure is a 502 without its details", method: "GET", path: "/v2/broken/model/manifests/latest", status: 502, code: codeUnknown},
 		{why: "errors on HEAD carry headers only", method: "HEAD", path: "/v2/library/tiny/manifests/70b", status: 404, body: []byte{}},
 	}

@@ -66,6 +66,9 @@ var (
 	// ErrDenied: the client may not have it (403 DENIED), e.g. a denylist
 	// or an allow-list refused it, or an upstream refused us.
 	ErrDenied = errors.New("requested access to the resource is denied")
+	// ErrRefused: this node's policy refuses to pass it on, a denylist
+	// naming the repository or the blob, or the licence policy (451 DENIED).
+	ErrRefused = errors.New("unavailable for legal reasons: refused by this mirror's policy")
 	// ErrTooManyRequests: the client has as many transfers going as it may
 	// (429 TOOMANYREQUESTS, Retry-After: BusyRetryAfter).
 	ErrTooManyRequests = errors.New("too many requests")

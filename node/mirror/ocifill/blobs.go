@@ -15,6 +15,7 @@ import (
 	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/node/mirror/growing"
 	"github.com/allmende/allmende/node/mirror/oci"
+	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ufs"
@@ -50,6 +51,12 @@ func (b *Backend) loadKept(ctx context.Context) {
 // served here named is unknown: clients ask for the manifest first.
 // Waiting on a fill takes one of the client's fill slots.
 func (b *Backend) Blob(ctx context.Context, name string, d digest.Digest) (io.ReadSeekCloser, error) {
+	if err := b.cfg.Gate.Name(name, policy.SurfaceOCI); err != nil {
+		return nil, refused(err)
+	}
+	if err := b.allowed(name, d); err != nil {
+		return nil, err
+	}
 	if r, err := b.openHeld(ctx, d); err == nil {
 		return r, nil
 	}

@@ -25,10 +25,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/allmende/allmende/node/gate"
 	"github.com/allmende/allmende/node/home"
 	"github.com/allmende/allmende/node/mirror/oci"
 	"github.com/allmende/allmende/node/mirror/upstreamhttp"
 	"github.com/allmende/allmende/node/models"
+	"github.com/allmende/allmende/policy"
 	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/store/manifest"
 	"github.com/allmende/allmende/store/ollama"
@@ -112,6 +114,10 @@ type Config struct {
 	Net ipld.DAGService
 	// Keeper keeps what is filled.
 	Keeper Keeper
+	// Gate is the node's policy: a repository name or a blob the
+	// denylists (or the licence policy, for a held blob) refuse is
+	// oci.ErrRefused (451). Nil refuses nothing.
+	Gate *gate.Gate
 	// Log receives the backend's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -187,6 +193,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 // Tags implements oci.Backend: the tags of the models this node holds
 // under name, and the upstream's are not asked for.
 func (b *Backend) Tags(ctx context.Context, name string) ([]string, error) {
+	if err := b.cfg.Gate.Name(name, policy.SurfaceOCI); err != nil {
+		return nil, refused(err)
+	}
 	var tags []string
 	for _, c := range b.cfg.Models.Index().Revisions(name) {
 		if m, err := models.ReadManifest(ctx, b.cfg.Store.LocalDAG(), c); err == nil && ollama.IsRecord(m) && m.Name == name {
@@ -199,11 +208,30 @@ func (b *Backend) Tags(ctx context.Context, name string) ([]string, error) {
 	return tags, nil
 }
 
-// Manifest implements oci.Backend.
+// Manifest implements oci.Backend. The policy applies to the name, and
+// to the manifest's digest (a tag's once it is known).
 func (b *Backend) Manifest(ctx context.Context, name string, ref oci.Reference) (*oci.Manifest, error) {
+	if err := b.cfg.Gate.Name(name, policy.SurfaceOCI); err != nil {
+		return nil, refused(err)
+	}
 	if ref.Digest != "" {
+		if err := b.allowed(name, ref.Digest); err != nil {
+			return nil, err
+		}
 		return b.byDigest(ctx, name, ref.Digest)
 	}
+	m, err := b.tagManifest(ctx, name, ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.allowed(name, m.Digest()); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// tagManifest finds the manifest of name:ref.Tag (see Manifest).
+func (b *Backend) tagManifest(ctx context.Context, name string, ref oci.Reference) (*oci.Manifest, error) {
 	if b.client != nil {
 		m, err := b.upstreamTag(ctx, name, ref.Tag)
 		if err == nil {
@@ -389,3 +417,22 @@ func (b *Backend) learn(name, tag, source string, m *oci.Manifest) {
 func (b *Backend) upstreamSource(name, tag string) string {
 	return ollama.OCISourcePrefix + b.source + "/" + name + ":" + tag
 }
+
+// allowed refuses the content d of repository name if the policy refuses
+// its sha256 or, when it is held, its file root (a cid: rule, or the
+// licence of a model it belongs to).
+func (b *Backend) allowed(name string, d digest.Digest) error {
+	g := b.cfg.Gate
+	if err := g.SHA256(d.Encoded(), name+"@"+d.String(), policy.SurfaceOCI); err != nil {
+		return refused(err)
+	}
+	if c := b.heldCID(d.Encoded()); c.Defined() {
+		if err := g.CID(c, policy.SurfaceOCI); err != nil {
+			return refused(err)
+		}
+	}
+	return nil
+}
+
+// refused marks a refusal of the node's policy as the OCI API's 451.
+func refused(err error) error { return fmt.Errorf("%w: %w", oci.ErrRefused, err) }
