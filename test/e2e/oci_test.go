@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,11 +21,8 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/test/harness"
+	"github.com/allmende/allmende/test/ocitools"
 )
-
-// ociToolsEnv names the folder test/oci/tools.sh installed oras, crane and
-// ollama into (.ci/run sets it); without it they are looked up on PATH.
-const ociToolsEnv = "ALLMENDE_OCI_TOOLS"
 
 // ociConcurrentClients is how many clients ask for one blob at once.
 const ociConcurrentClients = 6
@@ -36,39 +30,6 @@ const ociConcurrentClients = 6
 // ociUpstreamDelay holds each blob request to the test registry, so that
 // clients asking at once overlap (no timing is asserted).
 const ociUpstreamDelay = 300 * time.Millisecond
-
-// ociTool returns the path of an OCI client, skipping the test when it is
-// not installed (failing under CI, which installs it).
-func ociTool(t *testing.T, name string) string {
-	t.Helper()
-	if dir := os.Getenv(ociToolsEnv); dir != "" {
-		if p := filepath.Join(dir, name); fileExists(p) {
-			return p
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed: .ci/run must run test/oci/tools.sh and set %s", name, ociToolsEnv)
-		}
-		t.Skipf("%s not installed; run test/oci/tools.sh DIR and set %s=DIR", name, ociToolsEnv)
-	}
-	return p
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// ociClientEnv is an environment in which OCI clients reach only
-// loopback: proxies point at a closed port, HOME is the test's.
-func ociClientEnv(t *testing.T, extra ...string) []string {
-	home := t.TempDir()
-	return append([]string{"PATH=/usr/bin:/bin", "HOME=" + home, "TMPDIR=" + t.TempDir(),
-		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
-		"DOCKER_CONFIG=" + filepath.Join(home, ".docker")}, extra...)
-}
 
 // runTool runs an OCI client and returns its stdout, failing the test
 // with its output if it fails.
@@ -87,47 +48,6 @@ func runTool(t *testing.T, env []string, bin string, args ...string) string {
 	return string(out)
 }
 
-// craneRegistry runs `crane registry serve` (an in-memory registry) on
-// 127.0.0.1 and returns its host:port and a function that stops it.
-func craneRegistry(t *testing.T, crane string) (string, func()) {
-	t.Helper()
-	cmd := exec.Command(crane, "registry", "serve", "--address", "127.0.0.1:0")
-	cmd.Env = ociClientEnv(t)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	port := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`serving on port (\d+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				port <- m[1]
-			}
-		}
-	}()
-	select {
-	case p := <-port:
-		return "127.0.0.1:" + p, stop
-	case <-time.After(30 * time.Second):
-		t.Fatal("crane registry serve did not say its port")
-	}
-	return "", stop
-}
-
 // pushOllamaModel pushes test/oci/push-ollama.sh's tiny Ollama-shaped
 // model to reg as ref; it returns the manifest digest and the work folder
 // (files/ holds the files pushed, manifest.json the manifest).
@@ -135,7 +55,7 @@ func pushOllamaModel(t *testing.T, oras, reg, ref string) (string, string) {
 	t.Helper()
 	work := t.TempDir()
 	script := filepath.Join(repoRoot(t), "test", "oci", "push-ollama.sh")
-	out := runTool(t, ociClientEnv(t, "ORAS="+oras), "bash", script, reg, ref, work)
+	out := runTool(t, ocitools.ClientEnv(t, "ORAS="+oras), "bash", script, reg, ref, work)
 	return lastLine(out), work
 }
 
@@ -157,7 +77,7 @@ func sha256Hex(b []byte) string {
 // files, manifest and digest with what was pushed.
 func checkPulls(t *testing.T, oras, crane, ref, digest, work string) {
 	t.Helper()
-	env := ociClientEnv(t)
+	env := ocitools.ClientEnv(t)
 	out := t.TempDir()
 	runTool(t, env, oras, "pull", "--plain-http", "--no-tty", ref, "-o", out)
 	for _, f := range []string{"model.gguf", "template", "params", "license"} {
@@ -193,8 +113,8 @@ func checkPulls(t *testing.T, oras, crane, ref, digest, work string) {
 // Both give the bytes and the manifest digest pushed. Ollama pulls it from
 // mirror 2 and lists it.
 func TestOCIMirrorFromRegistryAndSwarm(t *testing.T) {
-	oras, crane := ociTool(t, "oras"), ociTool(t, "crane")
-	reg, stopRegistry := craneRegistry(t, crane)
+	oras, crane := ocitools.Tool(t, "oras"), ocitools.Tool(t, "crane")
+	reg, stopRegistry := ocitools.CraneRegistry(t, crane)
 	digest, work := pushOllamaModel(t, oras, reg, "library/tiny:latest")
 	t.Logf("pushed library/tiny:latest to %s: %s", reg, digest)
 
@@ -338,8 +258,8 @@ func TestOCIMirrorFromRegistryAndSwarm(t *testing.T) {
 	})
 
 	t.Run("ollama pulls from mirror 2 and lists the model", func(t *testing.T) {
-		bin := ociTool(t, "ollama")
-		env := ollamaServe(t, bin, filepath.Join(t.TempDir(), "models"))
+		bin := ocitools.Tool(t, "ollama")
+		env := ocitools.OllamaServe(t, bin, filepath.Join(t.TempDir(), "models"))
 		runTool(t, env, bin, "pull", "--insecure", host2+"/library/tiny:latest")
 		list := runTool(t, env, bin, "list")
 		t.Logf("ollama list:\n%s", list)
@@ -347,47 +267,4 @@ func TestOCIMirrorFromRegistryAndSwarm(t *testing.T) {
 			t.Errorf("ollama list does not show the model with ID %s:\n%s", strings.TrimPrefix(digest, "sha256:")[:12], list)
 		}
 	})
-}
-
-// ollamaServe runs `ollama serve` on a free loopback port with its store
-// at models, and returns the environment its clients need.
-func ollamaServe(t *testing.T, bin, models string) []string {
-	t.Helper()
-	addr := freeLoopbackAddr(t)
-	env := ociClientEnv(t, "OLLAMA_HOST="+addr, "OLLAMA_MODELS="+models, "OLLAMA_NO_CLOUD=1")
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = env
-	logf, err := os.Create(filepath.Join(t.TempDir(), "ollama.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(logf.Name())
-			t.Logf("ollama serve's log:\n%s", log)
-		}
-	})
-	harness.WaitUntil(t, "ollama serve answers", 30*time.Second, 100*time.Millisecond, func() bool {
-		code, _, _ := harness.Get("http://"+addr+"/api/version", "", time.Second)
-		return code == http.StatusOK
-	})
-	return env
-}
-
-// freeLoopbackAddr returns a 127.0.0.1 address with a port free just now.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/allmende/allmende/store/ollama"
 	"github.com/allmende/allmende/test/harness"
+	"github.com/allmende/allmende/test/ocitools"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -144,17 +145,17 @@ func TestOllamaStoreImportAndFetch(t *testing.T) {
 	})
 
 	t.Run("the mirror serves an imported model to OCI clients", func(t *testing.T) {
-		crane := ociTool(t, "crane")
+		crane := ocitools.Tool(t, "crane")
 		ref := strings.TrimPrefix(a.MirrorURL(t), "http://") + "/alice/mini:q4"
 		m, err := src.Read(mini)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := runTool(t, ociClientEnv(t), crane, "manifest", "--insecure", ref); got != string(m.Manifest) {
+		if got := runTool(t, ocitools.ClientEnv(t), crane, "manifest", "--insecure", ref); got != string(m.Manifest) {
 			t.Errorf("crane manifest %s:\n%s\nwant\n%s", ref, got, m.Manifest)
 		}
 		layout := filepath.Join(t.TempDir(), "layout")
-		runTool(t, ociClientEnv(t), crane, "pull", "--insecure", "--format", "oci", ref, layout)
+		runTool(t, ocitools.ClientEnv(t), crane, "pull", "--insecure", "--format", "oci", ref, layout)
 		for _, blob := range m.Blobs {
 			if ok, err := harness.FilesEqual(blob.Path, filepath.Join(layout, "blobs", "sha256", blob.Digest.Encoded())); !ok || err != nil {
 				t.Errorf("crane pull: blob %s differs (%v)", blob.Digest, err)
@@ -163,8 +164,8 @@ func TestOllamaStoreImportAndFetch(t *testing.T) {
 	})
 
 	t.Run("ollama lists the models written", func(t *testing.T) {
-		bin := ociTool(t, "ollama")
-		env := ollamaServe(t, bin, dstDir)
+		bin := ocitools.Tool(t, "ollama")
+		env := ocitools.OllamaServe(t, bin, dstDir)
 		list := runTool(t, env, bin, "list")
 		t.Logf("ollama list:\n%s", list)
 		for _, want := range []string{"tiny:latest", "alice/mini:q4"} {

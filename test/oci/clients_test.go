@@ -5,7 +5,6 @@
 package oci_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -26,33 +25,10 @@ import (
 
 	"github.com/allmende/allmende/node/mirror/oci"
 	"github.com/allmende/allmende/store/ollama"
+	"github.com/allmende/allmende/test/ocitools"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
-
-// ToolsEnv names the folder test/oci/tools.sh installed oras, crane and
-// ollama into; without it the tools are looked up on PATH.
-const ToolsEnv = "ALLMENDE_OCI_TOOLS"
-
-// tool returns the path of a client program, skipping the test when it is
-// not installed (failing under CI, whose .ci/run installs it).
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	if dir := os.Getenv(ToolsEnv); dir != "" {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed: .ci/run must run test/oci/tools.sh and set %s", name, ToolsEnv)
-		}
-		t.Skipf("%s not installed; run test/oci/tools.sh DIR and set %s=DIR", name, ToolsEnv)
-	}
-	return p
-}
 
 // storeBackend serves the models of an Ollama store that carry the given
 // host, read-only: the repository is namespace/model, as Ollama asks.
@@ -226,21 +202,12 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 	return string(out)
 }
 
-// clientEnv is an environment in which a client reaches only loopback:
-// proxies point at a closed port, HOME is the test's.
-func clientEnv(t *testing.T, extra ...string) []string {
-	home := t.TempDir()
-	return append([]string{"PATH=/usr/bin:/bin", "HOME=" + home, "TMPDIR=" + t.TempDir(),
-		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
-		"DOCKER_CONFIG=" + filepath.Join(home, ".docker")}, extra...)
-}
-
 func TestOrasAndCranePullFromHandler(t *testing.T) {
-	oras, crane := tool(t, "oras"), tool(t, "crane")
+	oras, crane := ocitools.Tool(t, "oras"), ocitools.Tool(t, "crane")
 	m := newModel(t, "oras")
 	reg := serveStore(t, m)
 	ref := reg + "/library/tiny:latest"
-	env := clientEnv(t)
+	env := ocitools.ClientEnv(t)
 
 	out := t.TempDir()
 	run(t, env, oras, "pull", "--plain-http", "--no-tty", ref, "-o", out)
@@ -274,55 +241,12 @@ func TestOrasAndCranePullFromHandler(t *testing.T) {
 	}
 }
 
-// ollamaServer runs `ollama serve` on a free loopback port with its store
-// at models, and returns the OLLAMA_HOST its clients need.
-func ollamaServer(t *testing.T, bin, models string) []string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	env := clientEnv(t, "OLLAMA_HOST="+addr, "OLLAMA_MODELS="+models, "OLLAMA_NO_CLOUD=1")
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = env
-	logf, err := os.Create(filepath.Join(t.TempDir(), "ollama.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(logf.Name())
-			t.Logf("ollama serve's log:\n%s", log)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/api/version")
-		if err == nil {
-			resp.Body.Close()
-			return env
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ollama serve did not answer on %s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestOllamaPullsFromHandlerAndListsWrittenModels: `ollama pull --insecure`
 // gets a model from oci.Handler into Ollama's own store, byte for byte;
 // and a model store/ollama wrote into that store beforehand is listed by
 // `ollama list` next to it.
 func TestOllamaPullsFromHandlerAndListsWrittenModels(t *testing.T) {
-	bin := tool(t, "ollama")
+	bin := ocitools.Tool(t, "ollama")
 	pulled, written := newModel(t, "pulled"), newModel(t, "written")
 	reg := serveStore(t, pulled)
 
@@ -335,7 +259,7 @@ func TestOllamaPullsFromHandlerAndListsWrittenModels(t *testing.T) {
 	if err := dst.WriteModel(context.Background(), ollama.Name{Host: ollama.DefaultHost, Namespace: "library", Model: "written", Tag: "1b"}, written.manifest, written.open); err != nil {
 		t.Fatal(err)
 	}
-	env := ollamaServer(t, bin, models)
+	env := ocitools.OllamaServe(t, bin, models)
 
 	run(t, env, bin, "pull", "--insecure", reg+"/library/tiny:latest")
 	list := run(t, env, bin, "list")
@@ -367,7 +291,7 @@ func TestOllamaPullsFromHandlerAndListsWrittenModels(t *testing.T) {
 // answers: Ollama fails on a registry that serves blobs with a plain 200
 // and no Location (as distribution and go-containerregistry's registry do).
 func TestOllamaNeedsLocation(t *testing.T) {
-	bin := tool(t, "ollama")
+	bin := ocitools.Tool(t, "ollama")
 	m := newModel(t, "x")
 	reg := serveStore(t, m)
 	// The same registry with the Location header taken off.
@@ -387,7 +311,7 @@ func TestOllamaNeedsLocation(t *testing.T) {
 		io.Copy(w, resp.Body)
 	}))
 	defer strip.Close()
-	env := ollamaServer(t, bin, filepath.Join(t.TempDir(), "models"))
+	env := ocitools.OllamaServe(t, bin, filepath.Join(t.TempDir(), "models"))
 	cmd := exec.Command(bin, "pull", "--insecure", strings.TrimPrefix(strip.URL, "http://")+"/library/tiny:latest")
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
@@ -404,49 +328,13 @@ func cloneTo(r *http.Request, host string) *http.Request {
 	return c
 }
 
-// craneRegistry runs `crane registry serve` on a free loopback port and
-// returns its host:port.
-func craneRegistry(t *testing.T, crane string) string {
-	cmd := exec.Command(crane, "registry", "serve", "--address", "127.0.0.1:0")
-	cmd.Env = clientEnv(t)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	port := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if _, p, ok := strings.Cut(sc.Text(), "serving on port "); ok {
-				port <- strings.TrimSpace(p)
-				break
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case p := <-port:
-		return "127.0.0.1:" + p
-	case <-time.After(30 * time.Second):
-		t.Fatal("crane registry serve did not say its port")
-	}
-	return ""
-}
-
 // TestPushScriptFillsARegistry: test/oci/push-ollama.sh pushes an
 // Ollama-shaped model with oras into a real registry (crane registry
 // serve), in both manifest forms, and oci.Client reads back the same
 // manifest digest and every file's bytes.
 func TestPushScriptFillsARegistry(t *testing.T) {
-	oras, crane := tool(t, "oras"), tool(t, "crane")
-	reg := craneRegistry(t, crane)
+	oras, crane := ocitools.Tool(t, "oras"), ocitools.Tool(t, "crane")
+	reg, _ := ocitools.CraneRegistry(t, crane)
 	c, err := oci.NewClient("http://"+reg, &http.Client{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -463,7 +351,7 @@ func TestPushScriptFillsARegistry(t *testing.T) {
 			if tc.flag != "" {
 				args = append([]string{tc.flag}, args...)
 			}
-			out := run(t, clientEnv(t, "ORAS="+oras), "./push-ollama.sh", args...)
+			out := run(t, ocitools.ClientEnv(t, "ORAS="+oras), "./push-ollama.sh", args...)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			pushed := lines[len(lines)-1]
 			m, err := c.Manifest(context.Background(), tc.repo, oci.Reference{Tag: "latest"})

@@ -10,12 +10,12 @@ import (
 	"hash"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/allmende/allmende/node/mirror/upstreamhttp"
 	"github.com/allmende/allmende/store/manifest"
 )
 
@@ -27,20 +27,8 @@ const (
 	MaxFiles = 100_000
 )
 
-// Timeouts of the client's HTTP transport. There is no
-// overall timeout, since a download of many gigabytes may rightly take
-// hours; callers bound a transfer that stops making progress themselves
-// (the mirror's mirror.stall_timeout).
+// Timeouts of the client beyond upstreamhttp's transport ones.
 const (
-	// DialTimeout bounds a TCP connect to the upstream.
-	DialTimeout = 30 * time.Second
-	// TLSHandshakeTimeout bounds the TLS handshake.
-	TLSHandshakeTimeout = 15 * time.Second
-	// ResponseHeaderTimeout bounds the wait for the response headers once
-	// the request is sent.
-	ResponseHeaderTimeout = time.Minute
-	// IdleConnTimeout closes pooled connections unused for this long.
-	IdleConnTimeout = 90 * time.Second
 	// InfoTimeout bounds a whole repository info request.
 	InfoTimeout = 2 * time.Minute
 )
@@ -57,7 +45,7 @@ const MaxErrorBody = 1 << 10
 // hub, or another allmende mirror), following the rules in upstream.go,
 // and resumes and retries downloads (see resume.go).
 type Client struct {
-	rules *endpointRules
+	rules *upstreamhttp.Rules
 	http  *http.Client
 	log   *slog.Logger
 	opts  Options
@@ -86,7 +74,7 @@ type Options struct {
 // with the connect, TLS and response header timeouts above, the redirect
 // and address rules of upstream.go and the retries of resume.go.
 func NewClient(endpoint string, opts Options) (*Client, error) {
-	rules, err := parseEndpoint(endpoint)
+	rules, err := upstreamhttp.Parse(endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -102,24 +90,8 @@ func NewClient(endpoint string, opts Options) (*Client, error) {
 	if opts.RetryWait <= 0 {
 		opts.RetryWait = DefaultRetryWait
 	}
-	hc := &http.Client{Transport: newTransport(rules), CheckRedirect: rules.checkRedirect}
+	hc := rules.Client()
 	return &Client{rules: rules, http: hc, log: opts.Log, opts: opts}, nil
-}
-
-// newTransport is http.DefaultTransport's setup with bounded connect, TLS
-// and response header waits, dialling only what rules allow.
-func newTransport(rules *endpointRules) *http.Transport {
-	d := &net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           rules.dialContext(d),
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		IdleConnTimeout:       IdleConnTimeout,
-		TLSHandshakeTimeout:   TLSHandshakeTimeout,
-		ResponseHeaderTimeout: ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-	}
 }
 
 func kindPlural(k Kind) string {
@@ -163,7 +135,7 @@ func (c *Client) downloadToken(ctx context.Context, repo *Repo) string {
 // 206. Any other answer becomes an error without the answer's body, which
 // is logged (at most MaxErrorBody bytes).
 func (c *Client) send(ctx context.Context, what, escaped, token string, off uint64) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.rules.base.String()+escaped, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.rules.Base().String()+escaped, nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", what, err)
 	}

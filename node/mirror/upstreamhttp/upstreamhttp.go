@@ -161,6 +161,9 @@ func (r *Rules) CheckRedirect(req *http.Request, via []*http.Request) error {
 	if r.sameOrigin(u) {
 		return nil
 	}
+	// A token goes to the upstream only, not to its CDN: Go's client
+	// keeps it for a subdomain.
+	req.Header.Del("Authorization")
 	if u.Scheme != "https" {
 		return fmt.Errorf("%w: to %s://%s, neither https nor the upstream's own host", ErrRedirectRefused, u.Scheme, u.Host)
 	}

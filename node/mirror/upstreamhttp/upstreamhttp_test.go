@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync/atomic"
 	"testing"
 )
@@ -96,5 +97,31 @@ func TestDialRules(t *testing.T) {
 	}
 	if n := conns.Load(); n != 0 {
 		t.Errorf("the loopback server saw %d connections", n)
+	}
+}
+
+// TestRedirectDropsToken: the upstream token follows a redirect to the
+// upstream's own scheme and host only, never to another host (a CDN).
+func TestRedirectDropsToken(t *testing.T) {
+	r, err := Parse("https://hub.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		to   string
+		keep bool
+	}{
+		{"https://hub.example/org/m/resolve/x", true},
+		{"https://cdn.example/blob", false},
+		{"https://sub.hub.example/blob", false},
+	} {
+		u, _ := url.Parse(tt.to)
+		req := &http.Request{URL: u, Header: http.Header{"Authorization": {"Bearer hf_secret"}}}
+		if err := r.CheckRedirect(req, []*http.Request{{}}); err != nil {
+			t.Fatalf("%s: %v", tt.to, err)
+		}
+		if kept := req.Header.Get("Authorization") != ""; kept != tt.keep {
+			t.Errorf("redirect to %s: token kept %v, want %v", tt.to, kept, tt.keep)
+		}
 	}
 }
