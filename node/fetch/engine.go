@@ -96,6 +96,10 @@ type Config struct {
 	// Refuse, if set, refuses fetching the DAG below root (a denylist
 	// entry, node/gate); its error is returned as it is.
 	Refuse func(root cid.Cid) error
+	// SuperSeed makes the node super-seed the roots it holds whole to the
+	// swarms that ask (swarm.superseed; docs/swarm.md): a mirror behind a
+	// slow uplink sends each piece once and the room passes it on.
+	SuperSeed bool
 	// Log receives the engine's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -106,6 +110,9 @@ type Engine struct {
 	cfg       Config
 	log       *slog.Logger
 	transfers transferTable
+	// swarms are the roots exchanged over the have protocol (nil without
+	// a host).
+	swarms *swarmTable
 	// bulkBytes and bulkBlocks count the verified blocks received over
 	// the bulk protocol by every fetch, for the node's stats.
 	bulkBytes, bulkBlocks atomic.Uint64
@@ -119,7 +126,22 @@ func New(cfg Config) *Engine {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = DefaultParallel
 	}
-	return &Engine{cfg: cfg, log: cfg.Log}
+	e := &Engine{cfg: cfg, log: cfg.Log}
+	if cfg.Host != nil {
+		e.swarms = newSwarmTable(e, cfg.SuperSeed)
+	}
+	return e
+}
+
+// ServeSwarm answers the have protocol on the engine's host, for the roots
+// it fetches and those it holds whole, and hears of what bulk serves (a
+// super-seeder counts its uploads).
+func (e *Engine) ServeSwarm(bulk *protocol.BulkServer) {
+	if e.swarms == nil {
+		return
+	}
+	protocol.ServeHave(e.cfg.Host, e.swarms.accept, e.swarms.run)
+	bulk.SetObserver(e.swarms)
 }
 
 // Fetch implements api.API's Fetch: it gets the DAG below req.Ref from

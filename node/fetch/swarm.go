@@ -1,0 +1,503 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/allmende/allmende/protocol"
+	"github.com/allmende/allmende/protocol/swarm"
+	"github.com/allmende/allmende/store"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// This file is the have protocol's side of the engine (docs/swarm.md): the
+// table of the roots this node exchanges pieces of with its neighbours —
+// the roots it fetches, and the roots it holds whole that a neighbour asked
+// about — with one have stream per neighbour and root. swarmfetch.go is a
+// fetch's use of it.
+
+// Limits of the swarm table.
+const (
+	// swarmTick is how often a super-seeder makes offers without an event
+	// to prompt it, and a fetch looks for silent peers.
+	swarmTick = 250 * time.Millisecond
+	// maxSwarmDepth bounds the depth of a DAG whose pieces are listed.
+	maxSwarmDepth = 64
+	// maxHeldSwarms bounds the roots held whole that the table keeps
+	// streams for at once (a peer may ask about any pinned root).
+	maxHeldSwarms = 64
+)
+
+// errTooManyPieces: a root has more leaves than the have protocol numbers.
+var errTooManyPieces = fmt.Errorf("more than %d pieces", protocol.MaxHavePieces)
+
+// swarmTable is the engine's table of swarms, by root.
+type swarmTable struct {
+	host  host.Host
+	st    *store.Store
+	guard *protocol.Guard
+	// refuse is the engine's Config.Refuse (nil: none).
+	refuse func(cid.Cid) error
+	// superSeed: roots held whole are super-seeded (swarm.Seeder).
+	superSeed bool
+	log       *slog.Logger
+
+	mu    sync.Mutex
+	roots map[cid.Cid]*swarmRoot
+}
+
+// swarmRoot is the swarm of one root: its pieces, what this node holds of
+// them, and its neighbours.
+type swarmRoot struct {
+	t      *swarmTable
+	root   cid.Cid
+	pieces []cid.Cid
+	// index lists the pieces of each leaf (a leaf may occur twice).
+	index map[cid.Cid][]int
+
+	mu    sync.Mutex
+	have  *swarm.Bitfield
+	peers map[peer.ID]*swarmPeer
+	// fetch is the fetch filling this root, nil once it ended or for a
+	// root held whole.
+	fetch *swarmFetch
+	// seeder super-seeds a root held whole; kick prompts its offers.
+	seeder *swarm.Seeder[peer.ID]
+	kick   chan struct{}
+	// gone is closed when the root leaves the table.
+	gone     chan struct{}
+	goneOnce sync.Once
+}
+
+// swarmPeer is one neighbour in a swarm: its have stream and what it
+// announced.
+type swarmPeer struct {
+	st *protocol.HaveStream
+	// opener is the side that opened the stream: of two streams between
+	// the same pair, both keep the one the smaller peer ID opened.
+	opener peer.ID
+	has    *swarm.Bitfield
+	costly bool
+	// pending are pieces to announce; signal wakes the sender.
+	mu      sync.Mutex
+	pending []int
+	signal  chan struct{}
+	// wake prompts the fetch's worker for this peer to ask for more.
+	wake chan struct{}
+	// closed is closed when the peer leaves the swarm.
+	closed chan struct{}
+}
+
+func newSwarmTable(e *Engine, superSeed bool) *swarmTable {
+	return &swarmTable{host: e.cfg.Host, st: e.cfg.Store, guard: e.cfg.Guard, refuse: e.cfg.Refuse,
+		superSeed: superSeed, log: e.log, roots: make(map[cid.Cid]*swarmRoot)}
+}
+
+// listPieces lists the pieces of root — its raw leaves in depth-first link
+// order — from dag, which must hold every inner node.
+func listPieces(ctx context.Context, dag ipld.NodeGetter, root cid.Cid) ([]cid.Cid, error) {
+	var out []cid.Cid
+	var visit func(c cid.Cid, depth int) error
+	visit = func(c cid.Cid, depth int) error {
+		if c.Prefix().Codec == cid.Raw {
+			if len(out) >= protocol.MaxHavePieces {
+				return errTooManyPieces
+			}
+			out = append(out, c)
+			return nil
+		}
+		if depth > maxSwarmDepth {
+			return fmt.Errorf("%s: DAG deeper than %d", c, maxSwarmDepth)
+		}
+		nd, err := dag.Get(ctx, c)
+		if err != nil {
+			return err
+		}
+		for _, l := range nd.Links() {
+			if err := visit(l.Cid, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := visit(root, 0); err != nil {
+		return nil, fmt.Errorf("list the pieces of %s: %w", root, err)
+	}
+	return out, nil
+}
+
+// newSwarmRoot returns the swarm of root with pieces, holding none.
+func (t *swarmTable) newSwarmRoot(root cid.Cid, pieces []cid.Cid) *swarmRoot {
+	sr := &swarmRoot{t: t, root: root, pieces: pieces, index: make(map[cid.Cid][]int, len(pieces)),
+		have: swarm.NewBitfield(len(pieces)), peers: make(map[peer.ID]*swarmPeer),
+		kick: make(chan struct{}, 1), gone: make(chan struct{})}
+	for x, c := range pieces {
+		sr.index[c] = append(sr.index[c], x)
+	}
+	return sr
+}
+
+// held returns the swarm of a root this node holds whole, adding it to the
+// table, or nil if the node does not hold root, refuses it, or keeps too
+// many such swarms already.
+func (t *swarmTable) held(root cid.Cid) *swarmRoot {
+	t.mu.Lock()
+	sr, ok := t.roots[root]
+	n := len(t.roots)
+	t.mu.Unlock()
+	if ok {
+		return sr
+	}
+	if n >= maxHeldSwarms || (t.refuse != nil && t.refuse(root) != nil) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), protocol.HaveHelloTimeout)
+	defer cancel()
+	if pinned, err := t.st.IsPinned(ctx, root); err != nil || !pinned {
+		return nil
+	}
+	pieces, err := listPieces(ctx, t.st.LocalDAG(), root)
+	if err != nil || len(pieces) == 0 {
+		return nil
+	}
+	sr = t.newSwarmRoot(root, pieces)
+	sr.have = swarm.FullBitfield(len(pieces))
+	if t.superSeed {
+		sr.seeder = swarm.NewSeeder[peer.ID](swarm.SeederConfig{Pieces: len(pieces), Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))})
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if other, ok := t.roots[root]; ok {
+		return other
+	}
+	t.roots[root] = sr
+	if sr.seeder != nil {
+		go sr.offer()
+	}
+	return sr
+}
+
+// drop removes sr from the table and closes its streams.
+func (t *swarmTable) drop(sr *swarmRoot) {
+	t.mu.Lock()
+	if t.roots[sr.root] == sr {
+		delete(t.roots, sr.root)
+	}
+	t.mu.Unlock()
+	sr.goneOnce.Do(func() { close(sr.gone) })
+	sr.mu.Lock()
+	peers := make([]*swarmPeer, 0, len(sr.peers))
+	for _, sp := range sr.peers {
+		peers = append(peers, sp)
+	}
+	sr.mu.Unlock()
+	for _, sp := range peers {
+		sp.st.Close()
+	}
+}
+
+// accept is the have protocol's HaveAccept: this node is in the swarm of a
+// root it fetches or holds whole, unless it has MaxNeighbors there or both
+// sides hold every piece.
+func (t *swarmTable) accept(remote peer.ID, theirs protocol.Hello) (protocol.Hello, bool) {
+	t.mu.Lock()
+	sr := t.roots[theirs.Root]
+	t.mu.Unlock()
+	if sr == nil {
+		sr = t.held(theirs.Root)
+	}
+	if sr == nil || len(sr.pieces) != theirs.Pieces {
+		return protocol.Hello{}, false
+	}
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	if _, ok := sr.peers[remote]; !ok && len(sr.peers) >= swarm.MaxNeighbors {
+		return protocol.Hello{}, false
+	}
+	if sr.have.Full() && theirs.Holds().Full() {
+		return protocol.Hello{}, false
+	}
+	return sr.helloLocked(), true
+}
+
+// run is the have protocol's handler once a stream is accepted.
+func (t *swarmTable) run(st *protocol.HaveStream) {
+	t.mu.Lock()
+	sr := t.roots[st.Theirs.Root]
+	t.mu.Unlock()
+	if sr == nil {
+		st.Reset()
+		return
+	}
+	// Pieces got between our HELLO and now are announced by serve: the
+	// HELLO said at least what the stream's snapshot says. Without one,
+	// announcing everything held again is harmless (repeats are ignored).
+	sr.serve(st, st.Peer(), nil)
+}
+
+// helloLocked is this node's HELLO for the root. sr.mu is held.
+func (sr *swarmRoot) helloLocked() protocol.Hello {
+	h := protocol.Hello{Root: sr.root, Pieces: len(sr.pieces)}
+	switch {
+	case sr.seeder != nil:
+		h.SuperSeed = true
+	case sr.have.Full():
+		h.Complete = true
+	default:
+		h.Have = sr.have.Clone()
+	}
+	return h
+}
+
+// serve runs the swarm with the peer on st until the stream ends. opener
+// is who opened it; snap is what our HELLO on it announced (nil: unknown).
+func (sr *swarmRoot) serve(st *protocol.HaveStream, opener peer.ID, snap *swarm.Bitfield) {
+	p := st.Peer()
+	sp := &swarmPeer{st: st, opener: opener, has: st.Theirs.Holds().Clone(), costly: st.Theirs.SuperSeed,
+		signal: make(chan struct{}, 1), wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	if !sr.attach(p, sp, snap) {
+		st.Close()
+		return
+	}
+	go sp.send()
+	sr.recv(p, sp)
+	sr.detach(p, sp)
+}
+
+// attach adds sp as the neighbour p, keeping the stream the smaller peer
+// ID opened if there is one already, and tells the fetch or the seeder.
+func (sr *swarmRoot) attach(p peer.ID, sp *swarmPeer, snap *swarm.Bitfield) bool {
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	if old := sr.peers[p]; old != nil {
+		if sp.opener >= old.opener {
+			return false
+		}
+		sr.removeLocked(p, old)
+		old.st.Close()
+	}
+	select {
+	case <-sr.gone:
+		return false
+	default:
+	}
+	sr.peers[p] = sp
+	if sr.seeder == nil && !sr.have.Full() || snap != nil {
+		// What we got since the HELLO went out (or all, not knowing).
+		sr.have.Each(func(x int) {
+			if snap == nil || !snap.Has(x) {
+				sp.pending = append(sp.pending, x)
+			}
+		})
+		sp.notify()
+	}
+	if f := sr.fetch; f != nil {
+		f.picker.AddPeer(p, sp.has, swarm.PeerOpts{Costly: sp.costly})
+		go sr.work(f, p, sp)
+	}
+	if sr.seeder != nil {
+		sr.seeder.AddPeer(p, sp.has)
+		sr.kickSeeder()
+	}
+	return true
+}
+
+// detach removes the neighbour p once its stream ended.
+func (sr *swarmRoot) detach(p peer.ID, sp *swarmPeer) {
+	sr.mu.Lock()
+	if sr.peers[p] == sp {
+		sr.removeLocked(p, sp)
+	}
+	empty := len(sr.peers) == 0 && sr.fetch == nil
+	sr.mu.Unlock()
+	if empty {
+		sr.t.drop(sr)
+	}
+}
+
+// removeLocked forgets the neighbour p. sr.mu is held.
+func (sr *swarmRoot) removeLocked(p peer.ID, sp *swarmPeer) {
+	delete(sr.peers, p)
+	close(sp.closed)
+	if f := sr.fetch; f != nil {
+		f.picker.RemovePeer(p)
+		sr.wakeAllLocked()
+	}
+	if sr.seeder != nil {
+		sr.seeder.RemovePeer(p)
+		sr.kickSeeder()
+	}
+}
+
+// recv reads the peer's HAVEs until the stream ends, or until both sides
+// hold every piece.
+func (sr *swarmRoot) recv(p peer.ID, sp *swarmPeer) {
+	for {
+		xs, err := sp.st.Recv()
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				sr.t.log.Debug("have stream ended", "peer", p.String(), "root", sr.root.String(), "err", err)
+			}
+			return
+		}
+		sr.mu.Lock()
+		for _, x := range xs {
+			sp.has.Set(x)
+			if f := sr.fetch; f != nil {
+				f.picker.PeerHas(p, x)
+			}
+			if sr.seeder != nil {
+				sr.seeder.PeerHas(p, x)
+			}
+		}
+		both := sp.has.Full() && sr.have.Full() && sr.fetch == nil
+		sr.mu.Unlock()
+		poke(sp.wake)
+		if sr.seeder != nil {
+			sr.kickSeeder()
+		}
+		if both {
+			sp.st.Close()
+			return
+		}
+	}
+}
+
+// send writes the pending announcements to the peer, and a keep-alive
+// when there were none for protocol.HaveKeepAlive, until the peer leaves.
+func (sp *swarmPeer) send() {
+	tick := time.NewTicker(protocol.HaveKeepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sp.closed:
+			return
+		case <-sp.signal:
+		case <-tick.C:
+		}
+		sp.mu.Lock()
+		xs := sp.pending
+		sp.pending = nil
+		sp.mu.Unlock()
+		if err := sp.st.Send(xs...); err != nil {
+			sp.st.Reset()
+			return
+		}
+	}
+}
+
+// announce queues xs for the peer. sp.mu must not be held.
+func (sp *swarmPeer) announce(xs ...int) {
+	sp.mu.Lock()
+	sp.pending = append(sp.pending, xs...)
+	sp.mu.Unlock()
+	sp.notify()
+}
+
+func (sp *swarmPeer) notify() { poke(sp.signal) }
+
+// poke signals c without blocking.
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// announceLocked tells every neighbour of the pieces xs. sr.mu is held.
+func (sr *swarmRoot) announceLocked(xs []int) {
+	if len(xs) == 0 || sr.seeder != nil {
+		return
+	}
+	for _, sp := range sr.peers {
+		sp.announce(xs...)
+	}
+}
+
+// wakeAllLocked prompts every neighbour's worker. sr.mu is held.
+func (sr *swarmRoot) wakeAllLocked() {
+	for _, sp := range sr.peers {
+		poke(sp.wake)
+	}
+}
+
+func (sr *swarmRoot) kickSeeder() { poke(sr.kick) }
+
+// offer sends the super-seeder's offers, as HAVEs to one peer each, after
+// every event that may free a slot and every swarmTick, until the root
+// leaves the table.
+func (sr *swarmRoot) offer() {
+	tick := time.NewTicker(swarmTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sr.gone:
+			return
+		case <-sr.kick:
+		case <-tick.C:
+		}
+		sr.mu.Lock()
+		for _, o := range sr.seeder.Offers(time.Now()) {
+			if sp := sr.peers[o.Peer]; sp != nil {
+				sp.announce(o.Piece)
+			}
+		}
+		sr.mu.Unlock()
+	}
+}
+
+// seeding returns the super-seeded roots.
+func (t *swarmTable) seeding() []*swarmRoot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*swarmRoot
+	for _, sr := range t.roots {
+		if sr.seeder != nil {
+			out = append(out, sr)
+		}
+	}
+	return out
+}
+
+// Requested implements protocol.BulkObserver: a super-seeder counts the
+// requests for its pieces.
+func (t *swarmTable) Requested(p peer.ID, cids []cid.Cid) {
+	for _, sr := range t.seeding() {
+		sr.mu.Lock()
+		for _, c := range cids {
+			for _, x := range sr.index[c] {
+				sr.seeder.Requested(p, x)
+			}
+		}
+		sr.mu.Unlock()
+	}
+}
+
+// Served implements protocol.BulkObserver.
+func (t *swarmTable) Served(p peer.ID, c cid.Cid, sent bool) {
+	now := time.Now()
+	for _, sr := range t.seeding() {
+		xs, ok := sr.index[c]
+		if !ok {
+			continue
+		}
+		sr.mu.Lock()
+		for _, x := range xs {
+			if sent {
+				sr.seeder.Sent(p, x, now)
+			} else {
+				sr.seeder.Unserved(p, x)
+			}
+		}
+		sr.mu.Unlock()
+		sr.kickSeeder()
+	}
+}
