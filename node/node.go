@@ -184,6 +184,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 // Close stops the node and releases its store and home.
 func (n *Node) Close() error {
 	n.cancel()
+	n.fetch.Close()
 	n.unregisterMetrics()
 	err := n.net.StopDiscovery()
 	err = errors.Join(err, n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())

@@ -22,6 +22,9 @@ const (
 	// roomMaxMirror is the most the seeder may send, in models: the
 	// issue's target (2) with the room's fetches in flight at the end.
 	roomMaxMirror = 2.0
+	// roomMaxStore bounds a machine's store beside its fetched model: the
+	// leaves live in the output file alone (no second copy).
+	roomMaxStore = roomModel / 4
 )
 
 // TestSwarmRoom: a room of in-process nodes, all connected, fetches one
@@ -78,10 +81,19 @@ func TestSwarmRoom(t *testing.T) {
 		return
 	}
 	st, _ := seeder.Stats(ctx)
-	var roomSent uint64
+	var roomSent, most uint64
 	for _, n := range room {
 		s, _ := n.Stats(ctx)
 		roomSent += s.BytesSent
+		du, err := n.store.DiskUsage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, du)
+	}
+	t.Logf("the largest store of a machine: %d bytes beside its %d-byte model", most, roomModel)
+	if most > roomMaxStore {
+		t.Errorf("a machine's store holds %d bytes beside its model, want at most %d (the bytes once, in the output)", most, roomMaxStore)
 	}
 	mirrorX := float64(st.BytesSent) / roomModel
 	t.Logf("seeder sent %.2f models, the room %.2f models to %d machines", mirrorX, float64(roomSent)/roomModel, roomMachines)

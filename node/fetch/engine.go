@@ -133,6 +133,14 @@ func New(cfg Config) *Engine {
 	return e
 }
 
+// Close leaves every swarm: it closes the have streams. Fetches still
+// running carry on without their swarms.
+func (e *Engine) Close() {
+	if e.swarms != nil {
+		e.swarms.close()
+	}
+}
+
 // ServeSwarm answers the have protocol on the engine's host, for the roots
 // it fetches and those it holds whole, and hears of what bulk serves (a
 // super-seeder counts its uploads).

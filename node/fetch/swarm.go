@@ -34,6 +34,9 @@ const (
 	// maxHeldSwarms bounds the roots held whole that the table keeps
 	// streams for at once (a peer may ask about any pinned root).
 	maxHeldSwarms = 64
+	// heldLinger is how long a root held whole stays in the table with no
+	// neighbour.
+	heldLinger = 30 * time.Second
 )
 
 // errTooManyPieces: a root has more leaves than the have protocol numbers.
@@ -179,10 +182,21 @@ func (t *swarmTable) held(root cid.Cid) *swarmRoot {
 		return other
 	}
 	t.roots[root] = sr
-	if sr.seeder != nil {
-		go sr.offer()
-	}
+	go sr.tend()
 	return sr
+}
+
+// close drops every swarm.
+func (t *swarmTable) close() {
+	t.mu.Lock()
+	roots := make([]*swarmRoot, 0, len(t.roots))
+	for _, sr := range t.roots {
+		roots = append(roots, sr)
+	}
+	t.mu.Unlock()
+	for _, sr := range roots {
+		t.drop(sr)
+	}
 }
 
 // drop removes sr from the table and closes its streams.
@@ -431,12 +445,14 @@ func (sr *swarmRoot) wakeAllLocked() {
 
 func (sr *swarmRoot) kickSeeder() { poke(sr.kick) }
 
-// offer sends the super-seeder's offers, as HAVEs to one peer each, after
-// every event that may free a slot and every swarmTick, until the root
-// leaves the table.
-func (sr *swarmRoot) offer() {
+// tend looks after a root held whole until it leaves the table: it sends a
+// super-seeder's offers, as HAVEs to one peer each, after every event that
+// may free a slot and every swarmTick, and drops the root once it had no
+// neighbour for heldLinger.
+func (sr *swarmRoot) tend() {
 	tick := time.NewTicker(swarmTick)
 	defer tick.Stop()
+	lonely := time.Now()
 	for {
 		select {
 		case <-sr.gone:
@@ -444,13 +460,23 @@ func (sr *swarmRoot) offer() {
 		case <-sr.kick:
 		case <-tick.C:
 		}
+		now := time.Now()
 		sr.mu.Lock()
-		for _, o := range sr.seeder.Offers(time.Now()) {
-			if sp := sr.peers[o.Peer]; sp != nil {
-				sp.announce(o.Piece)
+		if sr.seeder != nil {
+			for _, o := range sr.seeder.Offers(now) {
+				if sp := sr.peers[o.Peer]; sp != nil {
+					sp.announce(o.Piece)
+				}
 			}
 		}
+		if len(sr.peers) > 0 || sr.fetch != nil {
+			lonely = now
+		}
 		sr.mu.Unlock()
+		if now.Sub(lonely) >= heldLinger {
+			sr.t.drop(sr)
+			return
+		}
 	}
 }
 

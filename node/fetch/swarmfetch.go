@@ -79,7 +79,6 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 		// Not worth a swarm, or not one the have protocol can number.
 		return leaves, nil
 	}
-	sr := t.newSwarmRoot(root, pieces)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := &swarmFetch{ctx: ctx, put: put, got: got, writing: make(map[cid.Cid]bool), last: time.Now(),
@@ -88,11 +87,15 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 	// Leaves held already (an earlier fetch's, or another root's) still
 	// go to the sink, read from the store by the usual walk.
 	var held []cid.Cid
+	seen := make(map[cid.Cid]bool)
+	local := swarm.NewBitfield(len(pieces))
 	bs := t.st.Blockstore()
 	for x, c := range pieces {
 		if has, err := bs.Has(ctx, c); err == nil && has {
 			f.picker.SetHave(x)
-			if sr.have.Set(x) && len(sr.index[c]) > 0 && sr.index[c][0] == x {
+			local.Set(x)
+			if !seen[c] {
+				seen[c] = true
 				held = append(held, c)
 			}
 		}
@@ -100,15 +103,11 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 	if f.picker.Done() {
 		return held, nil
 	}
-	sr.fetch = f
-	t.mu.Lock()
-	if _, busy := t.roots[root]; busy {
+	sr := t.join(root, pieces, f, local)
+	if sr == nil {
 		// Another fetch of the same root on this node has the swarm.
-		t.mu.Unlock()
 		return leaves, nil
 	}
-	t.roots[root] = sr
-	t.mu.Unlock()
 	err = sr.run(f)
 	sr.mu.Lock()
 	sr.fetch = nil
@@ -118,6 +117,40 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 		t.drop(sr)
 	}
 	return append(held, sr.missing()...), err
+}
+
+// join makes f the fetch of root's swarm, which it adds to the table or,
+// left by an earlier fetch, takes over with its neighbours. It returns nil
+// if another fetch runs the swarm.
+func (t *swarmTable) join(root cid.Cid, pieces []cid.Cid, f *swarmFetch, local *swarm.Bitfield) *swarmRoot {
+	t.mu.Lock()
+	sr := t.roots[root]
+	if sr == nil {
+		sr = t.newSwarmRoot(root, pieces)
+		t.roots[root] = sr
+	}
+	t.mu.Unlock()
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	if sr.fetch != nil || len(sr.pieces) != len(pieces) {
+		return nil
+	}
+	// What this node holds is what the store holds now (an earlier
+	// fetch's pieces may be gone with its partial file).
+	var fresh []int
+	local.Each(func(x int) {
+		if !sr.have.Has(x) {
+			fresh = append(fresh, x)
+		}
+	})
+	sr.have = local.Clone()
+	sr.announceLocked(fresh)
+	sr.fetch = f
+	for p, sp := range sr.peers {
+		f.picker.AddPeer(p, sp.has, swarm.PeerOpts{Costly: sp.costly})
+		go sr.work(f, p, sp)
+	}
+	return sr
 }
 
 // finished tells the swarm of root that its fetch ended: with every piece
