@@ -103,7 +103,7 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 	if f.picker.Done() {
 		return held, nil
 	}
-	sr := t.join(root, pieces, f, local)
+	sr := t.startFetch(root, pieces, f, local)
 	if sr == nil {
 		// Another fetch of the same root on this node has the swarm.
 		return leaves, nil
@@ -119,10 +119,10 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 	return append(held, sr.missing()...), err
 }
 
-// join makes f the fetch of root's swarm, which it adds to the table or,
+// startFetch makes f the fetch of root's swarm, which it adds to the table or,
 // left by an earlier fetch, takes over with its neighbours. It returns nil
 // if another fetch runs the swarm.
-func (t *swarmTable) join(root cid.Cid, pieces []cid.Cid, f *swarmFetch, local *swarm.Bitfield) *swarmRoot {
+func (t *swarmTable) startFetch(root cid.Cid, pieces []cid.Cid, f *swarmFetch, local *swarm.Bitfield) *swarmRoot {
 	t.mu.Lock()
 	sr := t.roots[root]
 	if sr == nil {
@@ -204,7 +204,8 @@ func (sr *swarmRoot) missing() []cid.Cid {
 func (sr *swarmRoot) run(f *swarmFetch) error {
 	tick := time.NewTicker(swarmTick)
 	defer tick.Stop()
-	var rescanned time.Time
+	rescanned := time.Now()
+	sr.findNeighbours(f)
 	for {
 		select {
 		case <-f.done:
@@ -216,7 +217,7 @@ func (sr *swarmRoot) run(f *swarmFetch) error {
 		case now := <-tick.C:
 			if now.Sub(rescanned) >= swarmRescan {
 				rescanned = now
-				sr.join(f)
+				sr.findNeighbours(f)
 			}
 			sr.mu.Lock()
 			expired := f.picker.Expired(now)
@@ -237,9 +238,9 @@ func (sr *swarmRoot) run(f *swarmFetch) error {
 	}
 }
 
-// join opens have streams to the connected peers that speak the have
+// findNeighbours opens have streams to the connected peers that speak the have
 // protocol and are not neighbours yet, up to swarm.MaxNeighbors.
-func (sr *swarmRoot) join(f *swarmFetch) {
+func (sr *swarmRoot) findNeighbours(f *swarmFetch) {
 	t := sr.t
 	ps := t.host.Peerstore()
 	now := time.Now()
@@ -405,6 +406,9 @@ func (sr *swarmRoot) land(f *swarmFetch, p peer.ID, b blocks.Block, asked map[ci
 		}
 	}
 	sr.announceLocked(fresh)
+	if sp := sr.peers[p]; sp != nil {
+		poke(sp.wake) // a slot in p's pipeline is free
+	}
 	if f.picker.Done() {
 		select {
 		case <-f.done:
