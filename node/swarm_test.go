@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/allmende/allmende/node/api"
 	"github.com/allmende/allmende/test/harness"
@@ -102,5 +103,95 @@ func TestSwarmRoom(t *testing.T) {
 	}
 	if need := roomMachines*roomModel - int(st.BytesSent); int(roomSent) < need {
 		t.Errorf("the room sent %d bytes, want at least %d (what the seeder did not)", roomSent, need)
+	}
+}
+
+// churnAfter is when, in TestSwarmRoomChurn, one machine leaves and
+// another joins.
+const churnAfter = time.Second
+
+// TestSwarmRoomChurn: while a room fetches from a super-seeding seeder,
+// one machine goes away (its node closes: streams reset, requests cut)
+// and a new one joins. Nobody else stalls: every other machine gets the
+// right bytes, and the seeder still sends at most roomMaxMirror models.
+func TestSwarmRoomChurn(t *testing.T) {
+	ctx := context.Background()
+	seeder := newTestNode(t, func(c *Config) { c.BandwidthUp = roomUplink; c.SuperSeed = true })
+	defer seeder.Close()
+	src := filepath.Join(t.TempDir(), "model.bin")
+	harness.WriteRandomFile(t, src, roomModel, 8)
+	added, err := seeder.Add(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*Node{seeder}
+	gone := make(map[*Node]bool)
+	join := func() *Node {
+		n := newTestNode(t)
+		t.Cleanup(func() {
+			if !gone[n] {
+				n.Close()
+			}
+		})
+		for _, other := range nodes {
+			if gone[other] {
+				continue
+			}
+			id, _ := other.ID(ctx)
+			if err := n.Connect(ctx, id.Addrs[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nodes = append(nodes, n)
+		return n
+	}
+	var wg sync.WaitGroup
+	fetch := func(ctx context.Context, i int, n *Node, mustFinish bool) <-chan struct{} {
+		ended := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(ended)
+			out := filepath.Join(t.TempDir(), "model.bin")
+			_, err := n.Fetch(ctx, api.FetchRequest{Ref: added.CID, Out: out}, nil)
+			switch {
+			case err != nil && mustFinish:
+				t.Errorf("machine %d: %v", i, err)
+			case err == nil:
+				if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+					t.Errorf("machine %d: the model differs", i)
+				}
+			}
+		}()
+		return ended
+	}
+	var room []*Node
+	for range roomMachines - 1 {
+		room = append(room, join())
+	}
+	start := time.Now()
+	leaving, leave := context.WithCancel(ctx)
+	left := fetch(leaving, 0, room[0], false)
+	for i, n := range room[1:] {
+		fetch(ctx, i+1, n, true)
+	}
+	time.Sleep(churnAfter)
+	// One leaves mid-fetch: its fetch is cut, its node closes (streams
+	// reset, requests to it fail).
+	leave()
+	<-left
+	gone[room[0]] = true
+	room[0].Close()
+	fetch(ctx, len(room), join(), true)
+	wg.Wait()
+	st, _ := seeder.Stats(ctx)
+	mirrorX := float64(st.BytesSent) / roomModel
+	t.Logf("with one machine gone and one joined: done in %s, seeder sent %.2f models", time.Since(start).Round(time.Millisecond), mirrorX)
+	if mirrorX > roomMaxMirror {
+		t.Errorf("the seeder sent %.2f models, want at most %.1f", mirrorX, roomMaxMirror)
 	}
 }

@@ -6,8 +6,10 @@
 // The path of one fetched byte, package by package, runs one way:
 //
 //  1. peer stream: a connected peer sends the byte inside a block, over
-//     allmende's bulk protocol (seeders holding the whole content) or over
-//     bitswap (everything else, and the swarm of partial holders);
+//     allmende's bulk protocol — from a neighbour in the root's swarm, asked
+//     for the piece as swarm.Picker says (swarm.go, swarmfetch.go), or
+//     from seeders holding the whole content — or over bitswap (the inner
+//     nodes, peers without the have protocol, what the swarm left);
 //  2. package protocol reads the block off the stream and checks it
 //     against its CID before handing it on (protocol.BulkGet for bulk,
 //     boxo's bitswap client for bitswap; a block that does not match is
@@ -28,7 +30,9 @@
 //     the sink fsyncs the file and renames it to its destination, and the
 //     fetch pins the root.
 //
-// A directory's blocks take steps 1–3 into the block store and are
+// A leaf that lands is announced to the swarm's neighbours (a HAVE), who
+// may ask this node for it at once: it is served from the partial output
+// file. A directory's blocks take steps 1–3 into the block store and are
 // exported afterwards (store.Export). Nothing calls back up this path: the
 // walker asks bulk and bitswap for blocks and hands each to the sink; the
 // sink writes to the file and the store.

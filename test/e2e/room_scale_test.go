@@ -84,7 +84,11 @@ func TestRoomScale(t *testing.T) {
 	time.Sleep(idleSample)
 	idle := (cpuSeconds(t, daemons) - idle0) / idleSample.Seconds()
 	cpu0 := cpuSeconds(t, daemons)
+	stop := make(chan struct{})
+	quarters := make(chan []time.Duration, 1)
+	go func() { quarters <- watchSent(mh, sent1, size, stop) }()
 	all := timeAll(t, clients, fetch)
+	close(stop)
 	sent2 := mirrorSent(t, mh)
 	cpu := cpuSeconds(t, daemons) - cpu0
 	if t.Failed() {
@@ -100,6 +104,7 @@ func TestRoomScale(t *testing.T) {
 		machines, all.Seconds(), ratio, scaleTargetRatio, mirrorX, scaleTargetMirror)
 	t.Logf("  the daemons used %.1f CPU seconds meanwhile: %.0f%% of %d cores (idle, they use %.2f CPU seconds a second)",
 		cpu, 100*cpu/all.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU(), idle)
+	t.Logf("  the mirror had sent 1/4, 1/2, 3/4 and all of the model after %v", <-quarters)
 	t.Logf("  table: | %d | %.1f | %.1f | %.2f | %.2f |", machines, one.Seconds(), all.Seconds(), ratio, mirrorX)
 	if mirrorX > scaleTargetMirror {
 		t.Errorf("the mirror sent %.2f x the model to %d machines, want at most %d x", mirrorX, machines, scaleTargetMirror)
@@ -126,6 +131,27 @@ func transports(nodes []*harness.Node) (tcp, quic int) {
 		quic += strings.Count(out, "/quic")
 	}
 	return tcp, quic
+}
+
+// watchSent samples what h sent beyond base until stop, and returns when
+// it had sent each quarter of size (those it reached).
+func watchSent(h *netns.Host, base, size int64, stop chan struct{}) []time.Duration {
+	start := time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var out []time.Duration
+	for len(out) < 4 {
+		select {
+		case <-stop:
+			return out
+		case <-tick.C:
+		}
+		n, err := h.SentBytes()
+		for err == nil && len(out) < 4 && n-base >= size*int64(len(out)+1)/4 {
+			out = append(out, time.Since(start).Round(100*time.Millisecond))
+		}
+	}
+	return out
 }
 
 // cpuSeconds is the CPU time the daemons used so far.
