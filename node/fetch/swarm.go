@@ -254,7 +254,7 @@ func (t *swarmTable) run(st *protocol.HaveStream) {
 	// Pieces got between our HELLO and now are announced by serve: the
 	// HELLO said at least what the stream's snapshot says. Without one,
 	// announcing everything held again is harmless (repeats are ignored).
-	sr.serve(st, st.Peer(), nil)
+	sr.serve(st, st.Peer(), nil, nil)
 }
 
 // helloLocked is this node's HELLO for the root. sr.mu is held.
@@ -272,12 +272,17 @@ func (sr *swarmRoot) helloLocked() protocol.Hello {
 }
 
 // serve runs the swarm with the peer on st until the stream ends. opener
-// is who opened it; snap is what our HELLO on it announced (nil: unknown).
-func (sr *swarmRoot) serve(st *protocol.HaveStream, opener peer.ID, snap *swarm.Bitfield) {
+// is who opened it; snap is what our HELLO on it announced (nil: unknown);
+// joined, if set, is called once the peer is a neighbour or turned away.
+func (sr *swarmRoot) serve(st *protocol.HaveStream, opener peer.ID, snap *swarm.Bitfield, joined func()) {
 	p := st.Peer()
 	sp := &swarmPeer{st: st, opener: opener, has: st.Theirs.Holds().Clone(), costly: st.Theirs.SuperSeed,
 		signal: make(chan struct{}, 1), wake: make(chan struct{}, 1), closed: make(chan struct{})}
-	if !sr.attach(p, sp, snap) {
+	ok := sr.attach(p, sp, snap)
+	if joined != nil {
+		joined()
+	}
+	if !ok {
 		st.Close()
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/allmende/allmende/protocol"
@@ -50,8 +51,13 @@ type swarmFetch struct {
 	// meanwhile is dropped); last is when a piece last arrived.
 	writing map[cid.Cid]bool
 	last    time.Time
-	// tried are peers that refused or failed to join, with when.
-	tried map[peer.ID]time.Time
+	// tried are peers asked to join, with when; refused counts those
+	// that did not.
+	tried   map[peer.ID]time.Time
+	refused int
+	// ready is closed once the first neighbours joined and the fetch
+	// knows whether it runs in the swarm (seedersOnly).
+	ready chan struct{}
 	done  chan struct{}
 	fail  chan error
 }
@@ -82,7 +88,7 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := &swarmFetch{ctx: ctx, put: put, got: got, writing: make(map[cid.Cid]bool), last: time.Now(),
-		tried: make(map[peer.ID]time.Time), done: make(chan struct{}), fail: make(chan error, 1),
+		tried: make(map[peer.ID]time.Time), ready: make(chan struct{}), done: make(chan struct{}), fail: make(chan error, 1),
 		picker: swarm.NewPicker[peer.ID](swarm.PickerConfig{Pieces: len(pieces), Rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))})}
 	// Leaves held already (an earlier fetch's, or another root's) still
 	// go to the sink, read from the store by the usual walk.
@@ -205,7 +211,11 @@ func (sr *swarmRoot) run(f *swarmFetch) error {
 	tick := time.NewTicker(swarmTick)
 	defer tick.Stop()
 	rescanned := time.Now()
-	sr.findNeighbours(f)
+	sr.findNeighbours(f).Wait()
+	if sr.seedersOnly(f) {
+		sr.t.log.Debug("only seeders in the swarm: fetching from them in bulk", "root", sr.root.String())
+		return nil
+	}
 	for {
 		select {
 		case <-f.done:
@@ -238,9 +248,32 @@ func (sr *swarmRoot) run(f *swarmFetch) error {
 	}
 }
 
+// seedersOnly reports whether every connected peer that speaks the have
+// protocol joined the swarm and holds every piece, none super-seeding:
+// then the usual bulk fetch spreads the leaves over them (several
+// requests per seeder, no per-piece bookkeeping) and the swarm has
+// nothing to add. The fetch then leaves the swarm's requests to it; its
+// workers, waiting for the verdict, stop.
+func (sr *swarmRoot) seedersOnly(f *swarmFetch) bool {
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	defer close(f.ready)
+	if len(sr.peers) == 0 || f.refused > 0 {
+		return false
+	}
+	for _, sp := range sr.peers {
+		if !sp.has.Full() || sp.costly {
+			return false
+		}
+	}
+	sr.fetch = nil
+	return true
+}
+
 // findNeighbours opens have streams to the connected peers that speak the have
-// protocol and are not neighbours yet, up to swarm.MaxNeighbors.
-func (sr *swarmRoot) findNeighbours(f *swarmFetch) {
+// protocol and are not neighbours yet, up to swarm.MaxNeighbors. The
+// WaitGroup is done when each has joined or refused.
+func (sr *swarmRoot) findNeighbours(f *swarmFetch) *sync.WaitGroup {
 	t := sr.t
 	ps := t.host.Peerstore()
 	now := time.Now()
@@ -262,13 +295,17 @@ func (sr *swarmRoot) findNeighbours(f *swarmFetch) {
 		room--
 	}
 	sr.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, p := range cands {
-		go sr.open(f, p)
+		wg.Add(1)
+		go sr.open(f, p, wg.Done)
 	}
+	return &wg
 }
 
-// open joins p's swarm and serves the stream until it ends.
-func (sr *swarmRoot) open(f *swarmFetch, p peer.ID) {
+// open joins p's swarm and serves the stream until it ends; joined is
+// called once p is a neighbour or refused.
+func (sr *swarmRoot) open(f *swarmFetch, p peer.ID, joined func()) {
 	sr.mu.Lock()
 	hello := sr.helloLocked()
 	sr.mu.Unlock()
@@ -276,16 +313,25 @@ func (sr *swarmRoot) open(f *swarmFetch, p peer.ID) {
 	st, err := protocol.OpenHave(ctx, sr.t.host, p, hello)
 	cancel()
 	if err != nil {
+		sr.mu.Lock()
+		f.refused++
+		sr.mu.Unlock()
+		joined()
 		sr.t.log.Debug("peer not in the swarm", "peer", p.String(), "root", sr.root.String(), "err", err)
 		return
 	}
-	sr.serve(st, sr.t.host.ID(), hello.Have)
+	sr.serve(st, sr.t.host.ID(), hello.Have, joined)
 }
 
 // work asks p for pieces while the fetch runs and p is a neighbour: up to
 // swarmRequests bulk requests at once, a new one when p's pipeline is
 // half empty.
 func (sr *swarmRoot) work(f *swarmFetch, p peer.ID, sp *swarmPeer) {
+	select {
+	case <-f.ready:
+	case <-f.ctx.Done():
+		return
+	}
 	ended := make(chan error, swarmRequests)
 	active := 0
 	for {
