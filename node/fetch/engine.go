@@ -7,7 +7,7 @@
 //
 //  1. peer stream: a connected peer sends the byte inside a block, over
 //     allmende's bulk protocol — from a neighbour in the root's swarm, asked
-//     for the piece as swarm.Picker says (swarm.go, swarmfetch.go), or
+//     for the piece as swarm.Picker says (package swarms), or
 //     from seeders holding the whole content — or over bitswap (the inner
 //     nodes, peers without the have protocol, what the swarm left);
 //  2. package protocol reads the block off the stream and checks it
@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/fetch/swarms"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/go-cid"
@@ -116,7 +117,7 @@ type Engine struct {
 	transfers transferTable
 	// swarms are the roots exchanged over the have protocol (nil without
 	// a host).
-	swarms *swarmTable
+	swarms *swarms.Table
 	// bulkBytes and bulkBlocks count the verified blocks received over
 	// the bulk protocol by every fetch, for the node's stats.
 	bulkBytes, bulkBlocks atomic.Uint64
@@ -132,7 +133,8 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Log}
 	if cfg.Host != nil {
-		e.swarms = newSwarmTable(e, cfg.SuperSeed)
+		e.swarms = swarms.New(swarms.Config{Host: cfg.Host, Store: cfg.Store, Guard: cfg.Guard,
+			Refuse: cfg.Refuse, SuperSeed: cfg.SuperSeed, Log: cfg.Log})
 	}
 	return e
 }
@@ -141,7 +143,7 @@ func New(cfg Config) *Engine {
 // running carry on without their swarms.
 func (e *Engine) Close() {
 	if e.swarms != nil {
-		e.swarms.close()
+		e.swarms.Close()
 	}
 }
 
@@ -152,7 +154,7 @@ func (e *Engine) ServeSwarm(bulk *protocol.BulkServer) {
 	if e.swarms == nil {
 		return
 	}
-	protocol.ServeHave(e.cfg.Host, e.swarms.accept, e.swarms.run)
+	protocol.ServeHave(e.cfg.Host, e.swarms.Accept, e.swarms.Run)
 	bulk.SetObserver(e.swarms)
 }
 

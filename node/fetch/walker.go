@@ -71,7 +71,7 @@ func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Du
 	}
 	w.account(rootNd)
 	walk := w.walk
-	if e.swarms != nil && e.swarms.swarmPeersAround() {
+	if e.swarms != nil && e.swarms.Around() {
 		walk = func(ctx context.Context, children []cid.Cid) error { return e.walkSwarm(ctx, root, w, children) }
 	}
 	if err := walk(ctx, ufs.Children(rootNd)); err != nil {
@@ -81,7 +81,7 @@ func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Du
 }
 
 // walkSwarm fetches the DAG below root's children like walk, but the
-// leaves from the swarm of root (swarmfetch.go) once every inner node is
+// leaves from the swarm of root (package swarms) once every inner node is
 // local; what the swarm does not deliver goes the usual way.
 func (e *Engine) walkSwarm(ctx context.Context, root cid.Cid, w *walker, children []cid.Cid) error {
 	w.deferLeaves = true
@@ -102,11 +102,11 @@ func (e *Engine) walkSwarm(ctx context.Context, root cid.Cid, w *walker, childre
 		e.bulkBlocks.Add(1)
 		return w.gotLeaf(ctx, n)
 	}
-	rest, err := e.swarms.fetch(ctx, root, w.deferred, put, got)
+	rest, err := e.swarms.Fetch(ctx, root, w.deferred, put, got)
 	if err == nil {
 		err = w.walk(ctx, rest)
 	}
-	e.swarms.finished(root, err == nil)
+	e.swarms.Finished(root, err == nil)
 	return err
 }
 

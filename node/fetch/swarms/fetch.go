@@ -1,4 +1,4 @@
-package fetch
+package swarms
 
 import (
 	"context"
@@ -62,9 +62,9 @@ type swarmFetch struct {
 	fail  chan error
 }
 
-// swarmPeersAround reports whether a connected peer speaks the have
+// Around reports whether a connected peer speaks the have
 // protocol.
-func (t *swarmTable) swarmPeersAround() bool {
+func (t *Table) Around() bool {
 	ps := t.host.Peerstore()
 	for _, p := range t.host.Network().Peers() {
 		if ok, _ := ps.SupportsProtocols(p, protocol.HaveID); len(ok) > 0 {
@@ -74,12 +74,12 @@ func (t *swarmTable) swarmPeersAround() bool {
 	return false
 }
 
-// fetch gets the pieces of root not held (listed from the local DAG, whose
+// Fetch gets the pieces of root not held (listed from the local DAG, whose
 // inner nodes must be local) from the swarm, and returns the leaves it did
 // not get from it: those held before (for the caller to read into its
 // sink) and those the swarm did not deliver. leaves are the leaves to fetch, returned as they are when
 // root is not for a swarm. put and got are as in swarmFetch.
-func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, put func(context.Context, blocks.Block) error, got func(context.Context, int) error) ([]cid.Cid, error) {
+func (t *Table) Fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, put func(context.Context, blocks.Block) error, got func(context.Context, int) error) ([]cid.Cid, error) {
 	pieces, err := listPieces(ctx, t.st.LocalDAG(), root)
 	if err != nil || len(pieces) < 2 {
 		// Not worth a swarm, or not one the have protocol can number.
@@ -128,7 +128,7 @@ func (t *swarmTable) fetch(ctx context.Context, root cid.Cid, leaves []cid.Cid, 
 // startFetch makes f the fetch of root's swarm, which it adds to the table or,
 // left by an earlier fetch, takes over with its neighbours. It returns nil
 // if another fetch runs the swarm.
-func (t *swarmTable) startFetch(root cid.Cid, pieces []cid.Cid, f *swarmFetch, local *swarm.Bitfield) *swarmRoot {
+func (t *Table) startFetch(root cid.Cid, pieces []cid.Cid, f *swarmFetch, local *swarm.Bitfield) *swarmRoot {
 	t.mu.Lock()
 	sr := t.roots[root]
 	if sr == nil {
@@ -159,10 +159,10 @@ func (t *swarmTable) startFetch(root cid.Cid, pieces []cid.Cid, f *swarmFetch, l
 	return sr
 }
 
-// finished tells the swarm of root that its fetch ended: with every piece
+// Finished tells the swarm of root that its fetch ended: with every piece
 // (ok), the node announces the pieces it got outside the swarm and seeds
 // the rest of the room; otherwise it leaves the swarm.
-func (t *swarmTable) finished(root cid.Cid, ok bool) {
+func (t *Table) Finished(root cid.Cid, ok bool) {
 	t.mu.Lock()
 	sr := t.roots[root]
 	t.mu.Unlock()
@@ -396,7 +396,7 @@ func (sr *swarmRoot) request(f *swarmFetch, p peer.ID, xs []int) error {
 			f.picker.Failed(p, x, false)
 		}
 	}
-	var local errLocal
+	var local localError
 	switch {
 	case errors.As(err, &local):
 		select {
@@ -435,7 +435,7 @@ func (sr *swarmRoot) land(f *swarmFetch, p peer.ID, b blocks.Block, asked map[ci
 		return nil
 	}
 	if err := f.put(f.ctx, b); err != nil {
-		return errLocal{err}
+		return localError{err}
 	}
 	sr.mu.Lock()
 	delete(f.writing, c)
@@ -465,3 +465,10 @@ func (sr *swarmRoot) land(f *swarmFetch, p peer.ID, b blocks.Block, asked map[ci
 	sr.mu.Unlock()
 	return f.got(f.ctx, len(b.RawData()))
 }
+
+// localError marks an error of the receiving side (the caller's put),
+// which fails the fetch rather than the request.
+type localError struct{ err error }
+
+func (e localError) Error() string { return e.err.Error() }
+func (e localError) Unwrap() error { return e.err }

@@ -1,4 +1,13 @@
-package fetch
+// Package swarms is the fetch engine's side of the have protocol
+// (docs/swarm.md): the table of the roots this node exchanges pieces of
+// with its neighbours — those it fetches and those it holds whole — with
+// one have stream per neighbour and root, a fetch's part in its root's
+// swarm (neighbours, requests as swarm.Picker says, announcements), and
+// super-seeding through the bulk server (swarm.Seeder, told of requests
+// by a protocol.BulkObserver). Package fetch calls it with the leaves of
+// a root once their inner nodes are local; the piece policy itself is
+// protocol/swarm.
+package swarms
 
 import (
 	"context"
@@ -18,12 +27,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// This file is the have protocol's side of the engine (docs/swarm.md): the
-// table of the roots this node exchanges pieces of with its neighbours —
-// the roots it fetches, and the roots it holds whole that a neighbour asked
-// about — with one have stream per neighbour and root. swarmfetch.go is a
-// fetch's use of it.
-
 // Limits of the swarm table.
 const (
 	// swarmTick is how often a super-seeder makes offers without an event
@@ -42,8 +45,9 @@ const (
 // errTooManyPieces: a root has more leaves than the have protocol numbers.
 var errTooManyPieces = fmt.Errorf("more than %d pieces", protocol.MaxHavePieces)
 
-// swarmTable is the engine's table of swarms, by root.
-type swarmTable struct {
+// Table is the engine's table of swarms, by root. It is safe for
+// concurrent use.
+type Table struct {
 	host  host.Host
 	st    *store.Store
 	guard *protocol.Guard
@@ -60,7 +64,7 @@ type swarmTable struct {
 // swarmRoot is the swarm of one root: its pieces, what this node holds of
 // them, and its neighbours.
 type swarmRoot struct {
-	t      *swarmTable
+	t      *Table
 	root   cid.Cid
 	pieces []cid.Cid
 	// index lists the pieces of each leaf (a leaf may occur twice).
@@ -99,9 +103,27 @@ type swarmPeer struct {
 	closed chan struct{}
 }
 
-func newSwarmTable(e *Engine, superSeed bool) *swarmTable {
-	return &swarmTable{host: e.cfg.Host, st: e.cfg.Store, guard: e.cfg.Guard, refuse: e.cfg.Refuse,
-		superSeed: superSeed, log: e.log, roots: make(map[cid.Cid]*swarmRoot)}
+// Config is what a Table needs.
+type Config struct {
+	// Host speaks the have and bulk protocols.
+	Host host.Host
+	// Store holds the roots and receives nothing from the table itself
+	// (the caller's put does).
+	Store *store.Store
+	// Guard, if set, hears of peers that send bad data.
+	Guard *protocol.Guard
+	// Refuse, if set, refuses a root (the gate).
+	Refuse func(cid.Cid) error
+	// SuperSeed makes the node super-seed the roots it holds whole.
+	SuperSeed bool
+	// Log receives the table's logs; it must not be nil.
+	Log *slog.Logger
+}
+
+// New returns an empty table on cfg.
+func New(cfg Config) *Table {
+	return &Table{host: cfg.Host, st: cfg.Store, guard: cfg.Guard, refuse: cfg.Refuse,
+		superSeed: cfg.SuperSeed, log: cfg.Log, roots: make(map[cid.Cid]*swarmRoot)}
 }
 
 // listPieces lists the pieces of root — its raw leaves in depth-first link
@@ -138,7 +160,7 @@ func listPieces(ctx context.Context, dag ipld.NodeGetter, root cid.Cid) ([]cid.C
 }
 
 // newSwarmRoot returns the swarm of root with pieces, holding none.
-func (t *swarmTable) newSwarmRoot(root cid.Cid, pieces []cid.Cid) *swarmRoot {
+func (t *Table) newSwarmRoot(root cid.Cid, pieces []cid.Cid) *swarmRoot {
 	sr := &swarmRoot{t: t, root: root, pieces: pieces, index: make(map[cid.Cid][]int, len(pieces)),
 		have: swarm.NewBitfield(len(pieces)), peers: make(map[peer.ID]*swarmPeer),
 		kick: make(chan struct{}, 1), gone: make(chan struct{})}
@@ -151,7 +173,7 @@ func (t *swarmTable) newSwarmRoot(root cid.Cid, pieces []cid.Cid) *swarmRoot {
 // held returns the swarm of a root this node holds whole, adding it to the
 // table, or nil if the node does not hold root, refuses it, or keeps too
 // many such swarms already.
-func (t *swarmTable) held(root cid.Cid) *swarmRoot {
+func (t *Table) held(root cid.Cid) *swarmRoot {
 	t.mu.Lock()
 	sr, ok := t.roots[root]
 	n := len(t.roots)
@@ -186,8 +208,9 @@ func (t *swarmTable) held(root cid.Cid) *swarmRoot {
 	return sr
 }
 
-// close drops every swarm.
-func (t *swarmTable) close() {
+// Close drops every swarm: it closes the have streams. Fetches still
+// running carry on without their swarms.
+func (t *Table) Close() {
 	t.mu.Lock()
 	roots := make([]*swarmRoot, 0, len(t.roots))
 	for _, sr := range t.roots {
@@ -200,7 +223,7 @@ func (t *swarmTable) close() {
 }
 
 // drop removes sr from the table and closes its streams.
-func (t *swarmTable) drop(sr *swarmRoot) {
+func (t *Table) drop(sr *swarmRoot) {
 	t.mu.Lock()
 	if t.roots[sr.root] == sr {
 		delete(t.roots, sr.root)
@@ -218,10 +241,10 @@ func (t *swarmTable) drop(sr *swarmRoot) {
 	}
 }
 
-// accept is the have protocol's HaveAccept: this node is in the swarm of a
+// Accept is the have protocol's HaveAccept: this node is in the swarm of a
 // root it fetches or holds whole, unless it has MaxNeighbors there or both
 // sides hold every piece.
-func (t *swarmTable) accept(remote peer.ID, theirs protocol.Hello) (protocol.Hello, bool) {
+func (t *Table) Accept(remote peer.ID, theirs protocol.Hello) (protocol.Hello, bool) {
 	t.mu.Lock()
 	sr := t.roots[theirs.Root]
 	t.mu.Unlock()
@@ -242,8 +265,8 @@ func (t *swarmTable) accept(remote peer.ID, theirs protocol.Hello) (protocol.Hel
 	return sr.helloLocked(), true
 }
 
-// run is the have protocol's handler once a stream is accepted.
-func (t *swarmTable) run(st *protocol.HaveStream) {
+// Run is the have protocol's handler once a stream is accepted.
+func (t *Table) Run(st *protocol.HaveStream) {
 	t.mu.Lock()
 	sr := t.roots[st.Theirs.Root]
 	t.mu.Unlock()
@@ -486,7 +509,7 @@ func (sr *swarmRoot) tend() {
 }
 
 // seeding returns the super-seeded roots.
-func (t *swarmTable) seeding() []*swarmRoot {
+func (t *Table) seeding() []*swarmRoot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []*swarmRoot
@@ -500,7 +523,7 @@ func (t *swarmTable) seeding() []*swarmRoot {
 
 // Requested implements protocol.BulkObserver: a super-seeder counts the
 // requests for its pieces.
-func (t *swarmTable) Requested(p peer.ID, cids []cid.Cid) {
+func (t *Table) Requested(p peer.ID, cids []cid.Cid) {
 	for _, sr := range t.seeding() {
 		sr.mu.Lock()
 		for _, c := range cids {
@@ -513,7 +536,7 @@ func (t *swarmTable) Requested(p peer.ID, cids []cid.Cid) {
 }
 
 // Served implements protocol.BulkObserver.
-func (t *swarmTable) Served(p peer.ID, c cid.Cid, sent bool) {
+func (t *Table) Served(p peer.ID, c cid.Cid, sent bool) {
 	now := time.Now()
 	for _, sr := range t.seeding() {
 		xs, ok := sr.index[c]
