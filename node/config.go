@@ -55,6 +55,10 @@ type Config struct {
 	// store. Without it the fetched file itself holds them (its bytes are
 	// on disk once), so moving or editing it stops this node seeding it.
 	FetchCopy bool
+	// SuperSeed makes the node super-seed the roots it holds whole
+	// (swarm.superseed): offer each classroom peer one piece nobody in the
+	// room has, so that every piece leaves the uplink once.
+	SuperSeed bool
 	// SendAllowance is the bytes bitswap queues per peer.
 	SendAllowance int
 	// ConnsLow and ConnsHigh are the connection manager's watermarks.

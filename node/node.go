@@ -154,8 +154,10 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		Store: st, Net: n.netDAG, Host: h, Guard: guard, Down: n.downLimit,
 		Timeout: cfg.FetchTimeout, Parallel: cfg.FetchParallel, Copy: cfg.FetchCopy,
 		Announce: rt.Announce, Log: cfg.Logger,
-		Refuse: func(c cid.Cid) error { return g.CID(c, policy.SurfaceFetch) },
+		Refuse:    func(c cid.Cid) error { return g.CID(c, policy.SurfaceFetch) },
+		SuperSeed: cfg.SuperSeed,
 	})
+	n.fetch.ServeSwarm(n.bulk)
 	var dht models.Providers // an untyped nil when the DHT is off
 	if d := rt.DHT(); d != nil {
 		dht = d
@@ -182,6 +184,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 // Close stops the node and releases its store and home.
 func (n *Node) Close() error {
 	n.cancel()
+	n.fetch.Close()
 	n.unregisterMetrics()
 	err := n.net.StopDiscovery()
 	err = errors.Join(err, n.bserv.Close(), n.bitswap.Close(), n.host.Close(), n.store.Close())

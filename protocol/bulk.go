@@ -75,10 +75,22 @@ type BlockGetter interface {
 	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
 }
 
+// BulkObserver hears of what a bulk server answers: Requested with a
+// request's CIDs when it arrives, Served with each of them once answered,
+// sent or not (missing, or the stream failed first). A super-seeder
+// (swarm.Seeder) counts its uploads through it. Both are called from the
+// stream's goroutine and must not block.
+type BulkObserver interface {
+	Requested(p peer.ID, cids []cid.Cid)
+	Served(p peer.ID, c cid.Cid, sent bool)
+}
+
 // BulkServer answers bulk requests from a local block source.
 type BulkServer struct {
 	blocks BlockGetter
 	log    *slog.Logger
+	// observer, if set, hears of every request (SetObserver).
+	observer atomic.Pointer[BulkObserver]
 	// sent counts block bytes and blocks sent.
 	sentBytes, sentBlocks atomic.Uint64
 }
@@ -90,6 +102,22 @@ func NewBulkServer(h host.Host, bs BlockGetter, log *slog.Logger) *BulkServer {
 	h.SetStreamHandler(BulkID, s.handle)
 	return s
 }
+
+// SetObserver makes o hear of every request answered from now on.
+func (s *BulkServer) SetObserver(o BulkObserver) { s.observer.Store(&o) }
+
+// observe returns the observer, or one that hears nothing.
+func (s *BulkServer) observe() BulkObserver {
+	if o := s.observer.Load(); o != nil {
+		return *o
+	}
+	return nopObserver{}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Requested(peer.ID, []cid.Cid)  {}
+func (nopObserver) Served(peer.ID, cid.Cid, bool) {}
 
 // Sent returns the block bytes and blocks served so far.
 func (s *BulkServer) Sent() (bytes, count uint64) {
@@ -133,36 +161,52 @@ func (s *BulkServer) handle(st network.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	ctx := context.Background()
+	p, obs := st.Conn().RemotePeer(), s.observe()
+	obs.Requested(p, cids)
+	answered := 0
+	defer func() {
+		for _, c := range cids[answered:] {
+			obs.Served(p, c, false)
+		}
+	}()
 	w := bufio.NewWriterSize(st, bulkBufferSize)
-	var hdr [1 + binary.MaxVarintLen64]byte
 	var buf []byte
 	for _, c := range cids {
-		data, err := s.read(ctx, c, &buf)
+		sent, err := s.answer(w, c, &buf)
 		if err != nil {
-			hdr[0] = statusMissing
-			if _, err := w.Write(hdr[:1]); err != nil {
-				st.Reset()
-				return
-			}
-			continue
-		}
-		hdr[0] = statusBlock
-		n := binary.PutUvarint(hdr[1:], uint64(len(data)))
-		if _, err := w.Write(hdr[:1+n]); err != nil {
 			st.Reset()
 			return
 		}
-		if _, err := w.Write(data); err != nil {
-			st.Reset()
-			return
-		}
-		s.sentBytes.Add(uint64(len(data)))
-		s.sentBlocks.Add(1)
+		answered++
+		obs.Served(p, c, sent)
 	}
 	if err := w.Flush(); err != nil {
 		st.Reset()
 	}
+}
+
+// answer writes the answer for c to w: the block, or statusMissing if it
+// is not held. It reports whether the block was sent; an error is the
+// stream's.
+func (s *BulkServer) answer(w *bufio.Writer, c cid.Cid, buf *[]byte) (bool, error) {
+	var hdr [1 + binary.MaxVarintLen64]byte
+	data, err := s.read(context.Background(), c, buf)
+	if err != nil {
+		hdr[0] = statusMissing
+		_, err := w.Write(hdr[:1])
+		return false, err
+	}
+	hdr[0] = statusBlock
+	n := binary.PutUvarint(hdr[1:], uint64(len(data)))
+	if _, err := w.Write(hdr[:1+n]); err != nil {
+		return false, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return false, err
+	}
+	s.sentBytes.Add(uint64(len(data)))
+	s.sentBlocks.Add(1)
+	return true, nil
 }
 
 // writeRequest encodes a request for cids.

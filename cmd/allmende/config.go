@@ -176,6 +176,7 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, err
 		LicenseUnknown:         s.oneOf("policy.licenses.unknown", license.UnknownAllow, license.UnknownDeny),
 		Logger:                 log,
 	}
+	cfg.SuperSeed = superSeed(s.oneOf("swarm.superseed", superSeedAuto, superSeedOn, superSeedOff), cfg.BandwidthUp)
 	if cfg.DenylistsRefresh > 0 && cfg.DenylistsRefresh < denylist.MinRefresh {
 		s.fail("denylists_refresh", v.Get("denylists_refresh"), "shorter than "+denylist.MinRefresh.String())
 	}
@@ -185,6 +186,19 @@ func nodeConfig(v *viper.Viper, home string, log *slog.Logger) (node.Config, err
 		}
 	}
 	return cfg, s.err()
+}
+
+// Values of swarm.superseed.
+const (
+	superSeedAuto = "auto"
+	superSeedOn   = "on"
+	superSeedOff  = "off"
+)
+
+// superSeed is swarm.superseed's verdict: auto means on when the uplink
+// is capped (bandwidth.up).
+func superSeed(mode string, up int64) bool {
+	return mode == superSeedOn || (mode == superSeedAuto && up > 0)
 }
 
 // hfTokenEnv is the variable Hugging Face clients read their token from;

@@ -6,8 +6,10 @@
 // The path of one fetched byte, package by package, runs one way:
 //
 //  1. peer stream: a connected peer sends the byte inside a block, over
-//     allmende's bulk protocol (seeders holding the whole content) or over
-//     bitswap (everything else, and the swarm of partial holders);
+//     allmende's bulk protocol — from a neighbour in the root's swarm, asked
+//     for the piece as swarm.Picker says (package swarms), or
+//     from seeders holding the whole content — or over bitswap (the inner
+//     nodes, peers without the have protocol, what the swarm left);
 //  2. package protocol reads the block off the stream and checks it
 //     against its CID before handing it on (protocol.BulkGet for bulk,
 //     boxo's bitswap client for bitswap; a block that does not match is
@@ -28,7 +30,9 @@
 //     the sink fsyncs the file and renames it to its destination, and the
 //     fetch pins the root.
 //
-// A directory's blocks take steps 1–3 into the block store and are
+// A leaf that lands is announced to the swarm's neighbours (a HAVE), who
+// may ask this node for it at once: it is served from the partial output
+// file. A directory's blocks take steps 1–3 into the block store and are
 // exported afterwards (store.Export). Nothing calls back up this path: the
 // walker asks bulk and bitswap for blocks and hands each to the sink; the
 // sink writes to the file and the store.
@@ -47,6 +51,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/node/fetch/swarms"
 	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/store"
 	"github.com/ipfs/go-cid"
@@ -96,6 +101,10 @@ type Config struct {
 	// Refuse, if set, refuses fetching the DAG below root (a denylist
 	// entry, node/gate); its error is returned as it is.
 	Refuse func(root cid.Cid) error
+	// SuperSeed makes the node super-seed the roots it holds whole to the
+	// swarms that ask (swarm.superseed; docs/swarm.md): a mirror behind a
+	// slow uplink sends each piece once and the room passes it on.
+	SuperSeed bool
 	// Log receives the engine's logs; it must not be nil.
 	Log *slog.Logger
 }
@@ -106,6 +115,9 @@ type Engine struct {
 	cfg       Config
 	log       *slog.Logger
 	transfers transferTable
+	// swarms are the roots exchanged over the have protocol (nil without
+	// a host).
+	swarms *swarms.Table
 	// bulkBytes and bulkBlocks count the verified blocks received over
 	// the bulk protocol by every fetch, for the node's stats.
 	bulkBytes, bulkBlocks atomic.Uint64
@@ -119,7 +131,31 @@ func New(cfg Config) *Engine {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = DefaultParallel
 	}
-	return &Engine{cfg: cfg, log: cfg.Log}
+	e := &Engine{cfg: cfg, log: cfg.Log}
+	if cfg.Host != nil {
+		e.swarms = swarms.New(swarms.Config{Host: cfg.Host, Store: cfg.Store, Guard: cfg.Guard,
+			Refuse: cfg.Refuse, SuperSeed: cfg.SuperSeed, Log: cfg.Log})
+	}
+	return e
+}
+
+// Close leaves every swarm: it closes the have streams. Fetches still
+// running carry on without their swarms.
+func (e *Engine) Close() {
+	if e.swarms != nil {
+		e.swarms.Close()
+	}
+}
+
+// ServeSwarm answers the have protocol on the engine's host, for the roots
+// it fetches and those it holds whole, and hears of what bulk serves (a
+// super-seeder counts its uploads).
+func (e *Engine) ServeSwarm(bulk *protocol.BulkServer) {
+	if e.swarms == nil {
+		return
+	}
+	protocol.ServeHave(e.cfg.Host, e.swarms.Accept, e.swarms.Run)
+	bulk.SetObserver(e.swarms)
 }
 
 // Fetch implements api.API's Fetch: it gets the DAG below req.Ref from

@@ -70,10 +70,44 @@ func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Du
 		}
 	}
 	w.account(rootNd)
-	if err := w.walk(ctx, ufs.Children(rootNd)); err != nil {
+	walk := w.walk
+	if e.swarms != nil && e.swarms.Around() {
+		walk = func(ctx context.Context, children []cid.Cid) error { return e.walkSwarm(ctx, root, w, children) }
+	}
+	if err := walk(ctx, ufs.Children(rootNd)); err != nil {
 		return fetchErr(ctx, root, err)
 	}
 	return nil
+}
+
+// walkSwarm fetches the DAG below root's children like walk, but the
+// leaves from the swarm of root (package swarms) once every inner node is
+// local; what the swarm does not deliver goes the usual way.
+func (e *Engine) walkSwarm(ctx context.Context, root cid.Cid, w *walker, children []cid.Cid) error {
+	w.deferLeaves = true
+	err := w.walk(ctx, children)
+	w.deferLeaves = false
+	if err != nil {
+		return err
+	}
+	put := func(ctx context.Context, b blocks.Block) error {
+		nd, err := merkledag.DecodeRawBlock(b)
+		if err != nil {
+			return err
+		}
+		return w.putLeaf(ctx, nd)
+	}
+	got := func(ctx context.Context, n int) error {
+		e.bulkBytes.Add(uint64(n))
+		e.bulkBlocks.Add(1)
+		return w.gotLeaf(ctx, n)
+	}
+	rest, err := e.swarms.Fetch(ctx, root, w.deferred, put, got)
+	if err == nil {
+		err = w.walk(ctx, rest)
+	}
+	e.swarms.Finished(root, err == nil)
+	return err
 }
 
 func fetchErr(ctx context.Context, root cid.Cid, err error) error {
@@ -184,6 +218,13 @@ type walker struct {
 	// received counts the bytes of the blocks this fetch got from peers
 	// (blocks it found held are not counted).
 	received *atomic.Uint64
+	// deferLeaves makes walk fetch inner nodes only and keep the raw
+	// leaves it meets in deferred, for the swarm.
+	deferLeaves bool
+	deferred    []cid.Cid
+	// pmu guards done, which the swarm's requests count from several
+	// goroutines.
+	pmu sync.Mutex
 }
 
 // batchResult is what the walker keeps of a batch: sizes and links, never
@@ -199,6 +240,7 @@ type fetched struct {
 }
 
 func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
+	queue = w.keepLeaves(queue)
 	maxBatches := max(1, w.parallel/fetchBatch)
 	results := make(chan batchResult)
 	inflight := 0
@@ -226,10 +268,27 @@ func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
 				}
 				return err
 			}
-			queue = append(queue, f.children...)
+			queue = append(queue, w.keepLeaves(f.children)...)
 		}
 	}
 	return nil
+}
+
+// keepLeaves returns cids without the raw leaves, which it keeps in
+// w.deferred, when w.deferLeaves is set; else cids.
+func (w *walker) keepLeaves(cids []cid.Cid) []cid.Cid {
+	if !w.deferLeaves {
+		return cids
+	}
+	inner := cids[:0:0]
+	for _, c := range cids {
+		if c.Prefix().Codec == cid.Raw {
+			w.deferred = append(w.deferred, c)
+		} else {
+			inner = append(inner, c)
+		}
+	}
+	return inner
 }
 
 func (w *walker) getBatch(ctx context.Context, batch []cid.Cid) batchResult {
@@ -313,30 +372,11 @@ func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) (
 		return rest, nil
 	}
 	var mu sync.Mutex // guards r
-	held, _ := w.sink.(*fileSink)
-	if held != nil && held.st == nil {
-		held = nil
-	}
 	missed, err := w.bulk.get(ctx, need, func(nd ipld.Node) error {
 		w.lastBlock.Store(time.Now().UnixNano())
 		w.received.Add(uint64(len(nd.RawData())))
-		switch {
-		case held != nil:
-			// Written once, into the output file, which then holds it.
-			if err := held.putHeld(ctx, nd); err != nil {
-				return err
-			}
-		case w.sink != nil:
-			if err := w.local.Put(ctx, nd); err != nil {
-				return err
-			}
-			if err := w.sink.put(nd); err != nil {
-				return err
-			}
-		default:
-			if err := w.local.Put(ctx, nd); err != nil {
-				return err
-			}
+		if err := w.putLeaf(ctx, nd); err != nil {
+			return err
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -344,6 +384,33 @@ func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) (
 		return nil
 	})
 	return append(rest, missed...), err
+}
+
+// putLeaf keeps a verified leaf that came over the bulk protocol: in the
+// output file alone (the store records it as held there) when the fetch
+// writes a file and keeps no copy, else in the block store and the sink.
+func (w *walker) putLeaf(ctx context.Context, nd ipld.Node) error {
+	held, _ := w.sink.(*fileSink)
+	switch {
+	case held != nil && held.st != nil:
+		return held.putHeld(ctx, nd)
+	case w.sink != nil:
+		if err := w.local.Put(ctx, nd); err != nil {
+			return err
+		}
+		return w.sink.put(nd)
+	default:
+		return w.local.Put(ctx, nd)
+	}
+}
+
+// gotLeaf counts a leaf of n bytes the swarm delivered: the stall clock,
+// the bytes received, progress, and the pace of bandwidth.down.
+func (w *walker) gotLeaf(ctx context.Context, n int) error {
+	w.lastBlock.Store(time.Now().UnixNano())
+	w.received.Add(uint64(n))
+	w.accountBytes(n)
+	return pace.Wait(ctx, w.down, n)
 }
 
 // held returns which of cids the store holds now: a block the session
@@ -408,6 +475,8 @@ func (w *walker) account(nd ipld.Node) {
 
 // accountBytes counts n block bytes toward progress.
 func (w *walker) accountBytes(n int) {
+	w.pmu.Lock()
+	defer w.pmu.Unlock()
 	w.done += uint64(n)
 	if w.progress != nil {
 		w.progress(api.Progress{Done: min(w.done, w.total), Total: w.total})

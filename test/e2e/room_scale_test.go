@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,15 +26,13 @@ const (
 	scaleSize = 64 << 20
 	// scaleTargetRatio and scaleTargetMirror are the targets: the
 	// room done within 1.5 times one machine's time, the mirror sending
-	// at most twice the model. Logged, not asserted: the fetch engine does
-	// not use the piece policy of protocol/swarm yet (docs/swarm.md).
+	// at most twice the model. The mirror's bytes are asserted; the time
+	// ratio is logged only: on a loaded machine it follows the load, and
+	// 31 daemons on 2 cores are CPU-bound (the log says how busy).
 	scaleTargetRatio  = 1.5
 	scaleTargetMirror = 2
-	// scaleMaxShare is what is asserted: the mirror sends less than this
-	// share of one model per machine — the machines pass blocks on at all.
-	// The time ratio is logged only: on a loaded machine it follows the
-	// load (30 machines at a load average of 140 took 14.4 times one).
-	scaleMaxShare = 0.5
+	// idleSample is how long the room's idle CPU use is measured.
+	idleSample = 3 * time.Second
 )
 
 // TestRoomScale: one machine alone fetches the model from the mirror,
@@ -48,7 +47,7 @@ func TestRoomScale(t *testing.T) {
 	size := int64(envInt(t, "ALLMENDE_ROOM_MODEL_MIB", scaleSize>>20, 1, 4096)) << 20
 	bed := netns.New(t, machines+1)
 	mh := bed.Hosts[0]
-	mirror := roomNode(t, mh)
+	mirror := roomNode(t, mh, "ALLMENDE_SWARM_SUPERSEED=on")
 	dir := filepath.Join(t.TempDir(), "model")
 	harness.WriteRandomFile(t, filepath.Join(dir, "model.bin"), size, 15)
 	root := mirror.Add(dir)
@@ -80,8 +79,18 @@ func TestRoomScale(t *testing.T) {
 	sent1 := mirrorSent(t, mh)
 	clients[0].MustRun("rm", root)
 	clients[0].MustRun("gc")
+	daemons := append([]*harness.Node{mirror}, clients...)
+	idle0 := cpuSeconds(t, daemons)
+	time.Sleep(idleSample)
+	idle := (cpuSeconds(t, daemons) - idle0) / idleSample.Seconds()
+	cpu0 := cpuSeconds(t, daemons)
+	stop := make(chan struct{})
+	quarters := make(chan []time.Duration, 1)
+	go func() { quarters <- watchSent(mh, sent1, size, stop) }()
 	all := timeAll(t, clients, fetch)
+	close(stop)
 	sent2 := mirrorSent(t, mh)
+	cpu := cpuSeconds(t, daemons) - cpu0
 	if t.Failed() {
 		return
 	}
@@ -93,9 +102,12 @@ func TestRoomScale(t *testing.T) {
 	t.Logf("  one machine alone: %6.1f s, mirror sent %.2f x the model", one.Seconds(), float64(sent1-sent0)/model)
 	t.Logf("  all %d at once:     %6.1f s = %.2f x one machine (target %.1f), mirror sent %.2f x the model (target %d)",
 		machines, all.Seconds(), ratio, scaleTargetRatio, mirrorX, scaleTargetMirror)
+	t.Logf("  the daemons used %.1f CPU seconds meanwhile: %.0f%% of %d cores (idle, they use %.2f CPU seconds a second)",
+		cpu, 100*cpu/all.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU(), idle)
+	t.Logf("  the mirror had sent 1/4, 1/2, 3/4 and all of the model after %v", <-quarters)
 	t.Logf("  table: | %d | %.1f | %.1f | %.2f | %.2f |", machines, one.Seconds(), all.Seconds(), ratio, mirrorX)
-	if limit := scaleMaxShare * float64(machines); mirrorX > limit {
-		t.Errorf("the mirror sent %.2f x the model to %d machines, want under %.1f x", mirrorX, machines, limit)
+	if mirrorX > scaleTargetMirror {
+		t.Errorf("the mirror sent %.2f x the model to %d machines, want at most %d x", mirrorX, machines, scaleTargetMirror)
 	}
 }
 
@@ -119,6 +131,41 @@ func transports(nodes []*harness.Node) (tcp, quic int) {
 		quic += strings.Count(out, "/quic")
 	}
 	return tcp, quic
+}
+
+// watchSent samples what h sent beyond base until stop, and returns when
+// it had sent each quarter of size (those it reached).
+func watchSent(h *netns.Host, base, size int64, stop chan struct{}) []time.Duration {
+	start := time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var out []time.Duration
+	for len(out) < 4 {
+		select {
+		case <-stop:
+			return out
+		case <-tick.C:
+		}
+		n, err := h.SentBytes()
+		for err == nil && len(out) < 4 && n-base >= size*int64(len(out)+1)/4 {
+			out = append(out, time.Since(start).Round(100*time.Millisecond))
+		}
+	}
+	return out
+}
+
+// cpuSeconds is the CPU time the daemons used so far.
+func cpuSeconds(t *testing.T, nodes []*harness.Node) float64 {
+	t.Helper()
+	var sum float64
+	for _, n := range nodes {
+		s, err := n.CPUSeconds()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += s
+	}
+	return sum
 }
 
 // mirrorSent is what h has sent on the bed so far.
