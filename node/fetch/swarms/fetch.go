@@ -34,6 +34,10 @@ const (
 	// swarmRequests bounds the bulk requests in flight to one peer; a
 	// new one is sent when the peer's pipeline is half empty.
 	swarmRequests = 2
+	// swarmJoinWait bounds the wait for the first neighbours' HELLOs
+	// before the fetch decides whether it runs in the swarm; later ones
+	// join it anyway.
+	swarmJoinWait = 2 * time.Second
 	// swarmErrorPause is how long a peer whose request failed rests.
 	swarmErrorPause = time.Second
 )
@@ -211,7 +215,7 @@ func (sr *swarmRoot) run(f *swarmFetch) error {
 	tick := time.NewTicker(swarmTick)
 	defer tick.Stop()
 	rescanned := time.Now()
-	sr.findNeighbours(f).Wait()
+	waitUpTo(sr.findNeighbours(f), swarmJoinWait)
 	if sr.seedersOnly(f) {
 		sr.t.log.Debug("only seeders in the swarm: fetching from them in bulk", "root", sr.root.String())
 		return nil
@@ -245,6 +249,19 @@ func (sr *swarmRoot) run(f *swarmFetch) error {
 				return nil
 			}
 		}
+	}
+}
+
+// waitUpTo waits for wg, at most for d.
+func waitUpTo(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
 	}
 }
 

@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -212,10 +214,7 @@ func (t *Table) held(root cid.Cid) *swarmRoot {
 // running carry on without their swarms.
 func (t *Table) Close() {
 	t.mu.Lock()
-	roots := make([]*swarmRoot, 0, len(t.roots))
-	for _, sr := range t.roots {
-		roots = append(roots, sr)
-	}
+	roots := slices.Collect(maps.Values(t.roots))
 	t.mu.Unlock()
 	for _, sr := range roots {
 		t.drop(sr)
@@ -231,10 +230,7 @@ func (t *Table) drop(sr *swarmRoot) {
 	t.mu.Unlock()
 	sr.goneOnce.Do(func() { close(sr.gone) })
 	sr.mu.Lock()
-	peers := make([]*swarmPeer, 0, len(sr.peers))
-	for _, sp := range sr.peers {
-		peers = append(peers, sp)
-	}
+	peers := slices.Collect(maps.Values(sr.peers))
 	sr.mu.Unlock()
 	for _, sp := range peers {
 		sp.st.Close()
