@@ -97,6 +97,17 @@ func (reg *Registry) Import(ctx context.Context, req api.ImportRequest, progress
 	if err != nil {
 		return api.ImportResult{}, api.BadInputIf(err, store.ErrBadInput, manifest.ErrInvalid)
 	}
+	res, err := reg.keepImport(ctx, m)
+	if err != nil {
+		return res, err
+	}
+	reg.log.Info("imported", "name", m.Name+"@"+m.Revision, "cid", res.Manifest, "path", req.Path, "bytes", res.Size)
+	return res, nil
+}
+
+// keepImport stores the manifest of an imported model and pins its root,
+// and returns what the import made.
+func (reg *Registry) keepImport(ctx context.Context, m *manifest.Manifest) (api.ImportResult, error) {
 	mc, err := reg.storeManifest(ctx, m)
 	if err != nil {
 		return api.ImportResult{}, err
@@ -109,7 +120,6 @@ func (reg *Registry) Import(ctx context.Context, req api.ImportRequest, progress
 	for _, f := range m.Files {
 		size += f.Size
 	}
-	reg.log.Info("imported", "name", m.Name+"@"+m.Revision, "cid", mc.String(), "path", req.Path, "bytes", size)
 	return api.ImportResult{Manifest: mc.String(), Root: m.Root, Kind: m.Kind, Name: m.Name, Revision: m.Revision,
 		Commit: m.Commit, Files: len(m.Files), Size: size}, nil
 }

@@ -84,21 +84,12 @@ func (reg *Registry) importOllamaModel(ctx context.Context, s *ollama.Store, om 
 	if err != nil {
 		return api.ImportResult{}, api.BadInputIf(fmt.Errorf("import --ollama %s: %w", om.Name, err), store.ErrBadInput, manifest.ErrInvalid)
 	}
-	mc, err := reg.storeManifest(ctx, m)
+	res, err := reg.keepImport(ctx, m)
 	if err != nil {
-		return api.ImportResult{}, err
+		return res, err
 	}
-	root, _ := cid.Decode(m.Root)
-	if err := reg.store.Pin(ctx, root, m.Name+"@"+m.Revision); err != nil {
-		return api.ImportResult{}, fmt.Errorf("import: %w", err)
-	}
-	var size uint64
-	for _, f := range m.Files {
-		size += f.Size
-	}
-	reg.log.Info("imported Ollama model", "ollama", om.Name.String(), "name", m.Name+"@"+m.Revision, "cid", mc.String(), "bytes", size)
-	return api.ImportResult{Manifest: mc.String(), Root: m.Root, Kind: m.Kind, Name: m.Name, Revision: m.Revision,
-		Commit: m.Commit, Files: len(m.Files), Size: size}, nil
+	reg.log.Info("imported Ollama model", "ollama", om.Name.String(), "name", m.Name+"@"+m.Revision, "cid", res.Manifest, "bytes", res.Size)
+	return res, nil
 }
 
 // writeOllama writes the OCI model m into the Ollama store req.OllamaStore
