@@ -504,8 +504,12 @@ func (sr *swarmRoot) tend() {
 	}
 }
 
-// seeding returns the super-seeded roots.
+// seeding returns the super-seeded roots: none, without taking the lock,
+// on a node that does not super-seed (every bulk block served asks).
 func (t *Table) seeding() []*swarmRoot {
+	if !t.superSeed {
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []*swarmRoot
