@@ -194,11 +194,13 @@ bench_allmende() {
 }
 
 # bench_transports: the fetch of "allmende fetch" by daemons connected to
-# seed over QUIC alone, and over what the host's dial ranker picks when it
-# knows both the seed's TCP and QUIC addresses (as after mDNS or a
-# bootstrap list). The test profile listens on loopback TCP and QUIC with
-# the transports, security and muxers of the default profile; it only keeps
-# discovery and NAT off, so nothing leaves loopback.
+# seed by its QUIC address (allmende connect then moves the connection to
+# TCP, which seed also listens on), and over what the host's dial ranker
+# picks when it knows both the seed's TCP and QUIC addresses (as after mDNS
+# or a bootstrap list); and from a seed that listens on QUIC alone, so the
+# bytes do ride on QUIC. The test profile listens on loopback TCP and QUIC
+# with the transports, security and muxers of the default profile; it only
+# keeps discovery and NAT off, so nothing leaves loopback.
 bench_transports() {
 	local id tcp quic rep
 	id=$(am seed id --json)
@@ -207,8 +209,9 @@ bench_transports() {
 	[[ -n "$quic" ]] || { log "seed has no QUIC address: $id"; exit 1; }
 	start_allmende quic
 	am quic connect "$quic" >/dev/null
+	log "connected by the seed's QUIC address, now over $(am quic peers)"
 	for ((rep = 0; rep < REPEAT; rep++)); do
-		fetch_allmende "$rep" seed quic "allmende fetch, QUIC"
+		fetch_allmende "$rep" seed quic "allmende fetch, by QUIC address"
 	done
 	start_allmende both "ALLMENDE_BOOTSTRAP=$tcp,$quic"
 	local i peers=""
@@ -221,6 +224,16 @@ bench_transports() {
 	log "the ranked dial connected over $peers"
 	for ((rep = 0; rep < REPEAT; rep++)); do
 		fetch_allmende "$rep" seed both "allmende fetch, TCP+QUIC"
+	done
+	# A seed on QUIC alone: the rate of QUIC itself (quic-go).
+	start_allmende qseed ALLMENDE_LISTEN=/ip4/127.0.0.1/udp/0/quic-v1
+	am qseed add "$DATA" >/dev/null 2>&1
+	quic=$(am qseed id --json | grep -o '/ip4/127.0.0.1/udp/[^"]*/quic-v1/p2p/[^"]*' | head -n1)
+	start_allmende qonly
+	am qonly connect "$quic" >/dev/null
+	log "connected to the QUIC-only seed over $(am qonly peers)"
+	for ((rep = 0; rep < REPEAT; rep++)); do
+		fetch_allmende "$rep" qseed qonly "allmende fetch, QUIC only"
 	done
 }
 
@@ -462,20 +475,21 @@ seed_cpu() { # NAME TOOL: seeder CPU per GiB, and its ratio to Kubo's (<1 means 
 print_table() {
 	echo
 	echo "allmende benchmark: $SIZE_MIB MiB random file, fetches and adds best of $REPEAT, loopback, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo +changes)"
-	printf '%-7s %-26s %8s %8s  %-32s %s\n' phase tool seconds MB/s "CPU seconds" "peak RSS MB"
+	printf '%-7s %-32s %8s %8s  %-32s %s\n' phase tool seconds MB/s "CPU seconds" "peak RSS MB"
 	local r want phase tool secs cpu rss
 	for want in fetch http import; do
 		for r in "${ROWS[@]}"; do
 			IFS='|' read -r phase tool secs cpu rss <<<"$r"
 			[[ "$phase" == "$want" ]] || continue
-			printf '%-7s %-26s %8.2f %8s  %-32s %s\n' "$phase" "$tool" "$secs" "$(rate "$secs")" "$cpu" "$rss"
+			printf '%-7s %-32s %8.2f %8s  %-32s %s\n' "$phase" "$tool" "$secs" "$(rate "$secs")" "$cpu" "$rss"
 		done
 	done
 	echo "ratios (speed, >1 means allmende is faster):"
 	ratio "fetch: allmende / curl<-nginx" "allmende fetch" "curl <- nginx"
 	ratio "fetch: allmende / Kubo" "allmende fetch" "ipfs get (Kubo)"
-	ratio "fetch: QUIC / TCP" "allmende fetch, QUIC" "allmende fetch"
+	ratio "fetch: by QUIC address / TCP" "allmende fetch, by QUIC address" "allmende fetch"
 	ratio "fetch: TCP+QUIC (ranked) / TCP" "allmende fetch, TCP+QUIC" "allmende fetch"
+	ratio "fetch: QUIC only / TCP" "allmende fetch, QUIC only" "allmende fetch"
 	ratio "fetch: in-place seeder / Kubo" "allmende fetch (in place)" "ipfs get (Kubo)"
 	ratio "import: allmende add / sha256sum" "allmende add" "sha256sum"
 	ratio "import: allmende add / ipfs add" "allmende add" "ipfs add"

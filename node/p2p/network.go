@@ -21,6 +21,7 @@ import (
 	"github.com/allmende/allmende/store"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,7 +133,9 @@ func (n *Network) ID() (api.IDInfo, error) {
 	return info, nil
 }
 
-// Connect dials the peer at addr, a multiaddr ending in /p2p/<id>.
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<id>. A new
+// connection over QUIC to a peer that listens on TCP at the same LAN
+// address moves to TCP (moveToLANTCP).
 func (n *Network) Connect(ctx context.Context, addr string) error {
 	a, err := ma.NewMultiaddr(addr)
 	if err != nil {
@@ -142,8 +145,12 @@ func (n *Network) Connect(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("connect %s: %w: the address must end in /p2p/<peer id>", addr, api.ErrBadInput)
 	}
+	fresh := n.Host.Network().Connectedness(ai.ID) != network.Connected
 	if err := n.Host.Connect(ctx, *ai); err != nil {
 		return fmt.Errorf("connect %s: %w", addr, err)
+	}
+	if fresh {
+		n.moveToLANTCP(ctx, *ai)
 	}
 	return nil
 }

@@ -13,15 +13,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
-// newNetwork starts a network on loopback with cfg's settings and a store
-// of its own.
+// newNetwork starts a network on loopback with cfg's settings (listening
+// on TCP unless cfg.Listen says otherwise) and a store of its own.
 func newNetwork(t *testing.T, cfg Config) (*Network, error) {
 	t.Helper()
 	sk, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	if cfg.Listen == nil {
+		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
 	cfg.ConnsLow, cfg.ConnsHigh, cfg.MaxMemory, cfg.MaxConns = 16, 64, 1<<28, 256
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	return New(cfg, sk, storetest.New(t))
@@ -125,5 +127,55 @@ func TestDefaultBootstrap(t *testing.T) {
 	}
 	if len(infos) != len(want) {
 		t.Errorf("%d peers parsed from %d addresses", len(infos), len(want))
+	}
+}
+
+// TestConnectMovesQUICToLANTCP: a connection made by a peer's QUIC address
+// moves to TCP when the peer listens on TCP at the same address, and stays
+// as dialled otherwise.
+func TestConnectMovesQUICToLANTCP(t *testing.T) {
+	const tcp, quic = "/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"
+	tests := []struct {
+		name   string
+		listen []string // the dialled peer's
+		dial   string   // the address dialled: "quic-v1" or "tcp"
+		want   string
+	}{
+		{"by QUIC address, peer on both: TCP", []string{tcp, quic}, "quic-v1", "tcp"},
+		{"by QUIC address, peer on QUIC only: QUIC", []string{quic}, "quic-v1", "quic-v1"},
+		{"by TCP address: TCP", []string{tcp, quic}, "tcp", "tcp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := newNetwork(t, Config{DHTMode: DHTOff, Listen: []string{tcp, quic}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeNetwork(t, a)
+			b, err := newNetwork(t, Config{DHTMode: DHTOff, Listen: tt.listen})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeNetwork(t, b)
+			var addr string
+			for _, m := range b.Host.Addrs() {
+				if strings.Contains(m.String(), "/"+tt.dial) {
+					addr = m.String() + "/p2p/" + b.Host.ID().String()
+				}
+			}
+			if addr == "" {
+				t.Fatalf("b has no %s address: %v", tt.dial, b.Host.Addrs())
+			}
+			if err := a.Connect(t.Context(), addr); err != nil {
+				t.Fatal(err)
+			}
+			conns := a.Host.Network().ConnsToPeer(b.Host.ID())
+			if len(conns) != 1 {
+				t.Fatalf("%d connections to b, want 1", len(conns))
+			}
+			if got := conns[0].RemoteMultiaddr().String(); !strings.Contains(got, "/"+tt.want) {
+				t.Errorf("connected over %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
