@@ -125,9 +125,16 @@ func exportTo(ctx context.Context, dag ipld.DAGService, nd ipld.Node, tmp string
 	if err := ex.writeDir(ctx, nd, "."); err != nil {
 		return err
 	}
-	for _, l := range ex.links {
-		if _, err := fsutil.ResolveInside(tmp, filepath.Join(tmp, l)); err != nil {
-			target, _ := r.Readlink(l)
+	return CheckLinks(tmp, ex.links)
+}
+
+// CheckLinks refuses the symlinks links (relative to dir, all written) if
+// one resolves outside dir, following the links in its chain (a link may
+// lead through links written after it).
+func CheckLinks(dir string, links []string) error {
+	for _, l := range links {
+		if _, err := fsutil.ResolveInside(dir, filepath.Join(dir, l)); err != nil {
+			target, _ := os.Readlink(filepath.Join(dir, l))
 			return fmt.Errorf("symlink %s -> %s: %w: %w the output, following the links in its chain", l, target, ErrBadInput, ErrLinkEscapes)
 		}
 	}
@@ -160,16 +167,34 @@ func (ex *exporter) write(ctx context.Context, nd ipld.Node, rel string) error {
 		}
 		return ex.writeDir(ctx, nd, rel)
 	case unixfs.TSymlink:
-		fsn, _ := unixfs.FSNodeFromBytes(nd.(*merkledag.ProtoNode).Data())
-		target := string(fsn.Data())
-		if filepath.IsAbs(target) || !filepath.IsLocal(filepath.Join(filepath.Dir(rel), target)) {
-			return fmt.Errorf("symlink %s -> %s: %w: %w the output", rel, target, ErrBadInput, ErrLinkEscapes)
+		target, err := SymlinkTarget(nd, rel)
+		if err != nil {
+			return err
 		}
 		ex.links = append(ex.links, rel)
 		return ex.root.Symlink(target, rel)
 	default:
 		return fmt.Errorf("%s: unsupported UnixFS type %s", rel, kind)
 	}
+}
+
+// SymlinkTarget returns the target of the UnixFS symlink nd, to be written
+// at rel inside an output; a target that is absolute or leaves the output
+// is ErrLinkEscapes.
+func SymlinkTarget(nd ipld.Node, rel string) (string, error) {
+	pn, ok := nd.(*merkledag.ProtoNode)
+	if !ok {
+		return "", fmt.Errorf("symlink %s: %w: not a UnixFS node", rel, ErrBadInput)
+	}
+	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+	if err != nil {
+		return "", fmt.Errorf("symlink %s: %w: %v", rel, ErrBadInput, err)
+	}
+	target := string(fsn.Data())
+	if filepath.IsAbs(target) || !filepath.IsLocal(filepath.Join(filepath.Dir(rel), target)) {
+		return "", fmt.Errorf("symlink %s -> %s: %w: %w the output", rel, target, ErrBadInput, ErrLinkEscapes)
+	}
+	return target, nil
 }
 
 // writeFileTo writes the UnixFS file nd into f, syncs and closes it.

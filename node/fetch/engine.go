@@ -193,11 +193,13 @@ func (e *Engine) Fetch(ctx context.Context, req api.FetchRequest, progress api.P
 	// GC cannot delete what this fetch has gathered.
 	unlock := e.cfg.Store.Blockstore().PinLock(ctx)
 	defer unlock.Unlock(ctx)
-	// A single file is written while its blocks arrive (fetchInto); a
-	// directory is exported once all its blocks are local.
+	// A file or a directory is written while its blocks arrive
+	// (fetchInto); a directory of very many files is exported once all its
+	// blocks are local.
 	direct, err := e.fetchInto(ctx, root, out, timeout, progress, nil, &received)
 	if err != nil {
-		return api.FetchResult{}, e.diskFull(api.BadInputIf(err, store.ErrExists), writeErrs)
+		// An existing output or a symlink leaving it is bad input.
+		return api.FetchResult{}, e.diskFull(api.BadInputIf(err, store.ErrExists, store.ErrBadInput), writeErrs)
 	}
 	if !direct {
 		if err := store.Export(ctx, e.cfg.Store.LocalDAG(), root, out); err != nil {

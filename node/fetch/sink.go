@@ -138,6 +138,9 @@ func fileParts(nd ipld.Node) (data []byte, sizes []uint64, err error) {
 	return nil, nil, fmt.Errorf("%s: %w: not a UnixFS node", nd.Cid(), errBadFileDAG)
 }
 
+// holdsLeaves reports whether leaves are kept in the file alone.
+func (s *fileSink) holdsLeaves() bool { return s.st != nil }
+
 // put writes nd's inline data at every span its parents gave it and
 // registers its children's spans.
 func (s *fileSink) put(nd ipld.Node) error {
@@ -267,23 +270,26 @@ func (s *fileSink) abort(keep bool) {
 }
 
 // fetchInto fetches root's DAG, adding the bytes that came from peers to
-// received. When root is a UnixFS file it writes the file to out while the
-// blocks arrive, whole or not at all, and returns direct = true; otherwise
-// the caller exports the fetched DAG itself. want, if not nil, is the file
-// root must be (ErrHashMismatch otherwise), so direct is then always true.
+// received. It writes the content to out while the blocks arrive, whole
+// or not at all, and returns direct = true: a UnixFS file through a
+// fileSink, a directory through a dirSink. A directory with more than
+// maxDirSinkFiles files is fetched into the store and direct is false:
+// the caller exports it. want, if not nil, is the file root must be
+// (ErrHashMismatch otherwise).
 func (e *Engine) fetchInto(ctx context.Context, root cid.Cid, out string, timeout time.Duration, progress api.ProgressFunc, want *FileWant, received *atomic.Uint64) (direct bool, err error) {
-	var sink *fileSink
-	open := func(rootNd ipld.Node) (blockSink, error) {
+	var st *store.Store
+	if !e.cfg.Copy {
+		st = e.cfg.Store
+	}
+	var file *fileSink
+	var dir *dirSink
+	sk := &sinks{file: func(rootNd ipld.Node) (blockSink, error) {
 		size, ok := ufs.FileSize(rootNd)
 		if want != nil && (!ok || size != want.Size) {
 			return nil, fmt.Errorf("fetch %s: %w: not a file of %d bytes (is a file: %v, size %d)", root, ErrWrongSize, want.Size, ok, size)
 		}
 		if !ok {
 			return nil, nil
-		}
-		var st *store.Store
-		if !e.cfg.Copy {
-			st = e.cfg.Store
 		}
 		s, err := createFileSink(store.PartialPath(out), root, size, st)
 		if err != nil {
@@ -292,11 +298,33 @@ func (e *Engine) fetchInto(ctx context.Context, root cid.Cid, out string, timeou
 		if want != nil {
 			s.check = func(f *os.File) error { return checkSHA256(f, out, root, want.SHA256, want.Size) }
 		}
-		sink = s
+		file = s
 		return s, nil
+	}}
+	if want == nil {
+		sk.dir = func(ctx context.Context) (blockSink, error) {
+			d, err := newDirSink(ctx, e.cfg.Store.LocalDAG(), st, root, out)
+			switch {
+			case errors.Is(err, errTooManyFiles):
+				return nil, nil
+			case err != nil:
+				return nil, fmt.Errorf("fetch %s: %w", root, err)
+			}
+			dir = d
+			return d, nil
+		}
 	}
-	err = e.fetchDAGInto(ctx, root, timeout, progress, open, received)
-	if sink == nil {
+	err = e.fetchDAGInto(ctx, root, timeout, progress, sk, received)
+	var sink interface {
+		finish(ctx context.Context, dest string) error
+		abort(keep bool)
+	}
+	switch {
+	case file != nil:
+		sink = file
+	case dir != nil:
+		sink = dir
+	default:
 		return false, err
 	}
 	if err == nil {
@@ -306,9 +334,9 @@ func (e *Engine) fetchInto(ctx context.Context, root cid.Cid, out string, timeou
 	}
 	if err != nil {
 		// A fetch that ran out of peers or time resumes from the partial
-		// file; one that met a bad DAG or a full disk starts afresh.
+		// output; one that met a bad DAG or a full disk starts afresh.
 		sink.abort(!errors.Is(err, errBadFileDAG) && !errors.Is(err, store.ErrNoSpace) &&
-			!errors.Is(err, store.ErrExists) && !errors.Is(err, ErrHashMismatch))
+			!errors.Is(err, store.ErrExists) && !errors.Is(err, ErrHashMismatch) && !errors.Is(err, store.ErrBadInput))
 		return true, err
 	}
 	return true, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/allmende/allmende/store/ufs"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -27,14 +28,22 @@ import (
 // never waits for a single block's round trip.
 const fetchBatch = 16
 
+// sinks says where a fetch's blocks go besides the store: file is asked
+// with the root node, dir (for a root that is a directory, once its inner
+// nodes are local) after it; a nil callback or result means none.
+type sinks struct {
+	file func(rootNd ipld.Node) (blockSink, error)
+	dir  func(ctx context.Context) (blockSink, error)
+}
+
 // fetchDAGInto makes every block below root local, handing each to the
-// sink that sinkFor returns for the root node (none if sinkFor or its
-// result is nil) and adding the bytes that came from peers to received.
-// It walks the DAG breadth first with up to Parallel blocks wanted at once,
-// leaves over bulk where seeders offer it and the rest in one bitswap
-// session, and fails with api.ErrNotFound when no block arrives for
-// timeout.
-func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc, sinkFor func(ipld.Node) (blockSink, error), received *atomic.Uint64) error {
+// sink that sk gives (none if sk is nil) and adding the bytes that came
+// from peers to received. It walks the DAG breadth first with up to
+// Parallel blocks wanted at once, leaves over bulk where seeders offer it
+// and the rest in one bitswap session, and fails with api.ErrNotFound when
+// no block arrives for timeout. With a swarm around, or a directory sink,
+// it fetches the inner nodes first and the leaves after them.
+func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Duration, progress api.ProgressFunc, sk *sinks, received *atomic.Uint64) error {
 	if err := e.refuse(root); err != nil {
 		return err
 	}
@@ -59,8 +68,8 @@ func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Du
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
 	w.total = total
-	if sinkFor != nil {
-		if w.sink, err = sinkFor(rootNd); err != nil {
+	if sk != nil && sk.file != nil {
+		if w.sink, err = sk.file(rootNd); err != nil {
 			return err
 		}
 	}
@@ -70,25 +79,40 @@ func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Du
 		}
 	}
 	w.account(rootNd)
-	walk := w.walk
-	if e.swarms != nil && e.swarms.Around() {
-		walk = func(ctx context.Context, children []cid.Cid) error { return e.walkSwarm(ctx, root, w, children) }
+	var dir func(context.Context) (blockSink, error)
+	if kind, err := ufs.Type(rootNd); err == nil && (kind == unixfs.TDirectory || kind == unixfs.THAMTShard) && sk != nil {
+		dir = sk.dir
 	}
-	if err := walk(ctx, ufs.Children(rootNd)); err != nil {
+	swarm := e.swarms != nil && e.swarms.Around()
+	if dir == nil && !swarm {
+		err = w.walk(ctx, ufs.Children(rootNd))
+	} else {
+		err = e.walkInnerFirst(ctx, root, w, ufs.Children(rootNd), dir, swarm)
+	}
+	if err != nil {
 		return fetchErr(ctx, root, err)
 	}
 	return nil
 }
 
-// walkSwarm fetches the DAG below root's children like walk, but the
-// leaves from the swarm of root (package swarms) once every inner node is
-// local; what the swarm does not deliver goes the usual way.
-func (e *Engine) walkSwarm(ctx context.Context, root cid.Cid, w *walker, children []cid.Cid) error {
+// walkInnerFirst fetches the DAG below root's children like walk, but the
+// inner nodes first: then dir, if set, gives the sink for the leaves, and
+// the leaves come from the swarm of root (package swarms) when swarm is
+// set; what the swarm does not deliver goes the usual way.
+func (e *Engine) walkInnerFirst(ctx context.Context, root cid.Cid, w *walker, children []cid.Cid, dir func(context.Context) (blockSink, error), swarm bool) error {
 	w.deferLeaves = true
 	err := w.walk(ctx, children)
 	w.deferLeaves = false
 	if err != nil {
 		return err
+	}
+	if dir != nil {
+		if w.sink, err = dir(ctx); err != nil {
+			return err
+		}
+	}
+	if !swarm {
+		return w.walk(ctx, w.deferred)
 	}
 	put := func(ctx context.Context, b blocks.Block) error {
 		nd, err := merkledag.DecodeRawBlock(b)
@@ -386,13 +410,21 @@ func (w *walker) viaBulk(ctx context.Context, batch []cid.Cid, r *batchResult) (
 	return append(rest, missed...), err
 }
 
+// leafHolder is a sink that can keep a leaf in its output alone, the
+// store recording it as held there (holdsLeaves: it has a store).
+type leafHolder interface {
+	blockSink
+	putHeld(ctx context.Context, nd ipld.Node) error
+	holdsLeaves() bool
+}
+
 // putLeaf keeps a verified leaf that came over the bulk protocol: in the
-// output file alone (the store records it as held there) when the fetch
-// writes a file and keeps no copy, else in the block store and the sink.
+// output alone (the store records it as held there) when the fetch
+// writes files and keeps no copy, else in the block store and the sink.
 func (w *walker) putLeaf(ctx context.Context, nd ipld.Node) error {
-	held, _ := w.sink.(*fileSink)
+	held, _ := w.sink.(leafHolder)
 	switch {
-	case held != nil && held.st != nil:
+	case held != nil && held.holdsLeaves():
 		return held.putHeld(ctx, nd)
 	case w.sink != nil:
 		if err := w.local.Put(ctx, nd); err != nil {
