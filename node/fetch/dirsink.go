@@ -32,8 +32,9 @@ var errTooManyFiles = errors.New("too many files to write while fetching")
 // the directory's inner nodes are local (the walker fetches those first);
 // a leaf goes to every file that holds it.
 type dirSink struct {
-	// tmp is the partial output directory, renamed to the output last.
-	tmp   string
+	// tmp is the partial output directory, renamed to out last; the
+	// held leaves are recorded under out from the start.
+	tmp, out string
 	st    *store.Store
 	files []dirFile
 	// byLeaf lists the files each leaf CID is part of (set up before the
@@ -70,7 +71,7 @@ func newDirSink(ctx context.Context, dag ipld.DAGService, st *store.Store, root 
 		return nil, err
 	}
 	defer r.Close()
-	d := &dirSink{tmp: tmp, st: st, byLeaf: make(map[cid.Cid][]*fileSink)}
+	d := &dirSink{tmp: tmp, out: out, st: st, byLeaf: make(map[cid.Cid][]*fileSink)}
 	nd, err := dag.Get(ctx, root)
 	if err != nil {
 		return nil, err
@@ -156,10 +157,14 @@ func (d *dirSink) addFile(ctx context.Context, dag ipld.DAGService, root cid.Cid
 	path := filepath.Join(d.tmp, rel)
 	partial := store.PartialPath(path)
 	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
-		// Completed by an interrupted fetch: a partial file again.
+		// Completed by an interrupted fetch: a partial file again. Its
+		// leaves may be recorded under its final name already (finish
+		// got that far); out itself does not exist yet.
 		if d.st != nil {
-			if _, err := d.st.MoveFileRefs(ctx, path, partial); err != nil {
-				return err
+			for _, from := range []string{path, filepath.Join(d.out, rel)} {
+				if _, err := d.st.MoveFileRefs(ctx, from, partial); err != nil {
+					return err
+				}
 			}
 		}
 		if err := os.Rename(path, partial); err != nil {
@@ -170,6 +175,7 @@ func (d *dirSink) addFile(ctx context.Context, dag ipld.DAGService, root cid.Cid
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
+	s.refsAt = filepath.Join(d.out, rel)
 	d.files = append(d.files, dirFile{sink: s, path: path})
 	if nd == nil {
 		d.byLeaf[root] = appendOnce(d.byLeaf[root], s)
@@ -236,9 +242,9 @@ func (d *dirSink) putHeld(ctx context.Context, nd ipld.Node) error {
 // holdsLeaves reports whether leaves are kept in the output alone.
 func (d *dirSink) holdsLeaves() bool { return d.st != nil }
 
-// finish completes every file, checks the symlinks, and renames the
-// partial directory to out, the held leaves pointed at their final names
-// first.
+// finish completes every file (its held leaves pointed at their final
+// names under out: until the rename a read of one fails cleanly), checks
+// the symlinks, and renames the partial directory to out.
 func (d *dirSink) finish(ctx context.Context, out string) error {
 	for _, f := range d.files {
 		if err := f.sink.finish(ctx, f.path); err != nil {
@@ -255,11 +261,6 @@ func (d *dirSink) finish(ctx context.Context, out string) error {
 	}
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("%w: %s", store.ErrExists, out)
-	}
-	if d.st != nil {
-		if _, err := d.st.MoveFileRefs(ctx, d.tmp, out); err != nil {
-			return err
-		}
 	}
 	if err := os.Rename(d.tmp, out); err != nil {
 		return err

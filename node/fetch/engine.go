@@ -32,10 +32,14 @@
 //
 // A leaf that lands is announced to the swarm's neighbours (a HAVE), who
 // may ask this node for it at once: it is served from the partial output
-// file. A directory's blocks take steps 1–3 into the block store and are
-// exported afterwards (store.Export). Nothing calls back up this path: the
-// walker asks bulk and bitswap for blocks and hands each to the sink; the
-// sink writes to the file and the store.
+// file. A directory takes the same path: its inner nodes come first, into
+// the block store; then the directory sink (dirSink) makes the partial
+// output directory with a file sink per file, and each leaf goes to the
+// files that hold it; the directory is renamed last. Only a directory of
+// more than maxDirSinkFiles files still takes steps 1–3 into the block
+// store and is exported afterwards (store.Export). Nothing calls back up
+// this path: the walker asks bulk and bitswap for blocks and hands each to
+// the sink; the sink writes to the file and the store.
 //
 // The package imports store and protocol, and nothing of models or mirror.
 package fetch

@@ -74,6 +74,10 @@ type fileSink struct {
 	// reused is set when the partial file was left by an earlier fetch;
 	// the store may record leaves as held in it besides those in held.
 	reused bool
+	// refsAt, if set, is where finish points the held leaves instead of
+	// its destination: the final name of a file inside a directory that
+	// is renamed whole afterwards (dirSink).
+	refsAt string
 }
 
 // createFileSink opens the partial output file at path, sized for a file of
@@ -244,8 +248,12 @@ func (s *fileSink) finish(ctx context.Context, dest string) error {
 	return fsutil.SyncDir(filepath.Dir(dest))
 }
 
-// moveRefs points the leaves held in the partial file at dest.
+// moveRefs points the leaves held in the partial file at dest, or at
+// refsAt if set.
 func (s *fileSink) moveRefs(ctx context.Context, dest string) error {
+	if s.refsAt != "" {
+		dest = s.refsAt
+	}
 	switch {
 	case s.st == nil:
 		return nil
