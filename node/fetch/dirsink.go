@@ -35,8 +35,8 @@ type dirSink struct {
 	// tmp is the partial output directory, renamed to out last; the
 	// held leaves are recorded under out from the start.
 	tmp, out string
-	st    *store.Store
-	files []dirFile
+	st       *store.Store
+	files    []dirFile
 	// byLeaf lists the files each leaf CID is part of (set up before the
 	// leaves arrive, read-only after).
 	byLeaf map[cid.Cid][]*fileSink
