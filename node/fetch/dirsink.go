@@ -32,8 +32,9 @@ var errTooManyFiles = errors.New("too many files to write while fetching")
 // the directory's inner nodes are local (the walker fetches those first);
 // a leaf goes to every file that holds it.
 type dirSink struct {
-	// tmp is the partial output directory, renamed to out last; the
-	// held leaves are recorded under out from the start.
+	// tmp is the partial output directory, renamed to out last; each
+	// file's held leaves are pointed at their name under out when the
+	// file is complete.
 	tmp, out string
 	st       *store.Store
 	files    []dirFile
