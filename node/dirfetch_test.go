@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/allmende/allmende/node/api"
+	"github.com/allmende/allmende/protocol"
 	"github.com/allmende/allmende/test/harness"
 )
 
@@ -41,9 +42,10 @@ func writeModelDir(t *testing.T) string {
 }
 
 // TestDirectoryFetch: a directory is written while its leaves arrive, so
-// its bytes are on disk once (the store keeps the inner nodes only), the
-// fetching node then serves it from the output files under their final
-// names, and a fetch cut short resumes from its partial directory.
+// its bytes are on disk once (the store keeps the inner nodes only), also
+// when they come over bitswap; the fetching node then serves it from the
+// output files under their final names, and a fetch cut short resumes
+// from its partial directory.
 func TestDirectoryFetch(t *testing.T) {
 	ctx := context.Background()
 	src := writeModelDir(t)
@@ -51,9 +53,13 @@ func TestDirectoryFetch(t *testing.T) {
 		name string
 		// cut cuts the first fetch short.
 		cut bool
+		// bitswapOnly makes the seeder answer bitswap alone (no bulk,
+		// no have protocol), as a Kubo node would.
+		bitswapOnly bool
 	}{
-		{"whole", false},
-		{"cut short and resumed", true},
+		{"whole", false, false},
+		{"cut short and resumed", true, false},
+		{"from a peer with bitswap alone", false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +68,10 @@ func TestDirectoryFetch(t *testing.T) {
 			added, err := seeder.Add(ctx, src, nil)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.bitswapOnly {
+				seeder.host.RemoveStreamHandler(protocol.BulkID)
+				seeder.host.RemoveStreamHandler(protocol.HaveID)
 			}
 			b := newTestNode(t)
 			defer b.Close()

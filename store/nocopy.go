@@ -180,6 +180,44 @@ func (s *Store) PutFileRefs(ctx context.Context, path string, refs []FileRef) er
 // the file had changed or gone since the store opened.
 func (s *Store) BrokenFileReads() uint64 { return s.refs.broken.Load() }
 
+// SyncFileRefs makes the references recorded so far (PutFileRefs) survive
+// a crash of the process or the machine: the metadata datastore buffers
+// small writes (its write-ahead log fills 32 KiB blocks) and syncs them
+// only when asked. A fetch calls it now and then, so a daemon killed
+// mid-fetch resumes from what it had.
+func (s *Store) SyncFileRefs(ctx context.Context) error {
+	if err := s.meta.Sync(ctx, datastore.NewKey("/")); err != nil {
+		return fmt.Errorf("sync file references: %w", err)
+	}
+	return nil
+}
+
+// DropCopies deletes the block store's own copies of those of cids that
+// are also recorded as held in a file (PutFileRefs); the others stay. A
+// fetch calls it for leaves the network DAG stored on the way in (bitswap)
+// once it has written them into its output, so their bytes are on disk
+// once. It returns how many copies went.
+func (s *Store) DropCopies(ctx context.Context, cids []cid.Cid) (int, error) {
+	n := 0
+	for _, c := range cids {
+		held, err := s.fs.FileManager().Has(ctx, c)
+		if err != nil {
+			return n, fmt.Errorf("drop the copy of %s: %w", c, err)
+		}
+		if !held {
+			continue
+		}
+		err = s.fs.MainBlockstore().DeleteBlock(ctx, c)
+		switch {
+		case err == nil:
+			n++
+		case !ipld.IsNotFound(err):
+			return n, fmt.Errorf("drop the copy of %s: %w", c, err)
+		}
+	}
+	return n, nil
+}
+
 // MoveFileRefs re-points the blocks recorded as held in the file from, or
 // in any file below the directory from, at the same place under to: a
 // caller that renames a file or directory holding blocks calls it first,

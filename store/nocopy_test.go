@@ -174,3 +174,60 @@ func mustNode(t *testing.T, s *Store, c cid.Cid) ipld.Node {
 	}
 	return nd
 }
+
+// TestDropCopies: DropCopies deletes the stored copies of the leaves
+// recorded as held in a file, and only of those; every leaf still reads
+// back (the dropped ones from the file).
+func TestDropCopies(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	path := filepath.Join(t.TempDir(), "weights")
+	data := randomBytes(9, 3*ChunkSize+5)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nd, err := Import(ctx, s.LocalDAG(), path, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaves []cid.Cid
+	var refs []FileRef
+	for i, l := range nd.Links() {
+		leaves = append(leaves, l.Cid)
+		if i < 2 { // the first two are held in the file
+			leaf, err := s.LocalDAG().Get(ctx, l.Cid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, FileRef{CID: l.Cid, Offset: uint64(i * ChunkSize), Size: len(leaf.RawData()), Sum: Checksum(leaf.RawData())})
+		}
+	}
+	if err := s.PutFileRefs(ctx, path, refs); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.DiskUsage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.DropCopies(ctx, leaves)
+	if err != nil || n != 2 {
+		t.Fatalf("DropCopies = %d, %v; want 2 copies dropped", n, err)
+	}
+	after, err := s.DiskUsage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before-after < 2*ChunkSize {
+		t.Errorf("the store shrank by %d bytes, want at least %d", before-after, 2*ChunkSize)
+	}
+	for i, c := range leaves {
+		b, err := s.Blockstore().Get(ctx, c)
+		if err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+		off := i * ChunkSize
+		if !bytes.Equal(b.RawData(), data[off:min(off+ChunkSize, len(data))]) {
+			t.Errorf("leaf %d reads back wrong", i)
+		}
+	}
+}

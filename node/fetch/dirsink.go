@@ -41,6 +41,8 @@ type dirSink struct {
 	// byLeaf lists the files each leaf CID is part of (set up before the
 	// leaves arrive, read-only after).
 	byLeaf map[cid.Cid][]*fileSink
+	// kick is given to each file sink (refSyncer).
+	kick func()
 	// dirs and links are the directories and symlinks made, relative to
 	// tmp: synced and checked at finish.
 	dirs, links []string
@@ -54,10 +56,10 @@ type dirFile struct {
 
 // newDirSink creates the partial output directory for out (or reuses the
 // one an interrupted fetch left) with the directory tree of root, read
-// from dag, and a file sink for each file. A file completed by that
+// from dag, and a file sink for each file (given kick, see refSyncer). A file completed by that
 // earlier fetch becomes a partial file again, whose held leaves the walker
 // then reads back. It fails with errTooManyFiles beyond maxDirSinkFiles.
-func newDirSink(ctx context.Context, dag ipld.DAGService, st *store.Store, root cid.Cid, out string) (*dirSink, error) {
+func newDirSink(ctx context.Context, dag ipld.DAGService, st *store.Store, root cid.Cid, out string, kick func()) (*dirSink, error) {
 	tmp := store.PartialPath(out)
 	if fi, err := os.Lstat(tmp); err == nil && !fi.IsDir() {
 		if err := os.Remove(tmp); err != nil {
@@ -72,7 +74,7 @@ func newDirSink(ctx context.Context, dag ipld.DAGService, st *store.Store, root 
 		return nil, err
 	}
 	defer r.Close()
-	d := &dirSink{tmp: tmp, out: out, st: st, byLeaf: make(map[cid.Cid][]*fileSink)}
+	d := &dirSink{tmp: tmp, out: out, st: st, kick: kick, byLeaf: make(map[cid.Cid][]*fileSink)}
 	nd, err := dag.Get(ctx, root)
 	if err != nil {
 		return nil, err
@@ -176,7 +178,7 @@ func (d *dirSink) addFile(ctx context.Context, dag ipld.DAGService, root cid.Cid
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
-	s.refsAt = filepath.Join(d.out, rel)
+	s.refsAt, s.kick = filepath.Join(d.out, rel), d.kick
 	d.files = append(d.files, dirFile{sink: s, path: path})
 	if nd == nil {
 		d.byLeaf[root] = appendOnce(d.byLeaf[root], s)

@@ -25,8 +25,9 @@
 //     order;
 //  5. store refs / output file: a leaf that came over bulk is recorded in
 //     the store as held in the output file (store.PutFileRefs), so its
-//     bytes are on disk once; one that came over bitswap was also put in
-//     the block store by the block service. Once every byte is written
+//     bytes are on disk once; one that came over bitswap, which the block
+//     service stored on the way in, is recorded the same way and that copy
+//     dropped (store.DropCopies). Once every byte is written
 //     the sink fsyncs the file and renames it to its destination, and the
 //     fetch pins the root.
 //

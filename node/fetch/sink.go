@@ -74,6 +74,9 @@ type fileSink struct {
 	// reused is set when the partial file was left by an earlier fetch;
 	// the store may record leaves as held in it besides those in held.
 	reused bool
+	// kick, if set, asks for the references recorded so far to be made
+	// durable (refSyncer).
+	kick func()
 	// refsAt, if set, is where finish points the held leaves instead of
 	// its destination: the final name of a file inside a directory that
 	// is renamed whole afterwards (dirSink).
@@ -166,6 +169,9 @@ func (s *fileSink) putHeld(ctx context.Context, nd ipld.Node) error {
 	ref := store.FileRef{CID: nd.Cid(), Offset: spans[0].off, Size: len(nd.RawData()), Sum: store.Checksum(nd.RawData())}
 	if err := s.st.PutFileRefs(ctx, s.f.Name(), []store.FileRef{ref}); err != nil {
 		return err
+	}
+	if s.kick != nil {
+		s.kick()
 	}
 	s.mu.Lock()
 	s.held = append(s.held, ref)
@@ -291,6 +297,16 @@ func (e *Engine) fetchInto(ctx context.Context, root cid.Cid, out string, timeou
 	}
 	var file *fileSink
 	var dir *dirSink
+	var kick func()
+	if st != nil {
+		syncer := startRefSyncer(ctx, st)
+		kick = syncer.kick
+		defer func() {
+			if serr := syncer.stop(context.WithoutCancel(ctx)); err == nil && serr != nil {
+				err = fmt.Errorf("fetch %s: %w", root, serr)
+			}
+		}()
+	}
 	sk := &sinks{file: func(rootNd ipld.Node) (blockSink, error) {
 		size, ok := ufs.FileSize(rootNd)
 		if want != nil && (!ok || size != want.Size) {
@@ -306,12 +322,13 @@ func (e *Engine) fetchInto(ctx context.Context, root cid.Cid, out string, timeou
 		if want != nil {
 			s.check = func(f *os.File) error { return checkSHA256(f, out, root, want.SHA256, want.Size) }
 		}
+		s.kick = kick
 		file = s
 		return s, nil
 	}}
 	if want == nil {
 		sk.dir = func(ctx context.Context) (blockSink, error) {
-			d, err := newDirSink(ctx, e.cfg.Store.LocalDAG(), st, root, out)
+			d, err := newDirSink(ctx, e.cfg.Store.LocalDAG(), st, root, out, kick)
 			switch {
 			case errors.Is(err, errTooManyFiles):
 				return nil, nil
@@ -363,4 +380,46 @@ func checkSHA256(f *os.File, dest string, c cid.Cid, sum string, size uint64) er
 			dest, ErrHashMismatch, c, got, written, sum, size)
 	}
 	return nil
+}
+
+// refSyncer makes the leaves a fetch records as held durable in the
+// background (store.SyncFileRefs), one sync at a time, starting again
+// whenever more were recorded meanwhile: the store's log keeps small
+// writes in memory until a sync, so without it a daemon killed mid-fetch
+// forgets what it had; with it a crash loses at most the leaves recorded
+// during the last sync, and the fetch never waits for one.
+type refSyncer struct {
+	st    *store.Store
+	kicks chan struct{}
+	done  chan struct{}
+}
+
+// startRefSyncer starts syncing st's references when kicked.
+func startRefSyncer(ctx context.Context, st *store.Store) *refSyncer {
+	r := &refSyncer{st: st, kicks: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for range r.kicks {
+			// A failed sync leaves the references as durable as before;
+			// the next kick, or stop, tries again.
+			_ = r.st.SyncFileRefs(ctx)
+		}
+	}()
+	return r
+}
+
+// kick asks for a sync; it never blocks.
+func (r *refSyncer) kick() {
+	select {
+	case r.kicks <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the syncer once no more kicks come, and syncs what was
+// recorded last (the references under the output's final names).
+func (r *refSyncer) stop(ctx context.Context) error {
+	close(r.kicks)
+	<-r.done
+	return r.st.SyncFileRefs(ctx)
 }

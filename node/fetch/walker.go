@@ -55,7 +55,8 @@ func (e *Engine) fetchDAGInto(ctx context.Context, root cid.Cid, timeout time.Du
 	go watchStall(ctx, cancel, root, timeout, &lastBlock, sessions)
 
 	w := &walker{sessions: sessions, local: e.cfg.Store.Blockstore(), progress: progress, lastBlock: &lastBlock,
-		parallel: e.cfg.Parallel, bulk: e.newBulkFetcher(), down: e.cfg.Down, received: received}
+		parallel: e.cfg.Parallel, bulk: e.newBulkFetcher(), down: e.cfg.Down, received: received,
+		dropCopies: e.cfg.Store.DropCopies}
 	if err := w.putEmpty(ctx, []cid.Cid{root}); err != nil {
 		return err
 	}
@@ -242,6 +243,9 @@ type walker struct {
 	// received counts the bytes of the blocks this fetch got from peers
 	// (blocks it found held are not counted).
 	received *atomic.Uint64
+	// dropCopies, if set, deletes the block store's copies of leaves
+	// recorded as held in the output (store.DropCopies).
+	dropCopies func(context.Context, []cid.Cid) (int, error)
 	// deferLeaves makes walk fetch inner nodes only and keep the raw
 	// leaves it meets in deferred, for the swarm.
 	deferLeaves bool
@@ -271,7 +275,9 @@ func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
 	for len(queue) > 0 || inflight > 0 {
 		for inflight < maxBatches && len(queue) > 0 {
 			k := min(fetchBatch, len(queue))
-			batch := queue[:k:k]
+			// A block a DAG holds twice is asked for once: GetMany
+			// returns it once, and the sink writes it at every place.
+			batch := uniqueCIDs(queue[:k:k])
 			queue = queue[k:]
 			inflight++
 			go func() { results <- w.getBatch(ctx, batch) }()
@@ -296,6 +302,17 @@ func (w *walker) walk(ctx context.Context, queue []cid.Cid) error {
 		}
 	}
 	return nil
+}
+
+// uniqueCIDs returns cids with repeats left out, in order (a new slice).
+func uniqueCIDs(cids []cid.Cid) []cid.Cid {
+	out := make([]cid.Cid, 0, len(cids))
+	for _, c := range cids {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // keepLeaves returns cids without the raw leaves, which it keeps in
@@ -352,7 +369,7 @@ func (w *walker) viaSession(ctx context.Context, want []cid.Cid, r *batchResult)
 			}
 			c := opt.Node.Cid()
 			got[c] = true
-			if err := w.accept(opt.Node, r); err != nil {
+			if err := w.accept(ctx, opt.Node, !held[c], r); err != nil {
 				return err
 			}
 			if !held[c] {
@@ -368,10 +385,22 @@ func (w *walker) viaSession(ctx context.Context, want []cid.Cid, r *batchResult)
 }
 
 // accept takes one verified block of a batch: it feeds the sink and keeps
-// the block's size and links in r.
-func (w *walker) accept(nd ipld.Node, r *batchResult) error {
+// the block's size and links in r. A raw leaf that came from a peer
+// (fromPeer) into a sink that holds leaves is recorded as held in the
+// output and the copy the network DAG stored on the way in is dropped
+// (dropCopies), so the bytes are on disk once, as with bulk.
+func (w *walker) accept(ctx context.Context, nd ipld.Node, fromPeer bool, r *batchResult) error {
 	w.lastBlock.Store(time.Now().UnixNano())
-	if w.sink != nil {
+	holder, _ := w.sink.(leafHolder)
+	switch {
+	case holder != nil && holder.holdsLeaves() && fromPeer && nd.Cid().Prefix().Codec == cid.Raw && w.dropCopies != nil:
+		if err := holder.putHeld(ctx, nd); err != nil {
+			return err
+		}
+		if _, err := w.dropCopies(ctx, []cid.Cid{nd.Cid()}); err != nil {
+			return err
+		}
+	case w.sink != nil:
 		if err := w.sink.put(nd); err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allmende/allmende/store"
 	"github.com/allmende/allmende/test/harness"
 )
 
@@ -76,13 +77,19 @@ func TestAddFetchAndResume(t *testing.T) {
 		first := waitReceived(t, c, killAfter)
 		c.Kill()
 		<-done
-		harness.AssertAbsent(t, out)
+		// Nothing at out; the hidden partial directory stays to resume from.
+		if _, err := os.Lstat(out); err == nil {
+			t.Errorf("%s exists after a killed fetch", out)
+		}
 
 		c.StartKeepAPIFile() // HOME/api from the killed daemon is stale
 		c.MustRun("connect", a.TCPAddr())
 		var res harness.FetchResult
 		c.JSON(&res, "fetch", root, "-o", out, "--json")
 		harness.AssertSameTree(t, src, out)
+		if _, err := os.Lstat(store.PartialPath(out)); err == nil {
+			t.Errorf("the partial output of %s is left after the resumed fetch", out)
+		}
 		t.Logf("resume: %d bytes received before kill -9, %d after restart, content %d bytes", first, res.Received, res.Size)
 		// first was read just before the kill; blocks that landed after it
 		// count in neither figure, so only the upper bound is exact.
