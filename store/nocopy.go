@@ -192,6 +192,36 @@ func (s *Store) SyncFileRefs(ctx context.Context) error {
 	return nil
 }
 
+// ForgetFileRefs deletes the references that say blocks are held in the
+// file path: those of cids, or every one (a scan of all references) when
+// cids is nil. A caller that removes a file it recorded blocks in calls
+// it, so no reference is left pointing at a file that is gone. A
+// reference of one of cids to another file stays.
+func (s *Store) ForgetFileRefs(ctx context.Context, path string, cids []cid.Cid) error {
+	path = filepath.Clean(path)
+	if cids == nil {
+		next, err := filestore.ListAll(ctx, s.fs, false)
+		if err != nil {
+			return fmt.Errorf("forget file references to %s: %w", path, err)
+		}
+		for r := next(ctx); r != nil; r = next(ctx) {
+			if r.Status == filestore.StatusOk && refPath(r.FilePath) == path {
+				cids = append(cids, r.Key)
+			}
+		}
+	}
+	for _, c := range cids {
+		r := filestore.List(ctx, s.fs, c)
+		if r.Status != filestore.StatusOk || refPath(r.FilePath) != path {
+			continue
+		}
+		if err := s.fs.FileManager().DeleteBlock(ctx, c); err != nil && !ipld.IsNotFound(err) {
+			return fmt.Errorf("forget file references to %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
 // DropCopies deletes the block store's own copies of those of cids that
 // are also recorded as held in a file (PutFileRefs); the others stay. A
 // fetch calls it for leaves the network DAG stored on the way in (bitswap)

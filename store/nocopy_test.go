@@ -231,3 +231,44 @@ func TestDropCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestForgetFileRefs: the references to a removed file go, by list or by
+// scan; those to another file stay.
+func TestForgetFileRefs(t *testing.T) {
+	ctx := context.Background()
+	for _, byScan := range []bool{false, true} {
+		s := openTestStore(t)
+		dir := t.TempDir()
+		gone, kept := filepath.Join(dir, "gone"), filepath.Join(dir, "kept")
+		goneRoot := heldFile(t, s, gone, randomBytes(10, 2*ChunkSize+3))
+		keptRoot := heldFile(t, s, kept, randomBytes(11, 2*ChunkSize+3))
+		leaves := func(root cid.Cid) []cid.Cid {
+			nd, err := s.LocalDAG().Get(ctx, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []cid.Cid
+			for _, l := range nd.Links() {
+				out = append(out, l.Cid)
+			}
+			return out
+		}
+		list := leaves(goneRoot)
+		if byScan {
+			list = nil
+		}
+		if err := s.ForgetFileRefs(ctx, gone, list); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range leaves(goneRoot) {
+			if has, _ := s.Blockstore().Has(ctx, c); has {
+				t.Errorf("scan %v: leaf %s of the removed file is still held", byScan, c)
+			}
+		}
+		for _, c := range leaves(keptRoot) {
+			if has, _ := s.Blockstore().Has(ctx, c); !has {
+				t.Errorf("scan %v: leaf %s of the other file is gone", byScan, c)
+			}
+		}
+	}
+}

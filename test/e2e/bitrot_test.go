@@ -36,6 +36,9 @@ func runVerify(t *testing.T, n *harness.Node, args ...string) (verifyReport, int
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
 		t.Fatalf("verify --json: exit %d, bad JSON %q: %v\n%s", r.Code, r.Stdout, err, r.Stderr)
 	}
+	if r.Code != 0 {
+		t.Logf("verify --json: exit %d: %s", r.Code, r.Stderr)
+	}
 	return rep, r.Code
 }
 

@@ -87,8 +87,8 @@ func TestLyingSHA256Provider(t *testing.T) {
 					}
 				}
 			}
-			if _, code := runVerify(t, n); code != 0 {
-				t.Error("verify failed after the fetch")
+			if rep, code := runVerify(t, n); code != 0 {
+				t.Errorf("verify failed after the fetch: %+v", rep)
 			}
 		})
 	}
