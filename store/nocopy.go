@@ -192,6 +192,27 @@ func (s *Store) SyncFileRefs(ctx context.Context) error {
 	return nil
 }
 
+// refsUnder calls fn with every reference to the file path or to a file
+// below the directory path, and that file's path relative to path ("."
+// for path itself). It reads every reference once.
+func (s *Store) refsUnder(ctx context.Context, path string, fn func(rel string, r *filestore.ListRes)) error {
+	next, err := filestore.ListAll(ctx, s.fs, false)
+	if err != nil {
+		return err
+	}
+	for r := next(ctx); r != nil; r = next(ctx) {
+		if r.Status != filestore.StatusOk {
+			continue
+		}
+		rel, err := filepath.Rel(path, refPath(r.FilePath))
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			continue
+		}
+		fn(rel, r)
+	}
+	return nil
+}
+
 // ForgetFileRefs deletes the references that say blocks are held in the
 // file path: those of cids, or every one (a scan of all references) when
 // cids is nil. A caller that removes a file it recorded blocks in calls
@@ -200,14 +221,13 @@ func (s *Store) SyncFileRefs(ctx context.Context) error {
 func (s *Store) ForgetFileRefs(ctx context.Context, path string, cids []cid.Cid) error {
 	path = filepath.Clean(path)
 	if cids == nil {
-		next, err := filestore.ListAll(ctx, s.fs, false)
-		if err != nil {
-			return fmt.Errorf("forget file references to %s: %w", path, err)
-		}
-		for r := next(ctx); r != nil; r = next(ctx) {
-			if r.Status == filestore.StatusOk && refPath(r.FilePath) == path {
+		err := s.refsUnder(ctx, path, func(rel string, r *filestore.ListRes) {
+			if rel == "." {
 				cids = append(cids, r.Key)
 			}
+		})
+		if err != nil {
+			return fmt.Errorf("forget file references to %s: %w", path, err)
 		}
 	}
 	for _, c := range cids {
@@ -255,24 +275,15 @@ func (s *Store) DropCopies(ctx context.Context, cids []cid.Cid) (int, error) {
 // many references moved. It reads every reference once.
 func (s *Store) MoveFileRefs(ctx context.Context, from, to string) (int, error) {
 	from, to = filepath.Clean(from), filepath.Clean(to)
-	next, err := filestore.ListAll(ctx, s.fs, false)
-	if err != nil {
-		return 0, fmt.Errorf("move file references from %s: %w", from, err)
-	}
 	moved := map[string][]FileRef{}
 	n := 0
-	for r := next(ctx); r != nil; r = next(ctx) {
-		if r.Status != filestore.StatusOk {
-			continue
-		}
-		p := refPath(r.FilePath)
-		rel, err := filepath.Rel(from, p)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			continue
-		}
+	err := s.refsUnder(ctx, from, func(rel string, r *filestore.ListRes) {
 		dest := filepath.Join(to, rel)
 		moved[dest] = append(moved[dest], FileRef{CID: r.Key, Offset: r.Offset, Size: int(r.Size)})
 		n++
+	})
+	if err != nil {
+		return 0, fmt.Errorf("move file references from %s: %w", from, err)
 	}
 	for dest, refs := range moved {
 		if err := s.PutFileRefs(ctx, dest, refs); err != nil {

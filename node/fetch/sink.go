@@ -249,22 +249,19 @@ func (s *fileSink) finish(ctx context.Context, dest string) error {
 	// Point the held leaves at the final name first: until the rename a
 	// read of one fails cleanly (not found), while the other order could
 	// leave them pointing at a name that is gone.
-	if err := s.moveRefs(ctx, dest); err != nil {
+	to := cmp.Or(s.refsAt, dest)
+	if err := s.moveRefs(ctx, to); err != nil {
 		return err
 	}
-	s.refsIn = cmp.Or(s.refsAt, dest)
+	s.refsIn = to
 	if err := os.Rename(s.f.Name(), dest); err != nil {
 		return err
 	}
 	return fsutil.SyncDir(filepath.Dir(dest))
 }
 
-// moveRefs points the leaves held in the partial file at dest, or at
-// refsAt if set.
+// moveRefs points the leaves held in the partial file at dest.
 func (s *fileSink) moveRefs(ctx context.Context, dest string) error {
-	if s.refsAt != "" {
-		dest = s.refsAt
-	}
 	switch {
 	case s.st == nil:
 		return nil
